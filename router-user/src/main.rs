@@ -1,0 +1,33 @@
+//! `quic-router`: the operator's command line. A thin layer over the `router_user` library;
+//! errors become one line on stderr and a non-zero exit status.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+/// Exit status for bad input (arguments, key files, connection IDs), as clap uses.
+const EXIT_BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(err) if !err.use_stderr() => {
+            // --help and --version
+            let _ = err.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprintln!("quic-router: {}", cli::one_line(&err.to_string()));
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    match cli::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("quic-router: error: {err:#}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! `cargo xtask`: build, provisioning, demo and test tasks for quic-router.
+//!
+//! Every task provisions first (nightly's rust-src, a bpf-linker that runs against nightly's
+//! LLVM, the Debian packages the tests use), so the README's commands work on a fresh machine.
+
+mod demo;
+mod provision;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install what building and testing need (idempotent; seconds when all is there).
+    Provision,
+    /// Build the router (XDP program and `quic-router`) in release mode.
+    Build,
+    /// Formatting, clippy (host and eBPF crates) and every test. Needs root.
+    Test,
+    /// The main job on a built-in topology.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = provision::provision().and_then(|()| match cli.task {
+        Task::Provision => Ok(()),
+        Task::Build => run::cargo(&["build", "--release", "--package", "router-user"]),
+        Task::Test => test(),
+        Task::Demo => demo::run(),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The host crates: every member but the XDP program, which only builds for the BPF target.
+const HOST_CRATES: &[&str] = &["--workspace", "--exclude", "router-ebpf"];
+
+fn test() -> anyhow::Result<()> {
+    run::cargo(&["fmt", "--all", "--check"])?;
+    run::cargo(
+        &[
+            &["clippy", "--all-targets"],
+            HOST_CRATES,
+            &["--", "-D", "warnings"],
+        ]
+        .concat(),
+    )?;
+    run::nightly_cargo(&[
+        "clippy",
+        "--package",
+        "router-ebpf",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    run::cargo(&[&["test"], HOST_CRATES].concat())
+}
