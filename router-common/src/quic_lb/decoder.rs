@@ -1,8 +1,8 @@
 //! Load balancer side: connection ID -> config rotation, server ID, nonce.
 
 use super::{
-    BLOCK_LEN, BlockCipher, CONFIG_ROTATIONS, Config, Mode, Nonce, ServerId,
-    UNROUTABLE_CONFIG_ROTATION, config_rotation_of, four_pass,
+    BLOCK_LEN, BlockCipher, CONFIG_ROTATIONS, Config, MAX_PLAINTEXT_LEN, Mode, Nonce, PlaintextBuf,
+    ServerId, UNROUTABLE_CONFIG_ROTATION, config_rotation_of, four_pass,
 };
 
 /// What a connection ID carries.
@@ -63,8 +63,8 @@ impl<C: BlockCipher> Decoder<C> {
         self.configs.get_mut(config_rotation as usize)?.take()
     }
 
-    /// The configuration that `cid` names, and the encoded part (server ID + nonce).
-    fn select<'a>(&self, cid: &'a [u8]) -> Result<(&Config<C>, &'a [u8]), DecodeError> {
+    /// The configuration that `cid` names, and its encoded part (server ID + nonce).
+    fn select(&self, cid: &[u8]) -> Result<(&Config<C>, PlaintextBuf), DecodeError> {
         let first = *cid.first().ok_or(DecodeError::Empty)?;
         let config_rotation = config_rotation_of(first);
         if config_rotation == UNROUTABLE_CONFIG_ROTATION {
@@ -79,7 +79,9 @@ impl<C: BlockCipher> Decoder<C> {
             len: cid.len(),
             needed,
         })?;
-        Ok((config, encoded))
+        let mut buf = [0u8; MAX_PLAINTEXT_LEN];
+        buf[..encoded.len()].copy_from_slice(encoded);
+        Ok((config, buf))
     }
 
     /// The config rotation and server ID of `cid`: what a load balancer needs. Four-pass
@@ -88,50 +90,59 @@ impl<C: BlockCipher> Decoder<C> {
         let (config, encoded) = self.select(cid)?;
         let params = config.params();
         let sid_len = params.server_id_len as usize;
-        let mut server_id = ServerId::zeroed(sid_len);
-        match (config.mode(), config.cipher()) {
-            (Mode::FourPass, Some(cipher)) => {
-                four_pass::decrypt_server_id(cipher, encoded, server_id.as_mut_slice());
-            }
-            _ => {
-                let plaintext = plaintext_of(config, encoded);
-                server_id
-                    .as_mut_slice()
-                    .copy_from_slice(&plaintext[..sid_len]);
-            }
-        }
+        let plaintext =
+            decode_server_id(config.cipher(), &encoded, params.plaintext_len(), sid_len);
+        let server_id = ServerId::from_slice(&plaintext[..sid_len]).expect("validated length");
         Ok((params.config_rotation, server_id))
     }
 
     /// Everything `cid` carries, the nonce included (always four passes in four-pass mode).
     pub fn decode(&self, cid: &[u8]) -> Result<Decoded, DecodeError> {
-        let (config, encoded) = self.select(cid)?;
+        let (config, mut buf) = self.select(cid)?;
         let params = config.params();
-        let plaintext = plaintext_of(config, encoded);
-        let (server_id, nonce) = plaintext[..encoded.len()].split_at(params.server_id_len as usize);
+        let len = params.plaintext_len();
+        match (config.mode(), config.cipher()) {
+            (Mode::SinglePass, Some(cipher)) => decrypt_single_pass(cipher, &mut buf),
+            (Mode::FourPass, Some(cipher)) => four_pass::decrypt(cipher, &mut buf, len),
+            _ => {}
+        }
+        let (server_id, nonce) = buf[..len].split_at(params.server_id_len as usize);
         Ok(Decoded {
             config_rotation: params.config_rotation,
-            server_id: ServerId::from_slice(server_id).expect("server ID length is validated"),
-            nonce: Nonce::from_slice(nonce).expect("nonce length is validated"),
+            server_id: ServerId::from_slice(server_id).expect("validated length"),
+            nonce: Nonce::from_slice(nonce).expect("validated length"),
             mode: config.mode(),
         })
     }
 }
 
-/// Server ID || nonce recovered from `encoded` (its length is the config's plaintext length).
-fn plaintext_of<C: BlockCipher>(config: &Config<C>, encoded: &[u8]) -> [u8; 19] {
-    let mut plaintext = [0u8; 19];
-    let plaintext_part = &mut plaintext[..encoded.len()];
-    plaintext_part.copy_from_slice(encoded);
-    match (config.mode(), config.cipher()) {
-        (Mode::SinglePass, Some(cipher)) => {
-            let block: &mut [u8; BLOCK_LEN] = plaintext_part
-                .try_into()
-                .expect("single-pass plaintext is one block");
-            cipher.decrypt_block(block);
+/// Recovers the server ID (the first `server_id_len` octets of the result) from the encoded
+/// part of a connection ID (its first `plaintext_len` octets): plaintext without a cipher,
+/// single-pass when the plaintext is one block, four-pass otherwise, stopping after three
+/// passes where draft-21 allows. The XDP program runs this same function.
+#[inline(always)]
+pub fn decode_server_id<C: BlockCipher>(
+    cipher: Option<&C>,
+    encoded: &PlaintextBuf,
+    plaintext_len: usize,
+    server_id_len: usize,
+) -> PlaintextBuf {
+    match cipher {
+        None => *encoded,
+        Some(cipher) if plaintext_len == BLOCK_LEN => {
+            let mut plaintext = *encoded;
+            decrypt_single_pass(cipher, &mut plaintext);
+            plaintext
         }
-        (Mode::FourPass, Some(cipher)) => four_pass::decrypt(cipher, plaintext_part),
-        _ => {}
+        Some(cipher) => four_pass::decrypt_server_id(cipher, encoded, plaintext_len, server_id_len),
     }
-    plaintext
+}
+
+/// Single-pass: the first 16 octets are one AES-128-ECB block.
+#[inline(always)]
+fn decrypt_single_pass<C: BlockCipher>(cipher: &C, buf: &mut PlaintextBuf) {
+    let mut block = [0u8; BLOCK_LEN];
+    block.copy_from_slice(&buf[..BLOCK_LEN]);
+    cipher.decrypt_block(&mut block);
+    buf[..BLOCK_LEN].copy_from_slice(&block);
 }

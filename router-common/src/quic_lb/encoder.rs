@@ -3,8 +3,8 @@
 use rand_core::RngCore;
 
 use super::{
-    BLOCK_LEN, BlockCipher, Config, ConnectionId, MAX_CID_LEN, Mode, UNROUTABLE_CONFIG_ROTATION,
-    four_pass,
+    BLOCK_LEN, BlockCipher, Config, ConnectionId, MAX_CID_LEN, MAX_PLAINTEXT_LEN, Mode,
+    UNROUTABLE_CONFIG_ROTATION, four_pass,
 };
 
 /// Why a connection ID could not be encoded.
@@ -56,24 +56,27 @@ impl<C: BlockCipher> Encoder<C> {
             });
         }
 
+        let plaintext_len = sid_len + nonce_len;
+        let mut plaintext = [0u8; MAX_PLAINTEXT_LEN];
+        plaintext[..sid_len].copy_from_slice(server_id);
+        plaintext[sid_len..plaintext_len].copy_from_slice(nonce);
+        match (self.config.mode(), self.config.cipher()) {
+            (Mode::SinglePass, Some(cipher)) => {
+                let block: &mut [u8; BLOCK_LEN] =
+                    (&mut plaintext[..BLOCK_LEN]).try_into().expect("one block");
+                cipher.encrypt_block(block);
+            }
+            (Mode::FourPass, Some(cipher)) => {
+                four_pass::encrypt(cipher, &mut plaintext, plaintext_len);
+            }
+            _ => {}
+        }
+
         let mut cid = ConnectionId::zeroed(params.cid_len());
         let bytes = cid.as_mut_slice();
         bytes[0] = params.first_octet(rng.next_u32() as u8);
-        let (plaintext, server_use) = bytes[1..].split_at_mut(sid_len + nonce_len);
-        plaintext[..sid_len].copy_from_slice(server_id);
-        plaintext[sid_len..].copy_from_slice(nonce);
-        rng.fill_bytes(server_use);
-
-        match (self.config.mode(), self.config.cipher()) {
-            (Mode::SinglePass, Some(cipher)) => {
-                let block: &mut [u8; BLOCK_LEN] = plaintext
-                    .try_into()
-                    .expect("single-pass plaintext is one block");
-                cipher.encrypt_block(block);
-            }
-            (Mode::FourPass, Some(cipher)) => four_pass::encrypt(cipher, plaintext),
-            _ => {}
-        }
+        bytes[1..=plaintext_len].copy_from_slice(&plaintext[..plaintext_len]);
+        rng.fill_bytes(&mut bytes[1 + plaintext_len..]);
         Ok(cid)
     }
 }

@@ -1,12 +1,14 @@
 //! The four-pass Feistel network of draft-21 §5.4.2 ("General Case"), for any plaintext
 //! length 5..=19, odd lengths included.
 //!
-//! Fixed-size arrays and small functions only: the XDP program runs this same code.
+//! The XDP program runs this same code, so it sticks to what the BPF target allows: fixed-size
+//! arrays, loops with constant bounds, and `get` instead of indexing where an index is not
+//! provably in bounds (a panic path would not pass the verifier).
 
-use super::{BLOCK_LEN, BlockCipher};
+use super::{BLOCK_LEN, BlockCipher, MAX_PLAINTEXT_LEN, PlaintextBuf};
 
 /// Half of the longest plaintext (19 octets), rounded up.
-const MAX_HALF_LEN: usize = 10;
+const MAX_HALF_LEN: usize = MAX_PLAINTEXT_LEN.div_ceil(2);
 
 /// The plaintext or ciphertext split into `left` and `right` halves of `half_len` octets.
 /// With an odd length the middle octet is split: `left` keeps its high nibble, `right` its
@@ -20,8 +22,12 @@ struct Halves {
 
 impl Halves {
     #[inline(always)]
-    fn split(data: &[u8]) -> Self {
-        let len = data.len();
+    fn split(data: &PlaintextBuf, len: usize) -> Self {
+        let len = if len > MAX_PLAINTEXT_LEN {
+            MAX_PLAINTEXT_LEN
+        } else {
+            len
+        };
         let half_len = len.div_ceil(2);
         let mut halves = Self {
             left: [0; MAX_HALF_LEN],
@@ -29,8 +35,14 @@ impl Halves {
             half_len,
             len,
         };
-        halves.left[..half_len].copy_from_slice(&data[..half_len]);
-        halves.right[..half_len].copy_from_slice(&data[len - half_len..]);
+        for i in 0..MAX_HALF_LEN {
+            if i < half_len {
+                halves.left[i] = data[i];
+                if let Some(&byte) = data.get(len / 2 + i) {
+                    halves.right[i] = byte;
+                }
+            }
+        }
         halves.clear_left_nibble();
         halves.clear_right_nibble();
         halves
@@ -43,8 +55,10 @@ impl Halves {
 
     #[inline(always)]
     fn clear_left_nibble(&mut self) {
-        if self.is_odd() {
-            self.left[self.half_len - 1] &= 0xf0;
+        if self.is_odd()
+            && let Some(byte) = self.left.get_mut(self.half_len.wrapping_sub(1))
+        {
+            *byte &= 0xf0;
         }
     }
 
@@ -89,37 +103,53 @@ impl Halves {
         half: &[u8; MAX_HALF_LEN],
     ) -> [u8; BLOCK_LEN] {
         let mut block = [0u8; BLOCK_LEN];
-        block[..self.half_len].copy_from_slice(&half[..self.half_len]);
+        for i in 0..MAX_HALF_LEN {
+            if i < self.half_len {
+                block[i] = half[i];
+            }
+        }
         block[BLOCK_LEN - 2] = self.len as u8;
         block[BLOCK_LEN - 1] = pass;
         cipher.encrypt_block(&mut block);
         block
     }
 
-    /// Joins the halves into `out` (`len` octets), merging the split middle octet.
+    /// Joins the halves into `out` (the first `len` octets), merging the split middle octet.
     #[inline(always)]
-    fn merge_into(&self, out: &mut [u8]) {
-        let half_len = self.half_len;
-        out[..half_len].copy_from_slice(&self.left[..half_len]);
-        if self.is_odd() {
-            out[half_len - 1] |= self.right[0];
-            out[half_len..].copy_from_slice(&self.right[1..half_len]);
-        } else {
-            out[half_len..].copy_from_slice(&self.right[..half_len]);
+    fn merge_into(&self, out: &mut PlaintextBuf) {
+        let odd = self.is_odd() as usize;
+        for (slot, &byte) in out.iter_mut().zip(&self.left).take(self.half_len) {
+            *slot = byte;
+        }
+        if let Some(middle) = out.get_mut(self.half_len.wrapping_sub(1))
+            && odd == 1
+        {
+            *middle |= self.right[0];
+        }
+        // right[odd..half_len] follows the left half.
+        for i in 0..MAX_HALF_LEN {
+            if i + odd < self.half_len
+                && let (Some(&byte), Some(slot)) =
+                    (self.right.get(i + odd), out.get_mut(self.half_len + i))
+            {
+                *slot = byte;
+            }
         }
     }
 }
 
 #[inline(always)]
 fn xor(target: &mut [u8; MAX_HALF_LEN], pad: &[u8; BLOCK_LEN], len: usize) {
-    for (t, p) in target[..len].iter_mut().zip(pad) {
-        *t ^= p;
+    for i in 0..MAX_HALF_LEN {
+        if i < len {
+            target[i] ^= pad[i];
+        }
     }
 }
 
-/// Encrypts `data` (server ID || nonce, 5..=19 octets) in place with all four passes.
-pub(crate) fn encrypt<C: BlockCipher>(cipher: &C, data: &mut [u8]) {
-    let mut halves = Halves::split(data);
+/// Encrypts the first `len` octets of `data` (server ID || nonce, 5..=19 octets) in place.
+pub(crate) fn encrypt<C: BlockCipher>(cipher: &C, data: &mut PlaintextBuf, len: usize) {
+    let mut halves = Halves::split(data, len);
     halves.mix_right(cipher, 1);
     halves.mix_left(cipher, 2);
     halves.mix_right(cipher, 3);
@@ -127,31 +157,31 @@ pub(crate) fn encrypt<C: BlockCipher>(cipher: &C, data: &mut [u8]) {
     halves.merge_into(data);
 }
 
-/// Decrypts `data` in place with all four passes (the nonce is wanted too).
-pub(crate) fn decrypt<C: BlockCipher>(cipher: &C, data: &mut [u8]) {
-    let mut halves = Halves::split(data);
+/// Decrypts the first `len` octets of `data` in place with all four passes.
+pub(crate) fn decrypt<C: BlockCipher>(cipher: &C, data: &mut PlaintextBuf, len: usize) {
+    let mut halves = Halves::split(data, len);
     halves.unmix_to_left_0(cipher);
     halves.mix_right(cipher, 1);
     halves.merge_into(data);
 }
 
-/// Decrypts only the server ID (the first `server_id.len()` octets of the plaintext) from
-/// `ciphertext`. Stops after three passes when the server ID lies wholly in left_0, as
-/// draft-21 allows (server ID no longer than half the plaintext, rounded down).
+/// Decrypts enough of `ciphertext` (its first `len` octets) to recover the server ID, its
+/// first `server_id_len` octets, which are left at the start of the result. Stops after three
+/// passes when the server ID lies wholly in left_0, as draft-21 allows (server ID no longer
+/// than half the plaintext, rounded down); the rest of the result is then not the nonce.
+#[inline(always)]
 pub(crate) fn decrypt_server_id<C: BlockCipher>(
     cipher: &C,
-    ciphertext: &[u8],
-    server_id: &mut [u8],
-) {
-    let mut halves = Halves::split(ciphertext);
+    ciphertext: &PlaintextBuf,
+    len: usize,
+    server_id_len: usize,
+) -> PlaintextBuf {
+    let mut halves = Halves::split(ciphertext, len);
     halves.unmix_to_left_0(cipher);
-    let server_id_len = server_id.len();
-    if server_id_len <= ciphertext.len() / 2 {
-        server_id.copy_from_slice(&halves.left[..server_id_len]);
-        return;
+    let mut plaintext = [0u8; MAX_PLAINTEXT_LEN];
+    if server_id_len > len / 2 {
+        halves.mix_right(cipher, 1);
     }
-    halves.mix_right(cipher, 1);
-    let mut plaintext = [0u8; 2 * MAX_HALF_LEN];
-    halves.merge_into(&mut plaintext[..ciphertext.len()]);
-    server_id.copy_from_slice(&plaintext[..server_id_len]);
+    halves.merge_into(&mut plaintext);
+    plaintext
 }
