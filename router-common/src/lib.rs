@@ -4,4 +4,6 @@
 //! `no_std` and allocation-free so that the kernel program can use the same code.
 #![no_std]
 
+pub mod flow_hash;
+pub mod maps;
 pub mod quic_lb;

@@ -1,12 +1,29 @@
-//! The quic-router XDP program. Placeholder until the data path lands: passes every packet.
+//! The quic-router XDP program: finds each QUIC packet's server from its destination
+//! connection ID (QUIC-LB, draft-ietf-quic-load-balancers-21) and redirects it there, with a
+//! consistent-hashing fallback for connection IDs that name no server.
+//!
+//! Split by concern: `parse` (Ethernet, VLAN, IP, UDP), `quic` (QUIC headers), `cid` (server
+//! IDs, decoded with router-common's codec), `route` (fallback and delivery), `stats`
+//! (counters). The maps are in `maps`; their layouts are documented in router-common.
 #![no_std]
 #![no_main]
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+mod cid;
+mod maps;
+mod parse;
+mod quic;
+mod route;
+mod stats;
+
+use aya_ebpf::{macros::xdp, programs::XdpContext};
+use router_common::maps::Outcome;
 
 #[xdp]
-pub fn quic_router(_ctx: XdpContext) -> u32 {
-    xdp_action::XDP_PASS
+pub fn quic_router(ctx: XdpContext) -> u32 {
+    match route::try_route(&ctx) {
+        Ok(action) => action,
+        Err(outcome) => stats::finish_unrouted(outcome),
+    }
 }
 
 #[cfg(not(test))]
@@ -18,3 +35,13 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+/// Whether an early exit passes the packet to the stack or drops it.
+#[inline(always)]
+const fn action_of(outcome: Outcome) -> u32 {
+    use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
+    match outcome {
+        Outcome::NotListener | Outcome::Fragment | Outcome::Ipv6Extension => XDP_PASS,
+        _ => XDP_DROP,
+    }
+}

@@ -90,9 +90,9 @@ impl<C: BlockCipher> Decoder<C> {
         let (config, encoded) = self.select(cid)?;
         let params = config.params();
         let sid_len = params.server_id_len as usize;
-        let plaintext =
-            decode_server_id(config.cipher(), &encoded, params.plaintext_len(), sid_len);
-        let server_id = ServerId::from_slice(&plaintext[..sid_len]).expect("validated length");
+        let head = decode_server_id(config.cipher(), &encoded, params.plaintext_len(), sid_len);
+        let server_id =
+            ServerId::from_slice(&head.to_be_bytes()[..sid_len]).expect("validated length");
         Ok((params.config_rotation, server_id))
     }
 
@@ -103,7 +103,7 @@ impl<C: BlockCipher> Decoder<C> {
         let len = params.plaintext_len();
         match (config.mode(), config.cipher()) {
             (Mode::SinglePass, Some(cipher)) => decrypt_single_pass(cipher, &mut buf),
-            (Mode::FourPass, Some(cipher)) => four_pass::decrypt(cipher, &mut buf, len),
+            (Mode::FourPass, Some(cipher)) => buf = four_pass::decrypt(cipher, &buf, len),
             _ => {}
         }
         let (server_id, nonce) = buf[..len].split_at(params.server_id_len as usize);
@@ -116,26 +116,29 @@ impl<C: BlockCipher> Decoder<C> {
     }
 }
 
-/// Recovers the server ID (the first `server_id_len` octets of the result) from the encoded
-/// part of a connection ID (its first `plaintext_len` octets): plaintext without a cipher,
-/// single-pass when the plaintext is one block, four-pass otherwise, stopping after three
-/// passes where draft-21 allows. The XDP program runs this same function.
+/// Recovers the server ID from the encoded part of a connection ID (its first
+/// `plaintext_len` octets): plaintext without a cipher, single-pass when the plaintext is one
+/// block, four-pass otherwise, stopping after three passes where draft-21 allows. The server
+/// ID is in the most significant `server_id_len` octets of the result, a big-endian `u128`,
+/// and every other octet is zero. The XDP program runs this same function.
 #[inline(always)]
 pub fn decode_server_id<C: BlockCipher>(
     cipher: Option<&C>,
     encoded: &PlaintextBuf,
     plaintext_len: usize,
     server_id_len: usize,
-) -> PlaintextBuf {
-    match cipher {
-        None => *encoded,
+) -> u128 {
+    let mut head = [0u8; BLOCK_LEN];
+    head.copy_from_slice(&encoded[..BLOCK_LEN]);
+    let head = match cipher {
+        None => u128::from_be_bytes(head),
         Some(cipher) if plaintext_len == BLOCK_LEN => {
-            let mut plaintext = *encoded;
-            decrypt_single_pass(cipher, &mut plaintext);
-            plaintext
+            cipher.decrypt_block(&mut head);
+            u128::from_be_bytes(head)
         }
         Some(cipher) => four_pass::decrypt_server_id(cipher, encoded, plaintext_len, server_id_len),
-    }
+    };
+    head & !four_pass::shr_octets(u128::MAX, server_id_len)
 }
 
 /// Single-pass: the first 16 octets are one AES-128-ECB block.

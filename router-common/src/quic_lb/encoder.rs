@@ -67,7 +67,7 @@ impl<C: BlockCipher> Encoder<C> {
                 cipher.encrypt_block(block);
             }
             (Mode::FourPass, Some(cipher)) => {
-                four_pass::encrypt(cipher, &mut plaintext, plaintext_len);
+                plaintext = four_pass::encrypt(cipher, &plaintext, plaintext_len);
             }
             _ => {}
         }

@@ -204,14 +204,16 @@ impl AesRoundKeys {
     }
 }
 
+// Not inlined: in the XDP program each block operation then gets its own stack frame (BPF
+// allows 512 octets in all), instead of four inlined copies sharing the caller's.
 impl BlockCipher for AesRoundKeys {
-    #[inline(always)]
+    #[inline(never)]
     fn encrypt_block(&self, block: &mut [u8; BLOCK_LEN]) {
         let state = rounds(load(block, &self.encrypt), &self.encrypt, &TE, &SBOX, 1);
         store(&state, block);
     }
 
-    #[inline(always)]
+    #[inline(never)]
     fn decrypt_block(&self, block: &mut [u8; BLOCK_LEN]) {
         let state = rounds(load(block, &self.decrypt), &self.decrypt, &TD, &INV_SBOX, 3);
         store(&state, block);

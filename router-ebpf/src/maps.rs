@@ -1,0 +1,45 @@
+//! The program's maps. Layouts and the generation scheme: `router_common::maps`.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, DevMapHash, HashMap, PerCpuArray},
+};
+use router_common::maps::{
+    BackendCounters, BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, Control, FALLBACK_TABLE_SIZE,
+    GENERATIONS, ListenerKey, MAX_BACKENDS, MAX_LISTENERS, MAX_SERVER_IDS, Outcome, ServerIdKey,
+    Verdict,
+};
+
+#[map]
+pub static CONTROL: Array<Control> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static LISTENERS: HashMap<ListenerKey, u8> =
+    HashMap::with_max_entries(GENERATIONS * MAX_LISTENERS, 0);
+
+#[map]
+pub static CID_CONFIGS: Array<CidConfigEntry> =
+    Array::with_max_entries(GENERATIONS * CID_CONFIG_SLOTS, 0);
+
+#[map]
+pub static SERVER_IDS: HashMap<ServerIdKey, u32> =
+    HashMap::with_max_entries(GENERATIONS * MAX_SERVER_IDS, 0);
+
+#[map]
+pub static BACKENDS: Array<BackendEntry> = Array::with_max_entries(GENERATIONS * MAX_BACKENDS, 0);
+
+#[map]
+pub static FALLBACK: Array<u32> = Array::with_max_entries(GENERATIONS * FALLBACK_TABLE_SIZE, 0);
+
+#[map]
+pub static TX_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_BACKENDS, 0);
+
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Outcome::COUNT, 0);
+
+#[map]
+pub static BACKEND_STATS: PerCpuArray<BackendCounters> =
+    PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+
+#[map]
+pub static VERDICT: PerCpuArray<Verdict> = PerCpuArray::with_max_entries(1, 0);

@@ -1,0 +1,234 @@
+//! Ethernet (with up to one 802.1Q tag), IPv4 (options included), IPv6 and UDP.
+
+use aya_ebpf::{helpers::generated::bpf_xdp_load_bytes, programs::XdpContext};
+use router_common::{flow_hash::FlowAddr, maps::Outcome};
+
+const ETH_HLEN: usize = 14;
+const VLAN_HLEN: usize = 4;
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const IPPROTO_UDP: u8 = 17;
+const IPV4_HLEN: usize = 20;
+const IPV6_HLEN: usize = 40;
+const UDP_HLEN: usize = 8;
+
+/// A pointer to `N` octets at `offset` in the packet, if the packet holds all of them.
+///
+/// `N` must be at least 2: for one octet LLVM turns `p + 1 > end` into `p >= end`, which the
+/// verifier does not accept as a bounds check. Single octets go through [`byte_at`].
+#[inline(always)]
+pub fn ptr_at<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<*mut [u8; N], Outcome> {
+    const { assert!(N >= 2) };
+    let (start, end) = bounds(ctx);
+    if start + offset + N > end {
+        return Err(Outcome::NotListener);
+    }
+    Ok((start + offset) as *mut [u8; N])
+}
+
+/// The packet's start and end. Volatile reads: otherwise LLVM hands subprograms these two
+/// fields as 32-bit arguments and zero-extends them with shifts, which the verifier rejects
+/// as arithmetic on packet pointers.
+#[inline(always)]
+pub fn bounds(ctx: &XdpContext) -> (usize, usize) {
+    // SAFETY: `ctx.ctx` is the program's context, valid for the whole run.
+    unsafe {
+        (
+            core::ptr::read_volatile(&(*ctx.ctx).data) as usize,
+            core::ptr::read_volatile(&(*ctx.ctx).data_end) as usize,
+        )
+    }
+}
+
+/// The packet's length.
+#[inline(always)]
+pub fn packet_len(ctx: &XdpContext) -> usize {
+    let (start, end) = bounds(ctx);
+    end - start
+}
+
+/// The `N` octets at `offset`.
+#[inline(always)]
+pub fn load<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<[u8; N], Outcome> {
+    // SAFETY: ptr_at checked all N octets; packet data has no alignment to rely on.
+    Ok(unsafe { ptr_at::<N>(ctx, offset)?.read_unaligned() })
+}
+
+/// Copies `buf.len()` octets from `offset` through the `bpf_xdp_load_bytes` helper, for
+/// lengths that are not constant, and for single octets (see [`ptr_at`]).
+#[inline(always)]
+pub fn load_into(ctx: &XdpContext, offset: usize, buf: &mut [u8]) -> Result<(), Outcome> {
+    // SAFETY: the helper writes at most `buf.len()` octets into `buf`.
+    let status = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            offset as u32,
+            buf.as_mut_ptr().cast(),
+            buf.len() as u32,
+        )
+    };
+    if status != 0 {
+        return Err(Outcome::NotListener);
+    }
+    Ok(())
+}
+
+/// One octet.
+#[inline(always)]
+pub fn byte_at(ctx: &XdpContext, offset: usize) -> Result<u8, Outcome> {
+    let mut octet = [0u8];
+    load_into(ctx, offset, &mut octet)?;
+    Ok(octet[0])
+}
+
+#[inline(always)]
+fn be16(octets: [u8; 2]) -> u16 {
+    u16::from_be_bytes(octets)
+}
+
+/// A UDP datagram: its 4-tuple and where its payload is.
+#[derive(Default)]
+pub struct Datagram {
+    pub family: u8,
+    pub src: FlowAddr,
+    pub dst: FlowAddr,
+    pub src_port_be: u16,
+    pub dst_port_be: u16,
+    /// Offset of the UDP payload in the packet.
+    pub payload_offset: usize,
+    /// What the UDP length field gives, if the IP and UDP lengths agree with the packet;
+    /// `None` when they do not (checked only once the datagram is known to be for a listener).
+    pub payload_len: Option<usize>,
+}
+
+/// Parses up to the UDP header into `datagram`. `Err` is why the packet is not ours to route.
+#[inline(always)]
+pub fn parse_datagram(ctx: &XdpContext, datagram: &mut Datagram) -> Result<(), Outcome> {
+    match parse_into(ctx, datagram) {
+        PARSED => Ok(()),
+        outcome => Err(Outcome::from_u32(outcome).unwrap_or(Outcome::NotListener)),
+    }
+}
+
+/// What `parse_into` returns on success; otherwise it returns an `Outcome`.
+const PARSED: u32 = u32::MAX;
+
+/// A BPF subprogram of its own, so that the headers it copies do not take room in the frame
+/// of the caller, which goes on to call the server ID decoder (BPF allows 512 octets of stack
+/// along a call chain). Returns a scalar, as BPF subprograms must.
+#[inline(never)]
+fn parse_into(ctx: &XdpContext, datagram: &mut Datagram) -> u32 {
+    match parse(ctx) {
+        Ok(parsed) => {
+            *datagram = parsed;
+            PARSED
+        }
+        Err(outcome) => outcome as u32,
+    }
+}
+
+#[inline(always)]
+fn parse(ctx: &XdpContext) -> Result<Datagram, Outcome> {
+    let mut l3 = ETH_HLEN;
+    let mut ethertype = be16(load(ctx, 12)?);
+    if ethertype == ETH_P_8021Q {
+        ethertype = be16(load(ctx, 16)?);
+        l3 += VLAN_HLEN;
+    }
+    let packet_len = packet_len(ctx);
+    match ethertype {
+        ETH_P_IPV4 => parse_ipv4(ctx, l3, packet_len),
+        ETH_P_IPV6 => parse_ipv6(ctx, l3, packet_len),
+        _ => Err(Outcome::NotListener),
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4(ctx: &XdpContext, l3: usize, packet_len: usize) -> Result<Datagram, Outcome> {
+    let ip: [u8; IPV4_HLEN] = load(ctx, l3)?;
+    let header_len = ((ip[0] & 0x0f) as usize) * 4;
+    if ip[0] >> 4 != 4 || header_len < IPV4_HLEN {
+        return Err(Outcome::NotListener);
+    }
+    // More Fragments, or a fragment offset: only the first fragment has the UDP header.
+    if be16([ip[6], ip[7]]) & 0x3fff != 0 {
+        return Err(Outcome::Fragment);
+    }
+    if ip[9] != IPPROTO_UDP {
+        return Err(Outcome::NotListener);
+    }
+    let total_len = be16([ip[2], ip[3]]) as usize;
+    let ip_end = l3 + total_len;
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src[..4].copy_from_slice(&ip[12..16]);
+    dst[..4].copy_from_slice(&ip[16..20]);
+    parse_udp(
+        ctx,
+        4,
+        src,
+        dst,
+        l3 + header_len,
+        ip_end,
+        total_len >= header_len + UDP_HLEN && ip_end <= packet_len,
+    )
+}
+
+#[inline(always)]
+fn parse_ipv6(ctx: &XdpContext, l3: usize, packet_len: usize) -> Result<Datagram, Outcome> {
+    let ip: [u8; IPV6_HLEN] = load(ctx, l3)?;
+    if ip[0] >> 4 != 6 {
+        return Err(Outcome::NotListener);
+    }
+    match ip[6] {
+        IPPROTO_UDP => {}
+        // Fragment header.
+        44 => return Err(Outcome::Fragment),
+        // Hop-by-hop, routing, destination options, AH, mobility, HIP, shim6, experiments.
+        0 | 43 | 60 | 51 | 135 | 139 | 140 | 253 | 254 => return Err(Outcome::Ipv6Extension),
+        _ => return Err(Outcome::NotListener),
+    }
+    let payload_len = be16([ip[4], ip[5]]) as usize;
+    let l4 = l3 + IPV6_HLEN;
+    let ip_end = l4 + payload_len;
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src.copy_from_slice(&ip[8..24]);
+    dst.copy_from_slice(&ip[24..40]);
+    parse_udp(
+        ctx,
+        6,
+        src,
+        dst,
+        l4,
+        ip_end,
+        payload_len >= UDP_HLEN && ip_end <= packet_len,
+    )
+}
+
+#[inline(always)]
+fn parse_udp(
+    ctx: &XdpContext,
+    family: u8,
+    src: FlowAddr,
+    dst: FlowAddr,
+    l4: usize,
+    ip_end: usize,
+    ip_lengths_ok: bool,
+) -> Result<Datagram, Outcome> {
+    let udp: [u8; UDP_HLEN] = load(ctx, l4)?;
+    let udp_len = be16([udp[4], udp[5]]) as usize;
+    let payload_len = (ip_lengths_ok && udp_len >= UDP_HLEN && l4 + udp_len <= ip_end)
+        .then_some(udp_len - UDP_HLEN);
+    Ok(Datagram {
+        family,
+        src,
+        dst,
+        // Ports stay in network byte order: that is how listeners and the hash take them.
+        src_port_be: u16::from_ne_bytes([udp[0], udp[1]]),
+        dst_port_be: u16::from_ne_bytes([udp[2], udp[3]]),
+        payload_offset: l4 + UDP_HLEN,
+        payload_len,
+    })
+}

@@ -1,0 +1,91 @@
+//! QUIC headers, as far as routing needs them: where the destination connection ID is and
+//! whether the packet is an Initial or 0-RTT.
+
+use aya_ebpf::programs::XdpContext;
+use router_common::maps::Outcome;
+
+use crate::parse::{byte_at, load};
+
+const QUIC_V1: u32 = 0x0000_0001;
+/// RFC 9369.
+const QUIC_V2: u32 = 0x6b33_43cf;
+/// QUIC v1 and v2 limit connection IDs to 20 octets.
+const MAX_CID_LEN: usize = 20;
+/// First octet, version, DCID length.
+const LONG_PREFIX_LEN: usize = 6;
+
+/// The destination connection ID of a packet.
+pub struct Header {
+    /// Offset of the DCID's first octet in the packet.
+    pub dcid_offset: usize,
+    /// Long header: the DCID length field. Short header: every octet after the first, of
+    /// which the config that the codepoint selects takes its CID length.
+    pub dcid_len: usize,
+    pub short: bool,
+    /// A QUIC v1 or v2 Initial or 0-RTT packet: its DCID may be the client's choice.
+    pub initial_or_0rtt: bool,
+}
+
+/// Reads the header of the QUIC packet at `offset` (`len` octets of UDP payload).
+///
+/// Long headers follow the version-invariant layout (RFC 8999) whatever their version; only
+/// QUIC v1 and v2 packets are checked against their own rules. An unknown version or a
+/// Version Negotiation packet is never malformed for that reason alone (draft-21 §8).
+#[inline(always)]
+pub fn parse_header(ctx: &XdpContext, offset: usize, len: usize) -> Result<Header, Outcome> {
+    let malformed = |_| Outcome::MalformedQuic;
+    // First octet, version, DCID length, DCID, SCID length: a long header has at least 7.
+    if len < LONG_PREFIX_LEN + 1 {
+        if len == 0 {
+            return Err(Outcome::MalformedQuic);
+        }
+        if byte_at(ctx, offset).map_err(malformed)? & 0x80 != 0 {
+            return Err(Outcome::MalformedQuic);
+        }
+        return Ok(short_header(offset, len));
+    }
+    let prefix: [u8; LONG_PREFIX_LEN] = load(ctx, offset).map_err(malformed)?;
+    let first = prefix[0];
+    if first & 0x80 == 0 {
+        return Ok(short_header(offset, len));
+    }
+    let version = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]);
+    let dcid_len = prefix[5] as usize;
+    if LONG_PREFIX_LEN + dcid_len + 1 > len {
+        return Err(Outcome::MalformedQuic);
+    }
+    let scid_len = byte_at(ctx, offset + LONG_PREFIX_LEN + dcid_len).map_err(malformed)? as usize;
+    if LONG_PREFIX_LEN + dcid_len + 1 + scid_len > len {
+        return Err(Outcome::MalformedQuic);
+    }
+    let packet_type = (first >> 4) & 0x03;
+    let initial_or_0rtt = match version {
+        // Initial 0b00, 0-RTT 0b01.
+        QUIC_V1 => packet_type <= 1,
+        // Initial 0b01, 0-RTT 0b10.
+        QUIC_V2 => packet_type == 1 || packet_type == 2,
+        _ => false,
+    };
+    if (version == QUIC_V1 || version == QUIC_V2)
+        // The fixed bit, and the v1/v2 limit on connection ID lengths.
+        && (first & 0x40 == 0 || dcid_len > MAX_CID_LEN || scid_len > MAX_CID_LEN)
+    {
+        return Err(Outcome::MalformedQuic);
+    }
+    Ok(Header {
+        dcid_offset: offset + LONG_PREFIX_LEN,
+        dcid_len,
+        short: false,
+        initial_or_0rtt,
+    })
+}
+
+#[inline(always)]
+fn short_header(offset: usize, len: usize) -> Header {
+    Header {
+        dcid_offset: offset + 1,
+        dcid_len: len - 1,
+        short: true,
+        initial_or_0rtt: false,
+    }
+}

@@ -1,0 +1,103 @@
+//! Routing: by server ID when the DCID names a known server, else by the fallback hash of
+//! the 4-tuple (draft-21 §4.2); delivery by rewriting the Ethernet addresses and redirecting
+//! through the devmap. IP, UDP and QUIC bytes are never changed.
+
+use aya_ebpf::{bindings::xdp_action::XDP_DROP, programs::XdpContext};
+use router_common::{
+    flow_hash::flow_hash,
+    maps::{FALLBACK_TABLE_SIZE, ListenerKey, MAX_BACKENDS, NO_BACKEND, Outcome, ServerIdKey},
+};
+
+use crate::{
+    cid::{CidRoute, route_by_cid},
+    maps::{BACKENDS, CONTROL, FALLBACK, LISTENERS, TX_PORTS},
+    parse::{Datagram, packet_len, parse_datagram, ptr_at},
+    quic::parse_header,
+    stats,
+};
+
+#[inline(always)]
+pub fn try_route(ctx: &XdpContext) -> Result<u32, Outcome> {
+    let generation = CONTROL.get(0).map_or(0, |control| control.generation & 1);
+    let mut datagram = Datagram::default();
+    parse_datagram(ctx, &mut datagram)?;
+    let listener = ListenerKey {
+        addr: datagram.dst,
+        port_be: datagram.dst_port_be,
+        family: datagram.family,
+        generation: generation as u8,
+    };
+    if LISTENERS.get_ptr(listener).is_none() {
+        return Err(Outcome::NotListener);
+    }
+    let payload_len = datagram.payload_len.ok_or(Outcome::MalformedQuic)?;
+    let header = parse_header(ctx, datagram.payload_offset, payload_len)?;
+
+    // An Initial or 0-RTT whose DCID names no server is a new connection: that is what the
+    // fallback is for, and it is counted apart from the anomalies.
+    let unrouted = |outcome| {
+        if header.initial_or_0rtt {
+            Outcome::InitialHashed
+        } else {
+            outcome
+        }
+    };
+    let mut key = ServerIdKey::default();
+    let (outcome, backend, decoded) = match route_by_cid(ctx, generation, &header, &mut key) {
+        CidRoute::Server(backend) => (Outcome::RoutedByServerId, Some(backend), true),
+        CidRoute::UnknownServerId => (unrouted(Outcome::UnknownServerId), None, true),
+        CidRoute::Unroutable(outcome) => (unrouted(outcome), None, false),
+    };
+    let backend = match backend {
+        Some(backend) => backend,
+        None => fallback(generation, &datagram).ok_or(Outcome::NoBackend)?,
+    };
+    deliver(ctx, generation, backend, outcome, decoded.then_some(&key))
+}
+
+/// The backend that the fallback table gives the packet's 4-tuple.
+#[inline(always)]
+fn fallback(generation: u32, datagram: &Datagram) -> Option<u32> {
+    let hash = flow_hash(
+        &datagram.src,
+        &datagram.dst,
+        datagram.src_port_be,
+        datagram.dst_port_be,
+    );
+    let slot = generation * FALLBACK_TABLE_SIZE + hash % FALLBACK_TABLE_SIZE;
+    let backend = *FALLBACK.get(slot)?;
+    (backend != NO_BACKEND).then_some(backend)
+}
+
+#[inline(always)]
+fn deliver(
+    ctx: &XdpContext,
+    generation: u32,
+    backend: u32,
+    outcome: Outcome,
+    server_id: Option<&ServerIdKey>,
+) -> Result<u32, Outcome> {
+    if backend >= MAX_BACKENDS {
+        return Err(Outcome::RedirectFailed);
+    }
+    let entry = BACKENDS
+        .get(generation * MAX_BACKENDS + backend)
+        .ok_or(Outcome::RedirectFailed)?;
+    if entry.ifindex == 0 {
+        return Err(Outcome::RedirectFailed);
+    }
+    let eth = ptr_at::<12>(ctx, 0)?;
+    let mut addresses = [0u8; 12];
+    addresses[..6].copy_from_slice(&entry.dst_mac);
+    addresses[6..].copy_from_slice(&entry.src_mac);
+    // SAFETY: ptr_at checked the 12 octets; XDP may write packet data.
+    unsafe { eth.write_unaligned(addresses) };
+
+    let action = TX_PORTS
+        .redirect(entry.ifindex, u64::from(XDP_DROP))
+        .map_err(|_| Outcome::RedirectFailed)?;
+    stats::count(outcome);
+    stats::count_backend(backend, packet_len(ctx) as u64);
+    stats::trace(outcome, backend, server_id);
+    Ok(action)
+}

@@ -1,0 +1,60 @@
+//! Per-CPU counters for every outcome and every backend, and the verdict `explain` reads.
+
+use router_common::maps::{NO_BACKEND, Outcome, ServerIdKey, Verdict};
+
+use crate::maps::{BACKEND_STATS, STATS, VERDICT};
+
+/// Set to 1 by `quic-router explain` at load time; 0 in the data path, where the verifier
+/// then drops the tracing code as dead.
+#[unsafe(no_mangle)]
+static TRACE_VERDICTS: u8 = 0;
+
+#[inline(always)]
+pub fn count(outcome: Outcome) {
+    if let Some(counter) = STATS.get_ptr_mut(outcome as u32) {
+        // SAFETY: this CPU's slot; XDP does not preempt itself on one CPU.
+        unsafe { *counter += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn count_backend(backend: u32, bytes: u64) {
+    if let Some(counters) = BACKEND_STATS.get_ptr_mut(backend) {
+        // SAFETY: as for `count`.
+        unsafe {
+            (*counters).packets += 1;
+            (*counters).bytes += bytes;
+        }
+    }
+}
+
+/// Records the verdict for `explain` when tracing is on.
+#[inline(always)]
+pub fn trace(outcome: Outcome, backend: u32, server_id: Option<&ServerIdKey>) {
+    // SAFETY: a plain read of a static that the loader may have rewritten before loading.
+    if unsafe { core::ptr::read_volatile(&TRACE_VERDICTS) } == 0 {
+        return;
+    }
+    if let Some(verdict) = VERDICT.get_ptr_mut(0) {
+        let mut value = Verdict {
+            outcome: outcome as u32,
+            backend,
+            ..Verdict::default()
+        };
+        if let Some(key) = server_id {
+            value.has_server_id = 1;
+            value.config_rotation = key.config_rotation;
+            value.server_id = key.server_id;
+        }
+        // SAFETY: this CPU's slot.
+        unsafe { *verdict = value };
+    }
+}
+
+/// Counts and traces an early exit; returns its action.
+#[inline(always)]
+pub fn finish_unrouted(outcome: Outcome) -> u32 {
+    count(outcome);
+    trace(outcome, NO_BACKEND, None);
+    crate::action_of(outcome)
+}
