@@ -22,7 +22,7 @@
 //! | `TX_PORTS` | devmap hash | ifindex | ifindex |
 //! | `STATS` | per-CPU array | [`Outcome`] | `u64` packets |
 //! | `BACKEND_STATS` | per-CPU array | backend index | [`BackendCounters`] |
-//! | `VERDICT` | per-CPU array, 1 | 0 | [`Verdict`] (written only when tracing, for `explain`) |
+//! | `VERDICT` | array, 1 | 0 | [`Verdict`] (written only when tracing, for `explain`) |
 
 use crate::quic_lb::{AesRoundKeys, CONFIG_ROTATIONS, MAX_SERVER_ID_LEN};
 
@@ -54,7 +54,7 @@ pub struct Control {
 
 /// A listener: the VIP and UDP port that QUIC traffic arrives on.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ListenerKey {
     /// IPv4 in the first four octets (the rest zero), or IPv6; network byte order.
     pub addr: [u8; 16],
@@ -99,7 +99,7 @@ impl CidConfigEntry {
 
 /// A server ID under one codepoint, zero-padded to 15 octets.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServerIdKey {
     pub generation: u8,
     pub config_rotation: u8,
@@ -194,8 +194,8 @@ impl Outcome {
     }
 }
 
-/// The last packet's verdict on this CPU, for `quic-router explain`. Written only when the
-/// program is loaded with tracing on.
+/// The last packet's verdict, for `quic-router explain`. Written only when the program is
+/// loaded with tracing on (the `TRACE_VERDICTS` global).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Verdict {

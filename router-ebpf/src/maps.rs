@@ -42,4 +42,4 @@ pub static BACKEND_STATS: PerCpuArray<BackendCounters> =
     PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 
 #[map]
-pub static VERDICT: PerCpuArray<Verdict> = PerCpuArray::with_max_entries(1, 0);
+pub static VERDICT: Array<Verdict> = Array::with_max_entries(1, 0);

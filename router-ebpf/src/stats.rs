@@ -46,7 +46,7 @@ pub fn trace(outcome: Outcome, backend: u32, server_id: Option<&ServerIdKey>) {
             value.config_rotation = key.config_rotation;
             value.server_id = key.server_id;
         }
-        // SAFETY: this CPU's slot.
+        // SAFETY: only `explain` traces, and it runs one packet at a time.
         unsafe { *verdict = value };
     }
 }

@@ -2,5 +2,12 @@
 //! and types, with one `thiserror` error type per module.
 
 pub mod cid;
+pub mod config;
+pub mod dataplane;
 pub mod ebpf;
+pub mod explain;
+pub mod fallback;
 pub mod key;
+pub mod netif;
+pub mod pcap;
+pub mod tables;

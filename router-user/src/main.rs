@@ -7,8 +7,10 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
-/// Exit status for bad input (arguments, key files, connection IDs), as clap uses.
+/// Exit status for bad input (arguments, config, key files, connection IDs), as clap uses.
 const EXIT_BAD_INPUT: u8 = 2;
+/// Exit status when the machine fails (loading the program, a map update).
+const EXIT_FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
     let args = match cli::Cli::try_parse() {
@@ -27,7 +29,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("quic-router: error: {err:#}");
-            ExitCode::from(EXIT_BAD_INPUT)
+            ExitCode::from(if cli::is_bad_input(&err) {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_FAILURE
+            })
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch.
 
 mod cid;
+mod explain;
 
 use clap::{Parser, Subcommand};
 
@@ -20,12 +21,32 @@ enum Command {
     /// Mint and decode QUIC-LB connection IDs.
     #[command(subcommand)]
     Cid(cid::CidCommand),
+    /// Run packets through the kernel program (not attached) and print its verdicts.
+    Explain(explain::ExplainArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Cid(command) => cid::run(command),
+        Command::Cid(command) => cid::run(command).map_err(|err| BadInput(err).into()),
+        Command::Explain(args) => explain::run(args),
     }
+}
+
+/// An error in what the operator gave (arguments, config, key or capture files): exit
+/// status 2, where a failure of the machine (loading the program, say) gives 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct BadInput(pub anyhow::Error);
+
+impl BadInput {
+    fn from(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(err.into())
+    }
+}
+
+/// Whether `err` is bad input.
+pub fn is_bad_input(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| cause.is::<BadInput>())
 }
 
 /// Clap's error text (which goes on with usage and a hint) as one line: the message part,

@@ -1,0 +1,54 @@
+//! `quic-router explain`: the kernel program's verdict on captured or hand-made packets.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use router_user::{config, explain::Explainer, pcap};
+
+use super::BadInput;
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("input").required(true).args(["packet", "pcap"]))]
+pub struct ExplainArgs {
+    /// The router config file.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// One Ethernet frame in hex.
+    #[arg(long, value_name = "HEX")]
+    packet: Option<String>,
+    /// A capture file (pcap or pcapng; Ethernet, raw IP or Linux cooked).
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
+    /// One JSON object per packet, one per line.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
+    let config = config::load(&args.config).map_err(BadInput::from)?;
+    let packets = match (&args.packet, &args.pcap) {
+        (Some(digits), _) => vec![
+            hex::decode(digits.trim())
+                .context("--packet is not valid hex")
+                .map_err(BadInput)?,
+        ],
+        (None, Some(path)) => pcap::read_packets(path).map_err(BadInput::from)?,
+        (None, None) => return Err(BadInput(anyhow::anyhow!("give --packet or --pcap")).into()),
+    };
+    let mut explainer = Explainer::new(&config)?;
+    for packet in &packets {
+        let explanation = match explainer.explain(packet) {
+            Err(err @ router_user::explain::ExplainError::TooShort(_)) => {
+                return Err(BadInput::from(err).into());
+            }
+            other => other?,
+        };
+        if args.json {
+            println!("{}", serde_json::to_string(&explanation)?);
+        } else {
+            println!("{explanation}");
+        }
+    }
+    Ok(())
+}

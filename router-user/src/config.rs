@@ -1,0 +1,383 @@
+//! The router config file (TOML): listeners, QUIC-LB configs and backends. Parsed and
+//! validated in full before anything is applied; every error names the file, the line and
+//! the problem.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    ops::Range,
+    path::{Path, PathBuf},
+};
+
+use router_common::{
+    maps::{MAX_BACKENDS, MAX_LISTENERS, MAX_SERVER_IDS},
+    quic_lb::{CONFIG_ROTATIONS, ConfigParams, Key},
+};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::key::load_key_file;
+
+/// A validated router config.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    pub listeners: Vec<Listener>,
+    pub cid_configs: Vec<CidConfig>,
+    pub backends: Vec<Backend>,
+}
+
+/// A VIP and UDP port that QUIC arrives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Listener {
+    pub address: IpAddr,
+    pub port: u16,
+}
+
+/// One QUIC-LB configuration, with its key when it has one.
+#[derive(Debug, Clone)]
+pub struct CidConfig {
+    pub params: ConfigParams,
+    pub key: Option<Key>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendState {
+    /// Takes new connections (fallback traffic) and the traffic that names it.
+    #[default]
+    Active,
+    /// Keeps the traffic that names it; no fallback traffic.
+    Draining,
+}
+
+/// A server host: where to send the packets whose connection IDs carry its server IDs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub name: String,
+    /// (config rotation codepoint, server ID) pairs.
+    pub server_ids: Vec<(u8, Vec<u8>)>,
+    pub interface: String,
+    pub next_hop_mac: [u8; 6],
+    pub weight: u32,
+    pub state: BackendState,
+}
+
+/// The largest weight: the fallback table has 65,537 slots to share.
+pub const MAX_WEIGHT: u32 = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    listener: Vec<Spanned<RawListener>>,
+    #[serde(default)]
+    quic_lb: Vec<Spanned<RawQuicLb>>,
+    #[serde(default)]
+    backend: Vec<Spanned<RawBackend>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    address: Spanned<String>,
+    port: Spanned<u16>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuicLb {
+    config_rotation: Spanned<u8>,
+    server_id_len: Spanned<u8>,
+    nonce_len: Spanned<u8>,
+    key_file: Option<Spanned<String>>,
+    length_self_description: Option<bool>,
+    server_use_len: Option<u8>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    name: Spanned<String>,
+    #[serde(default)]
+    server_ids: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+    interface: Spanned<String>,
+    next_hop_mac: Spanned<String>,
+    weight: Option<Spanned<u32>>,
+    #[serde(default)]
+    state: BackendState,
+}
+
+/// Reads and validates the config file at `path`. Relative key file paths are taken from
+/// the config file's directory.
+pub fn load(path: &Path) -> Result<RouterConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Validates `text` as the contents of the config file at `path`.
+pub fn parse(text: &str, path: &Path) -> Result<RouterConfig, ConfigError> {
+    let context = Context { text, path };
+    let raw: RawConfig = toml::from_str(text).map_err(|err| {
+        let span = err.span().unwrap_or(0..0);
+        context.error(span, err.message().trim().replace('\n', " "))
+    })?;
+    let listeners = context.listeners(&raw.listener)?;
+    let cid_configs = context.cid_configs(&raw.quic_lb)?;
+    let backends = context.backends(&raw.backend, &cid_configs)?;
+    Ok(RouterConfig {
+        listeners,
+        cid_configs,
+        backends,
+    })
+}
+
+struct Context<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Context<'_> {
+    fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        let start = span.start.min(self.text.len());
+        ConfigError::Invalid {
+            path: self.path.display().to_string(),
+            line: self.text[..start].matches('\n').count() + 1,
+            message: message.into(),
+        }
+    }
+
+    fn listeners(&self, raw: &[Spanned<RawListener>]) -> Result<Vec<Listener>, ConfigError> {
+        if raw.is_empty() {
+            return Err(self.error(0..0, "no [[listener]]: the router needs at least one"));
+        }
+        if raw.len() > MAX_LISTENERS as usize {
+            return Err(self.error(
+                raw[MAX_LISTENERS as usize].span(),
+                format!("more than {MAX_LISTENERS} listeners"),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        raw.iter()
+            .map(|entry| {
+                let entry = entry.get_ref();
+                let address: IpAddr = entry.address.get_ref().parse().map_err(|_| {
+                    self.error(
+                        entry.address.span(),
+                        format!(
+                            "listener address {:?} is not an IP address",
+                            entry.address.get_ref()
+                        ),
+                    )
+                })?;
+                let port = *entry.port.get_ref();
+                if port == 0 {
+                    return Err(self.error(entry.port.span(), "listener port 0 is not a port"));
+                }
+                let listener = Listener { address, port };
+                if !seen.insert(listener) {
+                    return Err(self.error(
+                        entry.address.span(),
+                        format!("listener {address} port {port} is given twice"),
+                    ));
+                }
+                Ok(listener)
+            })
+            .collect()
+    }
+
+    fn cid_configs(&self, raw: &[Spanned<RawQuicLb>]) -> Result<Vec<CidConfig>, ConfigError> {
+        if raw.len() > CONFIG_ROTATIONS {
+            return Err(self.error(
+                raw[CONFIG_ROTATIONS].span(),
+                "more than 7 [[quic_lb]] configs",
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        raw.iter()
+            .map(|entry| {
+                let span = entry.span();
+                let entry = entry.get_ref();
+                let params = ConfigParams {
+                    config_rotation: *entry.config_rotation.get_ref(),
+                    server_id_len: *entry.server_id_len.get_ref(),
+                    nonce_len: *entry.nonce_len.get_ref(),
+                    length_self_description: entry.length_self_description.unwrap_or(true),
+                    server_use_len: entry.server_use_len.unwrap_or(0),
+                };
+                params
+                    .validate()
+                    .map_err(|err| self.error(span.clone(), err.to_string()))?;
+                if !seen.insert(params.config_rotation) {
+                    return Err(self.error(
+                        entry.config_rotation.span(),
+                        format!("config rotation {} is given twice", params.config_rotation),
+                    ));
+                }
+                let key = match &entry.key_file {
+                    None => None,
+                    Some(file) => Some(
+                        load_key_file(&self.relative(file.get_ref()))
+                            .map_err(|err| self.error(file.span(), err.to_string()))?,
+                    ),
+                };
+                Ok(CidConfig { params, key })
+            })
+            .collect()
+    }
+
+    fn relative(&self, file: &str) -> PathBuf {
+        let file = Path::new(file);
+        match self.path.parent() {
+            Some(dir) if file.is_relative() => dir.join(file),
+            _ => file.to_owned(),
+        }
+    }
+
+    fn backends(
+        &self,
+        raw: &[Spanned<RawBackend>],
+        cid_configs: &[CidConfig],
+    ) -> Result<Vec<Backend>, ConfigError> {
+        if raw.len() > MAX_BACKENDS as usize {
+            return Err(self.error(
+                raw[MAX_BACKENDS as usize].span(),
+                format!("more than {MAX_BACKENDS} backends"),
+            ));
+        }
+        let server_id_len = |codepoint: u8| {
+            cid_configs
+                .iter()
+                .find(|config| config.params.config_rotation == codepoint)
+                .map(|config| config.params.server_id_len as usize)
+        };
+        let mut names = BTreeSet::new();
+        let mut owners: BTreeMap<(u8, Vec<u8>), String> = BTreeMap::new();
+        let mut backends = Vec::with_capacity(raw.len());
+        for entry in raw {
+            let entry = entry.get_ref();
+            let name = entry.name.get_ref().clone();
+            if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(self.error(
+                    entry.name.span(),
+                    format!("backend name {name:?} must be non-empty, without spaces"),
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return Err(self.error(entry.name.span(), format!("backend {name} is given twice")));
+            }
+            let mut server_ids = Vec::new();
+            for (codepoint_text, ids) in &entry.server_ids {
+                let codepoint = codepoint_text
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|&c| server_id_len(c).is_some())
+                    .ok_or_else(|| {
+                        self.error(
+                            ids.span(),
+                            format!(
+                                "backend {name}: server_ids key {codepoint_text:?} is not the config rotation of a [[quic_lb]]"
+                            ),
+                        )
+                    })?;
+                let len = server_id_len(codepoint).unwrap_or_default();
+                for id in ids.get_ref() {
+                    let bytes = hex::decode(id.get_ref()).ok().filter(|b| b.len() == len).ok_or_else(|| {
+                        self.error(
+                            id.span(),
+                            format!(
+                                "backend {name}: server ID {:?} is not {len} octets of hex (config rotation {codepoint})",
+                                id.get_ref()
+                            ),
+                        )
+                    })?;
+                    if let Some(owner) = owners.insert((codepoint, bytes.clone()), name.clone()) {
+                        return Err(self.error(
+                            id.span(),
+                            format!(
+                                "server ID {} (config rotation {codepoint}) belongs to both {owner} and {name}",
+                                id.get_ref()
+                            ),
+                        ));
+                    }
+                    server_ids.push((codepoint, bytes));
+                }
+            }
+            if owners.len() > MAX_SERVER_IDS as usize {
+                return Err(self.error(
+                    entry.name.span(),
+                    format!("more than {MAX_SERVER_IDS} server IDs in all"),
+                ));
+            }
+            let next_hop_mac = parse_mac(entry.next_hop_mac.get_ref()).ok_or_else(|| {
+                self.error(
+                    entry.next_hop_mac.span(),
+                    format!(
+                        "backend {name}: next_hop_mac {:?} is not a MAC address (aa:bb:cc:dd:ee:ff)",
+                        entry.next_hop_mac.get_ref()
+                    ),
+                )
+            })?;
+            let weight = match &entry.weight {
+                None => 1,
+                Some(weight) if (1..=MAX_WEIGHT).contains(weight.get_ref()) => *weight.get_ref(),
+                Some(weight) => {
+                    return Err(self.error(
+                        weight.span(),
+                        format!(
+                            "backend {name}: weight {} is out of range 1..={MAX_WEIGHT} (drain a backend with state = \"draining\")",
+                            weight.get_ref()
+                        ),
+                    ));
+                }
+            };
+            let interface = entry.interface.get_ref().clone();
+            if interface.is_empty() || interface.len() > 15 || interface.contains('/') {
+                return Err(self.error(
+                    entry.interface.span(),
+                    format!("backend {name}: {interface:?} is not an interface name"),
+                ));
+            }
+            backends.push(Backend {
+                name,
+                server_ids,
+                interface,
+                next_hop_mac,
+                weight,
+                state: entry.state,
+            });
+        }
+        Ok(backends)
+    }
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for octet in &mut mac {
+        let part = parts.next()?;
+        if part.len() != 2 {
+            return None;
+        }
+        *octet = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}

@@ -1,0 +1,281 @@
+//! The XDP program's maps, written one generation at a time (see `router_common::maps`):
+//! a change goes into the generation that packets do not use, then one store flips it in,
+//! and the old one is left alone until no packet can still be reading it.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
+
+use aya::{
+    Ebpf,
+    maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray, xdp::XdpMapError},
+};
+use router_common::maps::{
+    BackendCounters, BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, Control, FALLBACK_TABLE_SIZE,
+    ListenerKey, MAX_BACKENDS, Outcome, ServerIdKey,
+};
+
+use crate::tables::RoutingTables;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("the XDP object has no map {0}")]
+    MissingMap(&'static str),
+    #[error("map {map}: {source}")]
+    Map { map: &'static str, source: MapError },
+    #[error("map TX_PORTS: {0}")]
+    TxPorts(#[from] XdpMapError),
+}
+
+fn map_error(map: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
+    move |source| DataplaneError::Map { map, source }
+}
+
+/// Counters summed over CPUs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets per [`Outcome`], in `Outcome::ALL` order.
+    pub outcomes: Vec<u64>,
+    /// Delivered packets and bytes per backend index (backends with traffic only).
+    pub backends: BTreeMap<u32, BackendCounters>,
+}
+
+impl Counters {
+    pub fn outcome(&self, outcome: Outcome) -> u64 {
+        self.outcomes.get(outcome as usize).copied().unwrap_or(0)
+    }
+}
+
+pub struct Dataplane {
+    control: Array<MapData, Control>,
+    listeners: HashMap<MapData, ListenerKey, u8>,
+    cid_configs: Array<MapData, CidConfigEntry>,
+    server_ids: HashMap<MapData, ServerIdKey, u32>,
+    backends: Array<MapData, BackendEntry>,
+    fallback: Array<MapData, u32>,
+    tx_ports: DevMapHash<MapData>,
+    stats: PerCpuArray<MapData, u64>,
+    backend_stats: PerCpuArray<MapData, BackendCounters>,
+    /// The generation packets use.
+    active: u32,
+    /// What each generation holds; `None` when unknown (then the next write is a full one).
+    installed: [Option<RoutingTables>; 2],
+}
+
+fn take<T: TryFrom<Map, Error = MapError>>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<T, DataplaneError> {
+    let map = ebpf
+        .take_map(name)
+        .ok_or(DataplaneError::MissingMap(name))?;
+    T::try_from(map).map_err(map_error(name))
+}
+
+impl Dataplane {
+    /// Takes the maps of a freshly loaded program, whose generations are both empty.
+    pub fn new(ebpf: &mut Ebpf) -> Result<Self, DataplaneError> {
+        Ok(Self {
+            control: take(ebpf, "CONTROL")?,
+            listeners: take(ebpf, "LISTENERS")?,
+            cid_configs: take(ebpf, "CID_CONFIGS")?,
+            server_ids: take(ebpf, "SERVER_IDS")?,
+            backends: take(ebpf, "BACKENDS")?,
+            fallback: take(ebpf, "FALLBACK")?,
+            tx_ports: take(ebpf, "TX_PORTS")?,
+            stats: take(ebpf, "STATS")?,
+            backend_stats: take(ebpf, "BACKEND_STATS")?,
+            active: 0,
+            installed: [None, None],
+        })
+    }
+
+    /// The tables packets use now.
+    pub fn active_tables(&self) -> Option<&RoutingTables> {
+        self.installed[self.active as usize].as_ref()
+    }
+
+    /// Installs `tables`: writes the inactive generation, flips to it, waits until no packet
+    /// can be using the old one. On an error the active generation is untouched.
+    pub fn apply(&mut self, tables: RoutingTables) -> Result<(), DataplaneError> {
+        let target = 1 - self.active;
+        // Unknown until written in full: an error half-way leaves it so.
+        let previous = self.installed[target as usize].take();
+        self.write_generation(target, &tables, previous.as_ref())?;
+        let old_ports = self
+            .active_tables()
+            .map(|t| t.tx_ports.clone())
+            .unwrap_or_default();
+        self.control
+            .set(0, Control { generation: target }, 0)
+            .map_err(map_error("CONTROL"))?;
+        self.active = target;
+        wait_for_readers();
+        // Interfaces that only the old generation used.
+        for ifindex in old_ports.difference(&tables.tx_ports) {
+            self.tx_ports
+                .remove(*ifindex)
+                .map_err(map_error("TX_PORTS"))?;
+        }
+        self.installed[target as usize] = Some(tables);
+        Ok(())
+    }
+
+    fn write_generation(
+        &mut self,
+        generation: u32,
+        tables: &RoutingTables,
+        previous: Option<&RoutingTables>,
+    ) -> Result<(), DataplaneError> {
+        let gen_u8 = generation as u8;
+        for &ifindex in &tables.tx_ports {
+            self.tx_ports.insert(ifindex, ifindex, None, 0)?;
+        }
+
+        // Arrays: write the slots that differ (every slot when the previous content is unknown).
+        for slot in 0..CID_CONFIG_SLOTS as usize {
+            let new = tables.cid_configs[slot];
+            if previous.is_none_or(|p| p.cid_configs[slot] != new) {
+                self.cid_configs
+                    .set(generation * CID_CONFIG_SLOTS + slot as u32, new, 0)
+                    .map_err(map_error("CID_CONFIGS"))?;
+            }
+        }
+        for index in 0..MAX_BACKENDS {
+            let new = tables.backends.get(&index).copied().unwrap_or_default();
+            let old = previous.map(|p| p.backends.get(&index).copied().unwrap_or_default());
+            if old != Some(new) {
+                self.backends
+                    .set(generation * MAX_BACKENDS + index, new, 0)
+                    .map_err(map_error("BACKENDS"))?;
+            }
+        }
+        for (slot, &new) in tables.fallback.iter().enumerate() {
+            if previous.is_none_or(|p| p.fallback[slot] != new) {
+                self.fallback
+                    .set(generation * FALLBACK_TABLE_SIZE + slot as u32, new, 0)
+                    .map_err(map_error("FALLBACK"))?;
+            }
+        }
+
+        // Hash maps: insert what is new or changed, remove what is gone.
+        let with_generation = |mut key: ServerIdKey| {
+            key.generation = gen_u8;
+            key
+        };
+        for (key, &backend) in &tables.server_ids {
+            if previous.is_none_or(|p| p.server_ids.get(key) != Some(&backend)) {
+                self.server_ids
+                    .insert(with_generation(*key), backend, 0)
+                    .map_err(map_error("SERVER_IDS"))?;
+            }
+        }
+        let stale_server_ids: Vec<ServerIdKey> = match previous {
+            Some(p) => p
+                .server_ids
+                .keys()
+                .filter(|key| !tables.server_ids.contains_key(key))
+                .map(|key| with_generation(*key))
+                .collect(),
+            None => self
+                .server_ids
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|key| {
+                    key.generation == gen_u8
+                        && !tables.server_ids.contains_key(&ServerIdKey {
+                            generation: 0,
+                            ..*key
+                        })
+                })
+                .collect(),
+        };
+        for key in stale_server_ids {
+            self.server_ids
+                .remove(&key)
+                .map_err(map_error("SERVER_IDS"))?;
+        }
+
+        let listener = |mut key: ListenerKey| {
+            key.generation = gen_u8;
+            key
+        };
+        for key in &tables.listeners {
+            if previous.is_none_or(|p| !p.listeners.contains(key)) {
+                self.listeners
+                    .insert(listener(*key), 1, 0)
+                    .map_err(map_error("LISTENERS"))?;
+            }
+        }
+        let stale_listeners: BTreeSet<ListenerKey> = match previous {
+            Some(p) => p
+                .listeners
+                .difference(&tables.listeners)
+                .map(|k| listener(*k))
+                .collect(),
+            None => self
+                .listeners
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|key| {
+                    key.generation == gen_u8
+                        && !tables.listeners.contains(&ListenerKey {
+                            generation: 0,
+                            ..*key
+                        })
+                })
+                .collect(),
+        };
+        for key in stale_listeners {
+            self.listeners
+                .remove(&key)
+                .map_err(map_error("LISTENERS"))?;
+        }
+        Ok(())
+    }
+
+    /// Every counter, summed over CPUs.
+    pub fn counters(&self) -> Result<Counters, DataplaneError> {
+        let outcomes = Outcome::ALL
+            .iter()
+            .map(|&outcome| {
+                self.stats
+                    .get(&(outcome as u32), 0)
+                    .map(|values| values.iter().sum())
+                    .map_err(map_error("STATS"))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut backends = BTreeMap::new();
+        for index in 0..MAX_BACKENDS {
+            let values = self
+                .backend_stats
+                .get(&index, 0)
+                .map_err(map_error("BACKEND_STATS"))?;
+            let total =
+                values
+                    .iter()
+                    .fold(BackendCounters::default(), |sum, cpu| BackendCounters {
+                        packets: sum.packets + cpu.packets,
+                        bytes: sum.bytes + cpu.bytes,
+                    });
+            if total.packets > 0 {
+                backends.insert(index, total);
+            }
+        }
+        Ok(Counters { outcomes, backends })
+    }
+}
+
+/// Waits for an RCU grace period: every XDP run that started before it has finished, so no
+/// packet can still be reading the generation just retired. `membarrier(MEMBARRIER_CMD_GLOBAL)`
+/// is `synchronize_rcu()` in the kernel; where it is refused (nohz_full), sleep instead:
+/// one XDP run takes microseconds.
+fn wait_for_readers() {
+    const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
+    // SAFETY: membarrier takes no pointers.
+    let status = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) };
+    if status != 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,181 @@
+//! What one generation of the maps holds, built from a config: the user-space image of the
+//! routing tables, compared with what is installed to write only the difference.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use router_common::{
+    maps::{
+        BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, FALLBACK_TABLE_SIZE, ListenerKey,
+        MAX_BACKENDS, ServerIdKey,
+    },
+    quic_lb::AesRoundKeys,
+};
+
+use crate::{
+    config::{BackendState, Listener, RouterConfig},
+    fallback::{Member, maglev_table},
+    netif::{Interface, NetifError},
+};
+
+/// One generation's routing tables. Keys carry generation 0; the writer sets it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RoutingTables {
+    pub listeners: BTreeSet<ListenerKey>,
+    pub cid_configs: Vec<CidConfigEntry>,
+    pub server_ids: BTreeMap<ServerIdKey, u32>,
+    pub backends: BTreeMap<u32, BackendEntry>,
+    pub fallback: Vec<u32>,
+    /// Interfaces that backends are reached through (devmap entries).
+    pub tx_ports: BTreeSet<u32>,
+    /// Backend names by index: not in the maps, for reports.
+    pub backend_names: BTreeMap<u32, String>,
+}
+
+/// Never shows the configs: they hold key schedules.
+impl std::fmt::Debug for RoutingTables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoutingTables")
+            .field("listeners", &self.listeners.len())
+            .field("server_ids", &self.server_ids.len())
+            .field("backends", &self.backend_names)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TablesError {
+    #[error("backend {backend}: {source}")]
+    Interface { backend: String, source: NetifError },
+    #[error("more than {MAX_BACKENDS} backend indices in use")]
+    OutOfIndices,
+}
+
+/// Stable backend indices by name, so that per-backend counters stay with their backend
+/// across reloads. An index is freed only when no installed generation uses it.
+#[derive(Debug, Default, Clone)]
+pub struct BackendIndices {
+    by_name: BTreeMap<String, u32>,
+}
+
+impl BackendIndices {
+    /// The index of `name`, assigning the lowest free one to a new name.
+    fn index(&mut self, name: &str) -> Result<u32, TablesError> {
+        if let Some(&index) = self.by_name.get(name) {
+            return Ok(index);
+        }
+        let used: BTreeSet<u32> = self.by_name.values().copied().collect();
+        let index = (0..MAX_BACKENDS)
+            .find(|i| !used.contains(i))
+            .ok_or(TablesError::OutOfIndices)?;
+        self.by_name.insert(name.to_owned(), index);
+        Ok(index)
+    }
+
+    /// Forgets every name that none of `in_use` has.
+    pub fn retain(&mut self, in_use: &[&RoutingTables]) {
+        self.by_name.retain(|name, index| {
+            in_use
+                .iter()
+                .any(|tables| tables.backend_names.get(index) == Some(name))
+        });
+    }
+}
+
+impl RoutingTables {
+    /// Tables that route nothing: every packet is "not for a listener".
+    pub fn empty() -> Self {
+        Self {
+            listeners: BTreeSet::new(),
+            cid_configs: vec![CidConfigEntry::INACTIVE; CID_CONFIG_SLOTS as usize],
+            server_ids: BTreeMap::new(),
+            backends: BTreeMap::new(),
+            fallback: vec![router_common::maps::NO_BACKEND; FALLBACK_TABLE_SIZE as usize],
+            tx_ports: BTreeSet::new(),
+            backend_names: BTreeMap::new(),
+        }
+    }
+
+    /// The tables for `config`; `interface` resolves backend interfaces.
+    pub fn build(
+        config: &RouterConfig,
+        indices: &mut BackendIndices,
+        interface: impl Fn(&str) -> Result<Interface, NetifError>,
+    ) -> Result<Self, TablesError> {
+        let mut tables = Self::empty();
+        tables.listeners = config.listeners.iter().map(listener_key).collect();
+        for cid_config in &config.cid_configs {
+            let params = &cid_config.params;
+            tables.cid_configs[params.config_rotation as usize] = CidConfigEntry {
+                active: 1,
+                encrypted: cid_config.key.is_some() as u8,
+                server_id_len: params.server_id_len,
+                plaintext_len: params.plaintext_len() as u8,
+                cid_len: params.cid_len() as u8,
+                _pad: [0; 3],
+                round_keys: cid_config
+                    .key
+                    .as_ref()
+                    .map_or(CidConfigEntry::INACTIVE.round_keys, |key| {
+                        AesRoundKeys::expand(key.as_bytes())
+                    }),
+            };
+        }
+        let mut members = Vec::new();
+        for backend in &config.backends {
+            let index = indices.index(&backend.name)?;
+            let Interface { ifindex, mac } =
+                interface(&backend.interface).map_err(|source| TablesError::Interface {
+                    backend: backend.name.clone(),
+                    source,
+                })?;
+            tables.backends.insert(
+                index,
+                BackendEntry {
+                    ifindex,
+                    dst_mac: backend.next_hop_mac,
+                    src_mac: mac,
+                },
+            );
+            tables.tx_ports.insert(ifindex);
+            tables.backend_names.insert(index, backend.name.clone());
+            for (config_rotation, server_id) in &backend.server_ids {
+                let mut key = ServerIdKey {
+                    config_rotation: *config_rotation,
+                    ..ServerIdKey::default()
+                };
+                key.server_id[..server_id.len()].copy_from_slice(server_id);
+                tables.server_ids.insert(key, index);
+            }
+            if backend.state == BackendState::Active {
+                members.push(Member {
+                    name: &backend.name,
+                    index,
+                    weight: backend.weight,
+                });
+            }
+        }
+        tables.fallback = maglev_table(&members, FALLBACK_TABLE_SIZE);
+        Ok(tables)
+    }
+}
+
+/// The map key of a listener (generation 0).
+pub fn listener_key(listener: &Listener) -> ListenerKey {
+    let mut addr = [0u8; 16];
+    let family = match listener.address {
+        std::net::IpAddr::V4(v4) => {
+            addr[..4].copy_from_slice(&v4.octets());
+            4
+        }
+        std::net::IpAddr::V6(v6) => {
+            addr = v6.octets();
+            6
+        }
+    };
+    ListenerKey {
+        addr,
+        port_be: listener.port.to_be(),
+        family,
+        generation: 0,
+    }
+}
