@@ -63,11 +63,11 @@ impl std::fmt::Display for Explanation {
 pub struct Explainer {
     ebpf: Ebpf,
     verdict: Array<MapData, Verdict>,
+    dataplane: Dataplane,
+    indices: BackendIndices,
     tables: RoutingTables,
     /// Server ID length per codepoint (0: no config).
     server_id_lens: [usize; 8],
-    // Holds the maps the program uses.
-    _dataplane: Dataplane,
 }
 
 /// The name operators use for an XDP action.
@@ -87,27 +87,37 @@ impl Explainer {
     /// stood in for by the loopback interface: explain runs anywhere, not only on the router.
     pub fn new(config: &RouterConfig) -> Result<Self, ExplainError> {
         let mut ebpf = ebpf::load(true)?;
-        let mut dataplane = Dataplane::new(&mut ebpf)?;
-        let tables = RoutingTables::build(config, &mut BackendIndices::default(), |name| {
-            netif::lookup(name).or_else(|_| netif::lookup("lo"))
-        })?;
-        dataplane.apply(tables.clone())?;
+        let dataplane = Dataplane::new(&mut ebpf)?;
         let verdict = Array::try_from(
             ebpf.take_map("VERDICT")
                 .ok_or(DataplaneError::MissingMap("VERDICT"))?,
         )?;
-        let mut server_id_lens = [0; 8];
-        for cid_config in &config.cid_configs {
-            server_id_lens[cid_config.params.config_rotation as usize] =
-                cid_config.params.server_id_len as usize;
-        }
-        Ok(Self {
+        let mut explainer = Self {
             ebpf,
             verdict,
-            tables,
-            server_id_lens,
-            _dataplane: dataplane,
-        })
+            dataplane,
+            indices: BackendIndices::default(),
+            tables: RoutingTables::empty(),
+            server_id_lens: [0; 8],
+        };
+        explainer.install(config)?;
+        Ok(explainer)
+    }
+
+    /// Replaces the installed config with `config`.
+    pub fn install(&mut self, config: &RouterConfig) -> Result<(), ExplainError> {
+        let tables = RoutingTables::build(config, &mut self.indices, |name| {
+            netif::lookup(name).or_else(|_| netif::lookup("lo"))
+        })?;
+        self.dataplane.apply(tables.clone())?;
+        let previous = std::mem::replace(&mut self.tables, tables);
+        self.indices.retain(&[&self.tables, &previous]);
+        self.server_id_lens = [0; 8];
+        for cid_config in &config.cid_configs {
+            self.server_id_lens[cid_config.params.config_rotation as usize] =
+                cid_config.params.server_id_len as usize;
+        }
+        Ok(())
     }
 
     /// Runs `packet` (an Ethernet frame) through the program.

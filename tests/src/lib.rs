@@ -1,22 +1,227 @@
 //! Shared harness for quic-router's integration tests. Tests that need root or the kernel
 //! fail with a clear message when they cannot run; none of them skips.
 
-use aya::{Ebpf, programs::Xdp};
+pub mod netns;
+pub mod packet;
 
-/// Loads the router's object file and its XDP program into the kernel (not attached).
-/// Panics with the reason when the kernel refuses: these tests need root.
-pub fn load_router() -> (Ebpf, &'static str) {
-    let mut ebpf = Ebpf::load(router_user::ebpf::program_bytes()).unwrap_or_else(|err| {
-        panic!("loading the XDP object failed (these tests need root and BPF support): {err:#}")
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf,
+    programs::{TestRun as _, TestRunOptions},
+};
+use rand::{SeedableRng as _, rngs::StdRng};
+use router_common::quic_lb::{Config, ConfigParams, Encoder, Key};
+use router_user::{
+    config::{self, RouterConfig},
+    dataplane::{Counters, Dataplane},
+    ebpf, netif,
+    tables::{BackendIndices, RoutingTables},
+};
+
+use crate::netns::IsolatedNetns;
+
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_REDIRECT: u32 = 4;
+
+/// The standard test topology's QUIC-LB configs: (codepoint, server ID length, nonce length,
+/// key, server-use octets). One per mode, four-pass both with three and with four passes.
+pub const CID_CONFIGS: [(u8, u8, u8, Option<&str>, u8); 4] = [
+    (0, 2, 6, None, 0),
+    (1, 4, 12, Some("8f95f09245765f80256934e50c66207f"), 0),
+    (2, 3, 4, Some("fdf726a9893ec05c0632d3956680baf0"), 0),
+    (3, 8, 5, Some("0123456789abcdef0f1e2d3c4b5a6978"), 2),
+];
+
+/// Backends: (name, interface, next-hop MAC, server IDs per codepoint 0..=3, state).
+pub const BACKENDS: [(&str, &str, &str, [&str; 4], &str); 3] = [
+    (
+        "alpha",
+        "be0",
+        "02:00:00:00:0a:01",
+        ["0a01", "000000a1", "31441a", "a1a1a1a1a1a1a1a1"],
+        "active",
+    ),
+    (
+        "beta",
+        "be1",
+        "02:00:00:00:0b:01",
+        ["0a02", "000000b1", "31441b", "b1b1b1b1b1b1b1b1"],
+        "active",
+    ),
+    (
+        "gamma",
+        "be1",
+        "02:00:00:00:0c:01",
+        ["0a03", "000000c1", "31441c", "c1c1c1c1c1c1c1c1"],
+        "draining",
+    ),
+];
+
+/// The backend interfaces and their MACs.
+pub const INTERFACES: [(&str, [u8; 6]); 2] = [
+    ("be0", [0x02, 0, 0, 0, 0, 0xe0]),
+    ("be1", [0x02, 0, 0, 0, 0, 0xe1]),
+];
+
+/// The listeners: a VIP per family, UDP 443.
+pub const VIP4: &str = "198.18.0.10";
+pub const VIP6: &str = "2001:db8::10";
+
+/// A config file (and its key files) in a temporary directory.
+pub struct ConfigFile {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl ConfigFile {
+    /// The standard topology's config; `backends` picks and edits the backend lines.
+    pub fn standard() -> Self {
+        Self::with_backends(&BACKENDS)
+    }
+
+    pub fn with_backends(backends: &[(&str, &str, &str, [&str; 4], &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut text = format!(
+            "[[listener]]\naddress = \"{VIP4}\"\nport = 443\n\n[[listener]]\naddress = \"{VIP6}\"\nport = 443\n"
+        );
+        for (codepoint, sid_len, nonce_len, key, server_use) in CID_CONFIGS {
+            text += &format!(
+                "\n[[quic_lb]]\nconfig_rotation = {codepoint}\nserver_id_len = {sid_len}\nnonce_len = {nonce_len}\nserver_use_len = {server_use}\n"
+            );
+            if let Some(key) = key {
+                let file = write_key(dir.path(), codepoint, key);
+                text += &format!("key_file = \"{}\"\n", file.display());
+            }
+        }
+        for (name, interface, mac, server_ids, state) in backends {
+            let ids = server_ids
+                .iter()
+                .enumerate()
+                .map(|(codepoint, id)| format!("{codepoint} = [\"{id}\"]"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            text += &format!(
+                "\n[[backend]]\nname = \"{name}\"\nserver_ids = {{ {ids} }}\ninterface = \"{interface}\"\nnext_hop_mac = \"{mac}\"\nstate = \"{state}\"\n"
+            );
+        }
+        let path = dir.path().join("router.toml");
+        fs::write(&path, text).expect("write config");
+        Self { dir, path }
+    }
+
+    pub fn load(&self) -> RouterConfig {
+        config::load(&self.path).unwrap_or_else(|err| panic!("{err}"))
+    }
+}
+
+fn write_key(dir: &Path, codepoint: u8, hex_key: &str) -> PathBuf {
+    let path = dir.join(format!("cr{codepoint}.key"));
+    fs::write(&path, hex_key).expect("write key");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod key");
+    path
+}
+
+/// A connection ID that the server `server_id` mints under `codepoint` of [`CID_CONFIGS`],
+/// with a nonce from `seed`.
+pub fn mint(codepoint: u8, server_id: &str, seed: u64) -> Vec<u8> {
+    let (_, sid_len, nonce_len, key, server_use) = CID_CONFIGS
+        .iter()
+        .copied()
+        .find(|c| c.0 == codepoint)
+        .expect("a standard codepoint");
+    let params = ConfigParams {
+        config_rotation: codepoint,
+        server_id_len: sid_len,
+        nonce_len,
+        length_self_description: true,
+        server_use_len: server_use,
+    };
+    let cipher = key.map(|key| {
+        Key::from_slice(&hex::decode(key).unwrap())
+            .unwrap()
+            .aes128()
     });
-    let name = router_user::ebpf::PROGRAM_NAME;
-    let program: &mut Xdp = ebpf
-        .program_mut(name)
-        .unwrap_or_else(|| panic!("no program {name} in the object"))
-        .try_into()
-        .expect("an XDP program");
-    program
-        .load()
-        .unwrap_or_else(|err| panic!("the kernel refused the XDP program: {err:#}"));
-    (ebpf, name)
+    let encoder = Encoder::new(Config::new(params, cipher).unwrap());
+    let mut rng = StdRng::seed_from_u64(seed);
+    let nonce: Vec<u8> = (0..nonce_len)
+        .map(|_| rand::Rng::random(&mut rng))
+        .collect();
+    encoder
+        .encode(&hex::decode(server_id).unwrap(), &nonce, &mut rng)
+        .unwrap()
+        .as_slice()
+        .to_vec()
+}
+
+/// The router's program loaded (not attached) in an isolated namespace with the standard
+/// backend interfaces, and a config installed.
+pub struct Router {
+    pub ebpf: Ebpf,
+    pub dataplane: Dataplane,
+    pub tables: RoutingTables,
+    pub indices: BackendIndices,
+    // Dropped last: the namespace holds the interfaces the devmap points at.
+    pub netns: IsolatedNetns,
+}
+
+impl Router {
+    pub fn new(config: &RouterConfig) -> Self {
+        let netns = IsolatedNetns::enter();
+        for (name, mac) in INTERFACES {
+            netns.veth(name, mac);
+        }
+        let mut ebpf = ebpf::load(false).unwrap_or_else(|err| panic!("{err}"));
+        let mut dataplane = Dataplane::new(&mut ebpf).unwrap_or_else(|err| panic!("{err}"));
+        let mut indices = BackendIndices::default();
+        let tables = RoutingTables::build(config, &mut indices, netif::lookup)
+            .unwrap_or_else(|err| panic!("{err}"));
+        dataplane
+            .apply(tables.clone())
+            .unwrap_or_else(|err| panic!("{err}"));
+        Self {
+            ebpf,
+            dataplane,
+            tables,
+            indices,
+            netns,
+        }
+    }
+
+    /// Runs `packet` through the program: the action and the packet as it leaves.
+    pub fn run(&mut self, packet: &[u8]) -> (u32, Vec<u8>) {
+        let mut out = vec![0u8; packet.len() + 512];
+        let result = ebpf::xdp_program(&mut self.ebpf)
+            .unwrap()
+            .test_run(TestRunOptions {
+                data_in: Some(packet),
+                data_out: Some(&mut out),
+                ..TestRunOptions::default()
+            })
+            .unwrap_or_else(|err| panic!("BPF_PROG_TEST_RUN: {err}"));
+        out.truncate(result.data_size_out as usize);
+        (result.return_value, out)
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.dataplane
+            .counters()
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// The backend index of `name`.
+    pub fn backend(&self, name: &str) -> u32 {
+        *self
+            .tables
+            .backend_names
+            .iter()
+            .find(|(_, n)| *n == name)
+            .unwrap_or_else(|| panic!("no backend {name}"))
+            .0
+    }
 }

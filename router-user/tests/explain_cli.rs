@@ -1,0 +1,192 @@
+//! `quic-router explain` end to end: the kernel program's verdicts through the binary.
+//! Needs root (it loads the XDP program) and fails, not skips, without it.
+
+use std::{fs, os::unix::fs::PermissionsExt as _, path::Path, process::Command};
+
+use serde_json::Value;
+
+/// The draft's worked example (§5.4.2.4): four-pass, server ID 31441a.
+const KEY: &str = "fdf726a9893ec05c0632d3956680baf0";
+const ROUTABLE_CID: &str = "0767947d29be054a";
+
+fn write_config(dir: &Path, extra: &str) -> String {
+    let key = dir.join("lb.key");
+    fs::write(&key, KEY).unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    let config = dir.join("router.toml");
+    fs::write(
+        &config,
+        format!(
+            r#"
+[[listener]]
+address = "198.18.0.10"
+port = 443
+
+[[quic_lb]]
+config_rotation = 0
+server_id_len = 3
+nonce_len = 4
+key_file = "lb.key"
+
+[[backend]]
+name = "alpha"
+server_ids = {{ 0 = ["31441a"] }}
+interface = "lo"
+next_hop_mac = "02:00:00:00:0a:01"
+{extra}"#
+        ),
+    )
+    .unwrap();
+    config.to_str().unwrap().to_owned()
+}
+
+/// Ethernet / IPv4 198.18.1.1:40000 -> 198.18.0.10:`port` / UDP / `payload`.
+fn frame(port: u16, payload: &[u8]) -> Vec<u8> {
+    let udp_len = 8 + payload.len();
+    let mut frame = hex::decode("0200000000020200000000010800").unwrap();
+    frame.extend_from_slice(&[
+        0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 18, 1, 1, 198, 18, 0, 10,
+    ]);
+    frame[16..18].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+    frame.extend_from_slice(&40000u16.to_be_bytes());
+    frame.extend_from_slice(&port.to_be_bytes());
+    frame.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    frame.extend_from_slice(&[0, 0]);
+    frame.extend_from_slice(payload);
+    frame
+}
+
+fn short_header(cid: &str) -> Vec<u8> {
+    let mut payload = vec![0x41];
+    payload.extend(hex::decode(cid).unwrap());
+    payload.extend([0xab; 24]);
+    payload
+}
+
+fn initial() -> Vec<u8> {
+    let mut payload = vec![0xc0, 0, 0, 0, 1, 8, 0xe1, 2, 3, 4, 5, 6, 7, 8, 0];
+    payload.extend([0; 1200]);
+    payload
+}
+
+fn quic_router(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_quic-router"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn explains_a_packet_in_text_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let packet = hex::encode(frame(443, &short_header(ROUTABLE_CID)));
+    let (status, stdout, stderr) =
+        quic_router(&["explain", "--config", &config, "--packet", &packet]);
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(
+        stdout,
+        "action=redirect backend=alpha server_id=31441a reason=routed_by_server_id\n"
+    );
+
+    let (status, stdout, stderr) = quic_router(&[
+        "explain", "--config", &config, "--packet", &packet, "--json",
+    ]);
+    assert_eq!(status, 0, "{stderr}");
+    let verdict: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        verdict,
+        serde_json::json!({"action": "redirect", "backend": "alpha", "server_id": "31441a", "reason": "routed_by_server_id"})
+    );
+}
+
+#[test]
+fn explains_every_packet_of_a_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let capture = dir.path().join("capture.pcap");
+    let header = pcap_file::pcap::PcapHeader::default();
+    let mut writer =
+        pcap_file::pcap::PcapWriter::with_header(fs::File::create(&capture).unwrap(), header)
+            .unwrap();
+    let packets = [
+        frame(443, &short_header(ROUTABLE_CID)),
+        frame(443, &initial()),
+        frame(53, &short_header(ROUTABLE_CID)),
+        frame(443, &[]),
+        frame(443, &short_header("e7c4605e4504cc4f")),
+    ];
+    for packet in &packets {
+        let record = pcap_file::pcap::PcapPacket::new(
+            std::time::Duration::ZERO,
+            packet.len() as u32,
+            packet,
+        );
+        writer.write_packet(&record).unwrap();
+    }
+    drop(writer);
+
+    let (status, stdout, stderr) = quic_router(&[
+        "explain",
+        "--config",
+        &config,
+        "--pcap",
+        capture.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(status, 0, "{stderr}");
+    let verdicts: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let expected = [
+        serde_json::json!({"action": "redirect", "backend": "alpha", "server_id": "31441a", "reason": "routed_by_server_id"}),
+        serde_json::json!({"action": "redirect", "backend": "alpha", "server_id": null, "reason": "initial_hashed"}),
+        serde_json::json!({"action": "pass", "backend": null, "server_id": null, "reason": "not_listener"}),
+        serde_json::json!({"action": "drop", "backend": null, "server_id": null, "reason": "malformed_quic"}),
+        serde_json::json!({"action": "redirect", "backend": "alpha", "server_id": null, "reason": "unroutable_codepoint"}),
+    ];
+    assert_eq!(verdicts, expected);
+}
+
+#[test]
+fn bad_input_gives_one_line_and_status_2() {
+    let (good_dir, bad_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let good = write_config(good_dir.path(), "");
+    let packet = hex::encode(frame(443, &short_header(ROUTABLE_CID)));
+    let bad = write_config(bad_dir.path(), "weight = 0\n");
+    let cases: [(Vec<&str>, &str); 5] = [
+        (
+            vec!["explain", "--config", &bad, "--packet", &packet],
+            "router.toml:17: backend alpha: weight 0",
+        ),
+        (
+            vec!["explain", "--config", &good, "--packet", "00112233"],
+            "shorter than an Ethernet header",
+        ),
+        (
+            vec!["explain", "--config", &good, "--packet", "0g"],
+            "--packet is not valid hex",
+        ),
+        (vec!["explain", "--config", &good], "required"),
+        (
+            vec!["explain", "--config", &good, "--pcap", "/nonexistent.pcap"],
+            "cannot read /nonexistent.pcap",
+        ),
+    ];
+    for (args, needle) in cases {
+        let (status, stdout, stderr) = quic_router(&args);
+        assert_eq!(status, 2, "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: {stderr:?} lacks {needle:?}"
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! Test packets: Ethernet (optionally 802.1Q) / IPv4 or IPv6 / UDP / QUIC, built by hand so
+//! that every field can be wrong on purpose.
+
+use std::net::IpAddr;
+
+/// The client's and router's MACs in test frames.
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+
+pub const QUIC_V1: u32 = 1;
+pub const QUIC_V2: u32 = 0x6b33_43cf;
+
+/// A UDP datagram in an Ethernet frame.
+#[derive(Debug, Clone)]
+pub struct Datagram {
+    pub vlan: Option<u16>,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub payload: Vec<u8>,
+    /// IPv4 options (a multiple of 4 octets).
+    pub ipv4_options: Vec<u8>,
+    /// IPv4 flags and fragment offset field.
+    pub ipv4_fragment: u16,
+    /// IPv6: an extension header (next-header value, header) before UDP.
+    pub ipv6_extension: Option<(u8, Vec<u8>)>,
+    /// Overrides the UDP length field.
+    pub udp_len: Option<u16>,
+    /// IP protocol / next header instead of UDP (17).
+    pub protocol: u8,
+}
+
+impl Datagram {
+    pub fn new(src: IpAddr, dst: IpAddr, src_port: u16, dst_port: u16, payload: Vec<u8>) -> Self {
+        Self {
+            vlan: None,
+            src,
+            dst,
+            src_port,
+            dst_port,
+            payload,
+            ipv4_options: Vec::new(),
+            ipv4_fragment: 0x4000, // don't fragment
+            ipv6_extension: None,
+            udp_len: None,
+            protocol: 17,
+        }
+    }
+
+    pub fn frame(&self) -> Vec<u8> {
+        let udp_len = self.udp_len.unwrap_or(8 + self.payload.len() as u16);
+        let mut udp = Vec::new();
+        udp.extend_from_slice(&self.src_port.to_be_bytes());
+        udp.extend_from_slice(&self.dst_port.to_be_bytes());
+        udp.extend_from_slice(&udp_len.to_be_bytes());
+        udp.extend_from_slice(&[0, 0]);
+        udp.extend_from_slice(&self.payload);
+
+        let mut frame = Vec::new();
+        frame.extend_from_slice(&ROUTER_MAC);
+        frame.extend_from_slice(&CLIENT_MAC);
+        if let Some(tag) = self.vlan {
+            frame.extend_from_slice(&[0x81, 0x00]);
+            frame.extend_from_slice(&tag.to_be_bytes());
+        }
+        match (self.src, self.dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                frame.extend_from_slice(&[0x08, 0x00]);
+                let header_len = 20 + self.ipv4_options.len();
+                frame.push(0x40 | (header_len / 4) as u8);
+                frame.push(0);
+                frame.extend_from_slice(&((header_len + udp.len()) as u16).to_be_bytes());
+                frame.extend_from_slice(&[0x12, 0x34]);
+                frame.extend_from_slice(&self.ipv4_fragment.to_be_bytes());
+                frame.extend_from_slice(&[64, self.protocol, 0, 0]);
+                frame.extend_from_slice(&src.octets());
+                frame.extend_from_slice(&dst.octets());
+                frame.extend_from_slice(&self.ipv4_options);
+            }
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                frame.extend_from_slice(&[0x86, 0xdd]);
+                let extension_len = self.ipv6_extension.as_ref().map_or(0, |(_, h)| h.len());
+                frame.extend_from_slice(&[0x60, 0, 0, 0]);
+                frame.extend_from_slice(&((extension_len + udp.len()) as u16).to_be_bytes());
+                let next = self
+                    .ipv6_extension
+                    .as_ref()
+                    .map_or(self.protocol, |(nh, _)| *nh);
+                frame.extend_from_slice(&[next, 64]);
+                frame.extend_from_slice(&src.octets());
+                frame.extend_from_slice(&dst.octets());
+                if let Some((_, header)) = &self.ipv6_extension {
+                    frame.extend_from_slice(header);
+                }
+            }
+            _ => panic!("mixed address families"),
+        }
+        frame.extend_from_slice(&udp);
+        frame
+    }
+}
+
+/// A 1-RTT (short header) packet: first octet, DCID, a packet number and 24 octets of
+/// "protected payload".
+pub fn short_header(dcid: &[u8]) -> Vec<u8> {
+    let mut packet = vec![0x41];
+    packet.extend_from_slice(dcid);
+    packet.extend_from_slice(&[0x00, 0x17]);
+    packet.extend_from_slice(&[0xab; 24]);
+    packet
+}
+
+/// A long header packet: `first` octet, version, DCID, SCID, then `rest` octets of payload.
+pub fn long_header(first: u8, version: u32, dcid: &[u8], scid: &[u8], rest: usize) -> Vec<u8> {
+    let mut packet = vec![first];
+    packet.extend_from_slice(&version.to_be_bytes());
+    packet.push(dcid.len() as u8);
+    packet.extend_from_slice(dcid);
+    packet.push(scid.len() as u8);
+    packet.extend_from_slice(scid);
+    packet.extend(std::iter::repeat_n(0xcd, rest));
+    packet
+}
+
+/// QUIC v1 long header packet types (first octet with the fixed bit and a 1-octet packet
+/// number length).
+pub mod v1 {
+    pub const INITIAL: u8 = 0xc0;
+    pub const ZERO_RTT: u8 = 0xd0;
+    pub const HANDSHAKE: u8 = 0xe0;
+    pub const RETRY: u8 = 0xf0;
+}
+
+/// QUIC v2 (RFC 9369) long header packet types.
+pub mod v2 {
+    pub const RETRY: u8 = 0xc0;
+    pub const INITIAL: u8 = 0xd0;
+    pub const ZERO_RTT: u8 = 0xe0;
+    pub const HANDSHAKE: u8 = 0xf0;
+}

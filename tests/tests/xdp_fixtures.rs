@@ -1,0 +1,655 @@
+//! Table-driven fixtures through BPF_PROG_TEST_RUN, Katran-style: for each packet, the action,
+//! the bytes that leave and every counter. CIDs are minted with router-common's encoder on
+//! RustCrypto AES, so the kernel's decoding is checked against an independent cipher.
+
+use std::net::IpAddr;
+
+use integration_tests::{
+    BACKENDS, ConfigFile, INTERFACES, Router, VIP4, VIP6, XDP_DROP, XDP_PASS, XDP_REDIRECT, mint,
+    packet::{Datagram, QUIC_V1, QUIC_V2, long_header, short_header, v1, v2},
+};
+use router_common::{
+    flow_hash::flow_hash,
+    maps::{FALLBACK_TABLE_SIZE, Outcome},
+};
+
+/// What a fixture expects.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// Passed to the stack untouched.
+    Pass(Outcome),
+    /// Dropped.
+    Drop(Outcome),
+    /// Redirected to the named backend because its DCID names it.
+    Routed(&'static str),
+    /// Redirected to whatever backend the fallback table gives the 4-tuple.
+    Hashed(Outcome),
+}
+
+struct Fixture {
+    name: String,
+    datagram: Datagram,
+    /// The frame, when it is not the datagram's own (not UDP, truncated...).
+    frame: Option<Vec<u8>>,
+    expect: Expect,
+}
+
+fn client(v6: bool) -> IpAddr {
+    if v6 { "2001:db8:1::7" } else { "198.18.1.7" }
+        .parse()
+        .unwrap()
+}
+
+fn vip(v6: bool) -> IpAddr {
+    if v6 { VIP6 } else { VIP4 }.parse().unwrap()
+}
+
+fn udp(v6: bool, payload: Vec<u8>) -> Datagram {
+    Datagram::new(client(v6), vip(v6), 40_001, 443, payload)
+}
+
+fn fixture(name: impl Into<String>, datagram: Datagram, expect: Expect) -> Fixture {
+    Fixture {
+        name: name.into(),
+        datagram,
+        frame: None,
+        expect,
+    }
+}
+
+/// A client-chosen DCID: random octets with codepoint 0b111 (never routable).
+const CLIENT_DCID: [u8; 8] = [0xe3, 0x9a, 0x11, 0x42, 0x07, 0x5c, 0xd0, 0x8e];
+const SCID: [u8; 8] = [0x11; 8];
+
+fn fixtures() -> Vec<Fixture> {
+    let mut all = Vec::new();
+    for v6 in [false, true] {
+        let family = if v6 { "IPv6" } else { "IPv4" };
+        let f = |name: &str| format!("{family}: {name}");
+        // Short headers, every mode.
+        all.push(fixture(
+            f("short header, plaintext"),
+            udp(v6, short_header(&mint(0, "0a01", 1))),
+            Expect::Routed("alpha"),
+        ));
+        all.push(fixture(
+            f("short header, single-pass"),
+            udp(v6, short_header(&mint(1, "000000b1", 2))),
+            Expect::Routed("beta"),
+        ));
+        all.push(fixture(
+            f("short header, four-pass in 3 passes"),
+            udp(v6, short_header(&mint(2, "31441a", 3))),
+            Expect::Routed("alpha"),
+        ));
+        all.push(fixture(
+            f("short header, four-pass in 4 passes, server-use octets"),
+            udp(v6, short_header(&mint(3, "b1b1b1b1b1b1b1b1", 4))),
+            Expect::Routed("beta"),
+        ));
+        all.push(fixture(
+            f("short header naming a draining backend"),
+            udp(v6, short_header(&mint(2, "31441c", 5))),
+            Expect::Routed("gamma"),
+        ));
+        all.push(fixture(
+            f("short header, unknown server ID"),
+            udp(v6, short_header(&mint(1, "0000ffff", 6))),
+            Expect::Hashed(Outcome::UnknownServerId),
+        ));
+        all.push(fixture(
+            f("short header, codepoint 0b111"),
+            udp(v6, short_header(&[0xe7, 1, 2, 3, 4, 5, 6, 7])),
+            Expect::Hashed(Outcome::UnroutableCodepoint),
+        ));
+        all.push(fixture(
+            f("short header, inactive codepoint 5"),
+            udp(v6, short_header(&[0xa7, 1, 2, 3, 4, 5, 6, 7])),
+            Expect::Hashed(Outcome::UnroutableCodepoint),
+        ));
+        let mut too_short = vec![0x41];
+        too_short.extend_from_slice(&mint(1, "000000a1", 7)[..10]);
+        all.push(fixture(
+            f("short header shorter than its config's CID"),
+            udp(v6, too_short),
+            Expect::Hashed(Outcome::UnroutableLength),
+        ));
+
+        // QUIC v1 long headers.
+        all.push(fixture(
+            f("v1 Initial, client-chosen DCID"),
+            udp(
+                v6,
+                long_header(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, 1200),
+            ),
+            Expect::Hashed(Outcome::InitialHashed),
+        ));
+        all.push(fixture(
+            f("v1 Initial resuming with a server-issued DCID"),
+            udp(
+                v6,
+                long_header(v1::INITIAL, QUIC_V1, &mint(2, "31441b", 8), &SCID, 1200),
+            ),
+            Expect::Routed("beta"),
+        ));
+        all.push(fixture(
+            f("v1 Initial, DCID with an unknown server ID"),
+            udp(
+                v6,
+                long_header(v1::INITIAL, QUIC_V1, &mint(0, "7777", 9), &SCID, 1200),
+            ),
+            Expect::Hashed(Outcome::InitialHashed),
+        ));
+        all.push(fixture(
+            f("v1 0-RTT, server-issued DCID"),
+            udp(
+                v6,
+                long_header(v1::ZERO_RTT, QUIC_V1, &mint(1, "000000a1", 10), &SCID, 200),
+            ),
+            Expect::Routed("alpha"),
+        ));
+        all.push(fixture(
+            f("v1 0-RTT, client-chosen DCID"),
+            udp(
+                v6,
+                long_header(v1::ZERO_RTT, QUIC_V1, &CLIENT_DCID, &SCID, 200),
+            ),
+            Expect::Hashed(Outcome::InitialHashed),
+        ));
+        all.push(fixture(
+            f("v1 Handshake"),
+            udp(
+                v6,
+                long_header(
+                    v1::HANDSHAKE,
+                    QUIC_V1,
+                    &mint(3, "a1a1a1a1a1a1a1a1", 11),
+                    &SCID,
+                    100,
+                ),
+            ),
+            Expect::Routed("alpha"),
+        ));
+        all.push(fixture(
+            f("v1 Handshake, unknown server ID"),
+            udp(
+                v6,
+                long_header(v1::HANDSHAKE, QUIC_V1, &mint(2, "000001", 12), &SCID, 100),
+            ),
+            Expect::Hashed(Outcome::UnknownServerId),
+        ));
+        all.push(fixture(
+            f("v1 Retry"),
+            udp(v6, long_header(v1::RETRY, QUIC_V1, &CLIENT_DCID, &SCID, 40)),
+            Expect::Hashed(Outcome::UnroutableCodepoint),
+        ));
+        all.push(fixture(
+            f("v1 Handshake, DCID too short for its config"),
+            udp(
+                v6,
+                long_header(
+                    v1::HANDSHAKE,
+                    QUIC_V1,
+                    &mint(1, "000000a1", 13)[..12],
+                    &SCID,
+                    100,
+                ),
+            ),
+            Expect::Hashed(Outcome::UnroutableLength),
+        ));
+
+        // QUIC v2 (RFC 9369): other packet type codes.
+        all.push(fixture(
+            f("v2 Initial resuming"),
+            udp(
+                v6,
+                long_header(v2::INITIAL, QUIC_V2, &mint(0, "0a02", 14), &SCID, 1200),
+            ),
+            Expect::Routed("beta"),
+        ));
+        all.push(fixture(
+            f("v2 Initial, client-chosen DCID"),
+            udp(
+                v6,
+                long_header(v2::INITIAL, QUIC_V2, &CLIENT_DCID, &SCID, 1200),
+            ),
+            Expect::Hashed(Outcome::InitialHashed),
+        ));
+        all.push(fixture(
+            f("v2 0-RTT, client-chosen DCID"),
+            udp(
+                v6,
+                long_header(v2::ZERO_RTT, QUIC_V2, &CLIENT_DCID, &SCID, 200),
+            ),
+            Expect::Hashed(Outcome::InitialHashed),
+        ));
+        all.push(fixture(
+            f("v2 Handshake"),
+            udp(
+                v6,
+                long_header(v2::HANDSHAKE, QUIC_V2, &mint(1, "000000b1", 15), &SCID, 100),
+            ),
+            Expect::Routed("beta"),
+        ));
+        all.push(fixture(
+            f("v2 Retry is not an Initial"),
+            udp(v6, long_header(v2::RETRY, QUIC_V2, &CLIENT_DCID, &SCID, 40)),
+            Expect::Hashed(Outcome::UnroutableCodepoint),
+        ));
+
+        // Version invariance (draft-21 §8): unknown versions are routed by DCID, never dropped.
+        all.push(fixture(
+            f("Version Negotiation with a server-issued DCID"),
+            udp(v6, long_header(0x80, 0, &mint(2, "31441a", 16), &SCID, 8)),
+            Expect::Routed("alpha"),
+        ));
+        all.push(fixture(
+            f("unknown version, fixed bit clear, server-issued DCID"),
+            udp(
+                v6,
+                long_header(0x80, 0x1a2a_3a4a, &mint(0, "0a01", 17), &SCID, 50),
+            ),
+            Expect::Routed("alpha"),
+        ));
+        all.push(fixture(
+            f("unknown version, 32-octet DCID"),
+            udp(v6, long_header(0xc0, 0x1a2a_3a4a, &[0x07; 32], &SCID, 50)),
+            Expect::Hashed(Outcome::UnroutableLength),
+        ));
+
+        // Malformed QUIC to a listener: dropped.
+        all.push(fixture(
+            f("v1 long header with the fixed bit clear"),
+            udp(
+                v6,
+                long_header(0x80, QUIC_V1, &mint(0, "0a01", 18), &SCID, 50),
+            ),
+            Expect::Drop(Outcome::MalformedQuic),
+        ));
+        all.push(fixture(
+            f("v1 long header with a 21-octet DCID"),
+            udp(
+                v6,
+                long_header(v1::INITIAL, QUIC_V1, &[0x07; 21], &SCID, 1200),
+            ),
+            Expect::Drop(Outcome::MalformedQuic),
+        ));
+        all.push(fixture(
+            f("long header cut inside the version"),
+            udp(v6, vec![0xc0, 0, 0]),
+            Expect::Drop(Outcome::MalformedQuic),
+        ));
+        all.push(fixture(
+            f("long header whose SCID runs past the datagram"),
+            udp(
+                v6,
+                long_header(v1::HANDSHAKE, QUIC_V1, &mint(0, "0a01", 19), &[0x22; 20], 0)[..30]
+                    .to_vec(),
+            ),
+            Expect::Drop(Outcome::MalformedQuic),
+        ));
+        all.push(fixture(
+            f("empty UDP payload"),
+            udp(v6, Vec::new()),
+            Expect::Drop(Outcome::MalformedQuic),
+        ));
+        let mut lying = udp(v6, short_header(&mint(0, "0a01", 20)));
+        lying.udp_len = Some(500);
+        all.push(fixture(
+            f("UDP length beyond the IP payload"),
+            lying,
+            Expect::Drop(Outcome::MalformedQuic),
+        ));
+        // Not QUIC, but to a listener: taken as a short header, whose DCID names no server.
+        all.push(fixture(
+            f("DNS query to the listener"),
+            udp(
+                v6,
+                hex::decode("12340100000100000000000003777777076578616d706c6503636f6d0000010001")
+                    .unwrap(),
+            ),
+            Expect::Hashed(Outcome::UnknownServerId),
+        ));
+
+        // Not for a listener: passed untouched.
+        let mut other_port = udp(v6, short_header(&mint(0, "0a01", 21)));
+        other_port.dst_port = 8443;
+        all.push(fixture(
+            f("UDP to another port"),
+            other_port,
+            Expect::Pass(Outcome::NotListener),
+        ));
+        let mut other_address = udp(v6, short_header(&mint(0, "0a01", 22)));
+        other_address.dst = if v6 {
+            "2001:db8::99".parse().unwrap()
+        } else {
+            "198.18.0.99".parse().unwrap()
+        };
+        all.push(fixture(
+            f("UDP to another address"),
+            other_address,
+            Expect::Pass(Outcome::NotListener),
+        ));
+        let mut tcp = udp(v6, vec![0; 20]);
+        tcp.protocol = 6;
+        all.push(fixture(
+            f("TCP to the VIP"),
+            tcp,
+            Expect::Pass(Outcome::NotListener),
+        ));
+
+        // VLAN.
+        let mut tagged = udp(v6, short_header(&mint(3, "a1a1a1a1a1a1a1a1", 23)));
+        tagged.vlan = Some(100);
+        all.push(fixture(
+            f("802.1Q-tagged short header"),
+            tagged,
+            Expect::Routed("alpha"),
+        ));
+        let mut tagged_initial = udp(
+            v6,
+            long_header(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, 1200),
+        );
+        tagged_initial.vlan = Some(4000);
+        all.push(fixture(
+            f("802.1Q-tagged Initial"),
+            tagged_initial,
+            Expect::Hashed(Outcome::InitialHashed),
+        ));
+    }
+
+    // IPv4 only: options and fragments.
+    let mut options = udp(false, short_header(&mint(1, "000000a1", 24)));
+    options.ipv4_options = vec![0x94, 0x04, 0x00, 0x00]; // router alert
+    all.push(fixture(
+        "IPv4 with options",
+        options,
+        Expect::Routed("alpha"),
+    ));
+    let mut first_fragment = udp(
+        false,
+        long_header(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, 1200),
+    );
+    first_fragment.ipv4_fragment = 0x2000;
+    all.push(fixture(
+        "IPv4 first fragment",
+        first_fragment,
+        Expect::Pass(Outcome::Fragment),
+    ));
+    let mut later_fragment = udp(false, vec![0xcd; 100]);
+    later_fragment.ipv4_fragment = 0x00b9;
+    all.push(fixture(
+        "IPv4 later fragment",
+        later_fragment,
+        Expect::Pass(Outcome::Fragment),
+    ));
+
+    // IPv6 only: extension headers.
+    let mut hop_by_hop = udp(true, short_header(&mint(0, "0a01", 25)));
+    hop_by_hop.ipv6_extension = Some((0, vec![17, 0, 1, 4, 0, 0, 0, 0]));
+    all.push(fixture(
+        "IPv6 hop-by-hop options before UDP",
+        hop_by_hop,
+        Expect::Pass(Outcome::Ipv6Extension),
+    ));
+    let mut fragment = udp(true, short_header(&mint(0, "0a01", 26)));
+    fragment.ipv6_extension = Some((44, vec![17, 0, 0, 1, 0, 0, 0, 9]));
+    all.push(fixture(
+        "IPv6 fragment header",
+        fragment,
+        Expect::Pass(Outcome::Fragment),
+    ));
+
+    // Frames that are not IP, or not as the parser expects.
+    let base = udp(false, short_header(&mint(0, "0a01", 27)));
+    let mut arp = base.frame()[..42].to_vec();
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    all.push(Fixture {
+        name: "ARP".into(),
+        datagram: base.clone(),
+        frame: Some(arp),
+        expect: Expect::Pass(Outcome::NotListener),
+    });
+    let mut qinq = base.frame();
+    qinq.splice(12..12, [0x88, 0xa8, 0x00, 0x64]);
+    all.push(Fixture {
+        name: "802.1ad (QinQ) outer tag".into(),
+        datagram: base.clone(),
+        frame: Some(qinq),
+        expect: Expect::Pass(Outcome::NotListener),
+    });
+    let mut padded = base.frame();
+    padded.extend_from_slice(&[0; 30]);
+    all.push(Fixture {
+        name: "Ethernet padding after the IP packet".into(),
+        datagram: base.clone(),
+        frame: Some(padded),
+        expect: Expect::Routed("alpha"),
+    });
+    all
+}
+
+/// The backend the fallback table gives `datagram`'s 4-tuple.
+fn hashed_backend(router: &Router, datagram: &Datagram) -> String {
+    let addr = |ip: IpAddr| {
+        let mut addr = [0u8; 16];
+        match ip {
+            IpAddr::V4(v4) => addr[..4].copy_from_slice(&v4.octets()),
+            IpAddr::V6(v6) => addr = v6.octets(),
+        }
+        addr
+    };
+    let hash = flow_hash(
+        &addr(datagram.src),
+        &addr(datagram.dst),
+        datagram.src_port.to_be(),
+        datagram.dst_port.to_be(),
+    );
+    let index = router.tables.fallback[(hash % FALLBACK_TABLE_SIZE) as usize];
+    router.tables.backend_names[&index].clone()
+}
+
+/// Runs `frame` and checks the action, the bytes out and every counter.
+fn check(
+    router: &mut Router,
+    name: &str,
+    frame: &[u8],
+    action: u32,
+    outcome: Outcome,
+    backend: Option<&str>,
+) {
+    let before = router.counters();
+    let (got_action, out) = router.run(frame);
+    let after = router.counters();
+    assert_eq!(got_action, action, "{name}: action");
+
+    let mut expected = frame.to_vec();
+    if let Some(backend) = backend {
+        let (_, interface, next_hop, _, _) = BACKENDS.iter().find(|b| b.0 == backend).unwrap();
+        let (_, interface_mac) = INTERFACES.iter().find(|i| i.0 == *interface).unwrap();
+        let next_hop: Vec<u8> = next_hop
+            .split(':')
+            .map(|o| u8::from_str_radix(o, 16).unwrap())
+            .collect();
+        expected[..6].copy_from_slice(&next_hop);
+        expected[6..12].copy_from_slice(interface_mac);
+    }
+    assert_eq!(
+        hex::encode(&out),
+        hex::encode(&expected),
+        "{name}: bytes out"
+    );
+
+    for candidate in Outcome::ALL {
+        let delta = after.outcome(candidate) - before.outcome(candidate);
+        assert_eq!(
+            delta,
+            u64::from(candidate == outcome),
+            "{name}: counter {}",
+            candidate.name()
+        );
+    }
+    for (index, backend_name) in &router.tables.backend_names {
+        let old = before.backends.get(index).copied().unwrap_or_default();
+        let new = after.backends.get(index).copied().unwrap_or_default();
+        let hit = backend == Some(backend_name.as_str());
+        assert_eq!(
+            new.packets - old.packets,
+            u64::from(hit),
+            "{name}: packets of {backend_name}"
+        );
+        let bytes = if hit { frame.len() as u64 } else { 0 };
+        assert_eq!(
+            new.bytes - old.bytes,
+            bytes,
+            "{name}: bytes of {backend_name}"
+        );
+    }
+}
+
+#[test]
+fn every_fixture_gives_its_action_bytes_and_counters() {
+    let fixtures = fixtures();
+    assert!(fixtures.len() >= 40, "only {} fixtures", fixtures.len());
+    let config = ConfigFile::standard().load();
+    let mut router = Router::new(&config);
+    for fixture in &fixtures {
+        let frame = fixture
+            .frame
+            .clone()
+            .unwrap_or_else(|| fixture.datagram.frame());
+        match fixture.expect {
+            Expect::Pass(outcome) => {
+                check(&mut router, &fixture.name, &frame, XDP_PASS, outcome, None)
+            }
+            Expect::Drop(outcome) => {
+                check(&mut router, &fixture.name, &frame, XDP_DROP, outcome, None)
+            }
+            Expect::Routed(backend) => check(
+                &mut router,
+                &fixture.name,
+                &frame,
+                XDP_REDIRECT,
+                Outcome::RoutedByServerId,
+                Some(backend),
+            ),
+            Expect::Hashed(outcome) => {
+                let backend = hashed_backend(&router, &fixture.datagram);
+                assert_ne!(
+                    backend, "gamma",
+                    "{}: a draining backend took fallback traffic",
+                    fixture.name
+                );
+                check(
+                    &mut router,
+                    &fixture.name,
+                    &frame,
+                    XDP_REDIRECT,
+                    outcome,
+                    Some(&backend),
+                );
+            }
+        }
+    }
+}
+
+/// A valid packet cut at every octet: before the UDP header is whole the program cannot tell
+/// it is for a listener and passes it; after, the IP and UDP lengths give the cut away.
+#[test]
+fn truncated_packets_are_passed_or_dropped_never_routed() {
+    let config = ConfigFile::standard().load();
+    let mut router = Router::new(&config);
+    for (v6, vlan) in [(false, None), (true, None), (false, Some(7))] {
+        let mut datagram = udp(
+            v6,
+            long_header(v1::INITIAL, QUIC_V1, &mint(2, "31441a", 30), &SCID, 40),
+        );
+        datagram.vlan = vlan;
+        let frame = datagram.frame();
+        let headers = 14 + if vlan.is_some() { 4 } else { 0 } + if v6 { 40 } else { 20 } + 8;
+        check(
+            &mut router,
+            "whole packet",
+            &frame,
+            XDP_REDIRECT,
+            Outcome::RoutedByServerId,
+            Some("alpha"),
+        );
+        for len in 14..frame.len() {
+            let name = format!("{} cut to {len} octets", if v6 { "IPv6" } else { "IPv4" });
+            if len < headers {
+                check(
+                    &mut router,
+                    &name,
+                    &frame[..len],
+                    XDP_PASS,
+                    Outcome::NotListener,
+                    None,
+                );
+            } else {
+                check(
+                    &mut router,
+                    &name,
+                    &frame[..len],
+                    XDP_DROP,
+                    Outcome::MalformedQuic,
+                    None,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn without_active_backends_fallback_traffic_is_dropped() {
+    let draining: Vec<_> = BACKENDS
+        .iter()
+        .map(|b| (b.0, b.1, b.2, b.3, "draining"))
+        .collect();
+    let config = ConfigFile::with_backends(&draining).load();
+    let mut router = Router::new(&config);
+    let initial = udp(
+        false,
+        long_header(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, 1200),
+    )
+    .frame();
+    check(
+        &mut router,
+        "Initial, all draining",
+        &initial,
+        XDP_DROP,
+        Outcome::NoBackend,
+        None,
+    );
+    // Traffic that names a draining backend still reaches it.
+    let short = udp(false, short_header(&mint(0, "0a02", 31))).frame();
+    check(
+        &mut router,
+        "short header to draining beta",
+        &short,
+        XDP_REDIRECT,
+        Outcome::RoutedByServerId,
+        Some("beta"),
+    );
+}
+
+#[test]
+fn a_vanished_interface_counts_as_redirect_failure() {
+    let config = ConfigFile::standard().load();
+    let mut router = Router::new(&config);
+    // The kernel takes a device out of every devmap when it goes away.
+    router.netns.ip(&["link", "del", "be1"]);
+    let frame = udp(false, short_header(&mint(1, "000000b1", 32))).frame();
+    let before = router.counters();
+    let (action, _) = router.run(&frame);
+    let after = router.counters();
+    assert_eq!(action, XDP_DROP);
+    assert_eq!(
+        after.outcome(Outcome::RedirectFailed) - before.outcome(Outcome::RedirectFailed),
+        1
+    );
+    assert_eq!(
+        after.outcome(Outcome::RoutedByServerId),
+        before.outcome(Outcome::RoutedByServerId)
+    );
+}
