@@ -11,7 +11,7 @@ use std::{
 
 use router_common::{
     maps::{MAX_BACKENDS, MAX_LISTENERS, MAX_SERVER_IDS},
-    quic_lb::{CONFIG_ROTATIONS, ConfigParams, Key},
+    quic_lb::{CONFIG_ROTATIONS, ConfigError as ParamsError, ConfigParams, Key},
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -106,7 +106,7 @@ struct RawQuicLb {
     nonce_len: Spanned<u8>,
     key_file: Option<Spanned<String>>,
     length_self_description: Option<bool>,
-    server_use_len: Option<u8>,
+    server_use_len: Option<Spanned<u8>>,
 }
 
 #[derive(Deserialize)]
@@ -213,18 +213,30 @@ impl Context<'_> {
         let mut seen = BTreeSet::new();
         raw.iter()
             .map(|entry| {
-                let span = entry.span();
+                let table = entry.span();
                 let entry = entry.get_ref();
                 let params = ConfigParams {
                     config_rotation: *entry.config_rotation.get_ref(),
                     server_id_len: *entry.server_id_len.get_ref(),
                     nonce_len: *entry.nonce_len.get_ref(),
                     length_self_description: entry.length_self_description.unwrap_or(true),
-                    server_use_len: entry.server_use_len.unwrap_or(0),
+                    server_use_len: entry.server_use_len.as_ref().map_or(0, |n| *n.get_ref()),
                 };
-                params
-                    .validate()
-                    .map_err(|err| self.error(span.clone(), err.to_string()))?;
+                params.validate().map_err(|err| {
+                    // Point at the field the rule is about.
+                    let span = match err {
+                        ParamsError::ReservedConfigRotation
+                        | ParamsError::ConfigRotationOutOfRange(_) => entry.config_rotation.span(),
+                        ParamsError::ServerIdLenOutOfRange(_) => entry.server_id_len.span(),
+                        ParamsError::NonceLenOutOfRange(_)
+                        | ParamsError::PlaintextTooLong { .. } => entry.nonce_len.span(),
+                        ParamsError::CidTooLong { .. } => entry
+                            .server_use_len
+                            .as_ref()
+                            .map_or(table.clone(), Spanned::span),
+                    };
+                    self.error(span, err.to_string())
+                })?;
                 if !seen.insert(params.config_rotation) {
                     return Err(self.error(
                         entry.config_rotation.span(),

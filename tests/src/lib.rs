@@ -3,6 +3,7 @@
 
 pub mod netns;
 pub mod packet;
+pub mod topology;
 
 use std::{
     fs,

@@ -1,0 +1,187 @@
+//! The router config file: the README's example parses, and every kind of error names the
+//! file, the line and the problem.
+
+use std::{fs, os::unix::fs::PermissionsExt as _, path::Path};
+
+use router_user::config::{self, BackendState};
+
+const EXAMPLE: &str = include_str!("../../config/router.example.toml");
+
+fn write_key(dir: &Path, mode: u32) {
+    fs::create_dir_all(dir.join("keys")).unwrap();
+    let key = dir.join("keys/cr1.key");
+    fs::write(&key, "8f95f09245765f80256934e50c66207f\n").unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn the_example_config_parses() {
+    let dir = tempfile::tempdir().unwrap();
+    write_key(dir.path(), 0o600);
+    let path = dir.path().join("router.toml");
+    fs::write(&path, EXAMPLE).unwrap();
+    let config = config::load(&path).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.listeners.len(), 2);
+    assert_eq!(config.cid_configs.len(), 2);
+    assert!(config.cid_configs[0].key.is_none() && config.cid_configs[1].key.is_some());
+    assert_eq!(config.backends.len(), 3);
+    assert_eq!(config.backends[1].weight, 2);
+    assert_eq!(config.backends[2].state, BackendState::Draining);
+    assert_eq!(
+        config.backends[0].server_ids,
+        vec![(0, vec![0x0a, 0x01]), (1, vec![0xa0, 0, 1])]
+    );
+}
+
+/// `EXAMPLE` with `from` replaced by `to`: the error must be `router.toml:LINE: ...needle`.
+fn assert_error(from: &str, to: &str, line: usize, needle: &str) {
+    assert!(EXAMPLE.contains(from), "the example lacks {from:?}");
+    let dir = tempfile::tempdir().unwrap();
+    write_key(dir.path(), 0o600);
+    let path = dir.path().join("router.toml");
+    fs::write(&path, EXAMPLE.replacen(from, to, 1)).unwrap();
+    let message = config::load(&path).unwrap_err().to_string();
+    let prefix = format!("{}:{line}: ", path.display());
+    assert!(
+        message.starts_with(&prefix),
+        "{message:?} should start with {prefix:?}"
+    );
+    assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+    assert!(!message.contains('\n'), "{message:?} is not one line");
+}
+
+#[test]
+fn every_error_names_file_line_and_problem() {
+    assert_error(
+        "address = \"198.18.0.10\"",
+        "address = \"198.18.0\"",
+        5,
+        "not an IP address",
+    );
+    assert_error(
+        "port = 443\n\n[[listener]]",
+        "port = 0\n\n[[listener]]",
+        6,
+        "port 0",
+    );
+    assert_error(
+        "port = 443\n\n[[listener]]",
+        "port = 70000\n\n[[listener]]",
+        6,
+        "",
+    );
+    assert_error(
+        "address = \"2001:db8::10\"",
+        "address = \"198.18.0.10\"",
+        9,
+        "given twice",
+    );
+    assert_error(
+        "server_id_len = 2 ",
+        "server_id_len = 0 ",
+        16,
+        "server ID length 0 is out of range",
+    );
+    assert_error(
+        "nonce_len = 6 ",
+        "nonce_len = 3 ",
+        17,
+        "nonce length 3 is out of range",
+    );
+    assert_error("nonce_len = 6 ", "nonce_len = 18 ", 17, "exceeds 19 octets");
+    assert_error("config_rotation = 1", "config_rotation = 7", 21, "reserved");
+    assert_error(
+        "config_rotation = 1",
+        "config_rotation = 0",
+        21,
+        "config rotation 0 is given twice",
+    );
+    assert_error(
+        "server_use_len = 0 ",
+        "server_use_len = 12 ",
+        28,
+        "exceeds 20",
+    );
+    assert_error(
+        "keys/cr1.key",
+        "keys/missing.key",
+        24,
+        "cannot read key file",
+    );
+    assert_error(
+        "0 = [\"0a01\"]",
+        "0 = [\"0a0\"]",
+        34,
+        "is not 2 octets of hex",
+    );
+    assert_error(
+        "0 = [\"0a01\"], 1",
+        "5 = [\"0a01\"], 1",
+        34,
+        "not the config rotation of a [[quic_lb]]",
+    );
+    assert_error(
+        "0 = [\"0a02\"]",
+        "0 = [\"0a01\"]",
+        42,
+        "belongs to both alpha and beta",
+    );
+    assert_error(
+        "\"02:00:00:00:0a:01\"",
+        "\"02:00:00:00:0a\"",
+        36,
+        "not a MAC address",
+    );
+    assert_error("weight = 2", "weight = 1001", 45, "out of range 1..=1000");
+    assert_error(
+        "state = \"draining\"",
+        "state = \"sleeping\"",
+        52,
+        "unknown variant",
+    );
+    assert_error(
+        "name = \"beta\"",
+        "name = \"alpha\"",
+        41,
+        "backend alpha is given twice",
+    );
+    assert_error(
+        "interface = \"eth2\"",
+        "interface = \"\"",
+        50,
+        "not an interface name",
+    );
+    assert_error("weight = 1 ", "wieght = 1 ", 37, "unknown field");
+    assert_error(
+        "[[listener]]\naddress = \"198.18.0.10\"",
+        "[listener\naddress = \"198.18.0.10\"",
+        4,
+        "",
+    );
+}
+
+#[test]
+fn a_world_readable_key_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write_key(dir.path(), 0o644);
+    let path = dir.path().join("router.toml");
+    fs::write(&path, EXAMPLE).unwrap();
+    let message = config::load(&path).unwrap_err().to_string();
+    assert!(
+        message.contains(":24: key file") && message.contains("accessible to other users"),
+        "{message}"
+    );
+    assert!(!message.contains("8f95f092"), "the key leaked: {message}");
+}
+
+#[test]
+fn a_config_without_listeners_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("router.toml");
+    fs::write(&path, "").unwrap();
+    let message = config::load(&path).unwrap_err().to_string();
+    assert!(
+        message.ends_with(":1: no [[listener]]: the router needs at least one"),
+        "{message}"
+    );
+}
