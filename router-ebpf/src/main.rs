@@ -5,10 +5,12 @@
 //! Split by concern: `parse` (Ethernet, VLAN, IP, UDP), `quic` (QUIC headers), `cid` (server
 //! IDs, decoded with router-common's codec), `route` (fallback and delivery), `stats`
 //! (counters). The maps are in `maps`; their layouts are documented in router-common.
+//! `floors` holds the two programs that benchmarks measure the router against.
 #![no_std]
 #![no_main]
 
 mod cid;
+mod floors;
 mod maps;
 mod parse;
 mod quic;

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, DevMapHash, HashMap, PerCpuArray},
+    maps::{Array, DevMap, DevMapHash, HashMap, PerCpuArray},
 };
 use router_common::maps::{
     BackendCounters, BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, Control, FALLBACK_TABLE_SIZE,
@@ -43,3 +43,7 @@ pub static BACKEND_STATS: PerCpuArray<BackendCounters> =
 
 #[map]
 pub static VERDICT: Array<Verdict> = Array::with_max_entries(1, 0);
+
+/// The benchmark floor's one redirect target (slot 0).
+#[map]
+pub static FLOOR_PORTS: DevMap = DevMap::with_max_entries(1, 0);

@@ -54,13 +54,17 @@ pub struct Dataplane {
     server_ids: HashMap<MapData, ServerIdKey, u32>,
     backends: Array<MapData, BackendEntry>,
     fallback: Array<MapData, u32>,
-    tx_ports: DevMapHash<MapData>,
+    tx_port_map: DevMapHash<MapData>,
     stats: PerCpuArray<MapData, u64>,
     backend_stats: PerCpuArray<MapData, BackendCounters>,
     /// The generation packets use.
     active: u32,
     /// What each generation holds; `None` when unknown (then the next write is a full one).
     installed: [Option<RoutingTables>; 2],
+    /// The interfaces in the devmap. An entry is never written twice: the kernel replaces a
+    /// devmap-hash entry by unlinking the old one before linking the new, and a packet that
+    /// looks it up in between finds nothing.
+    tx_ports: BTreeSet<u32>,
 }
 
 fn take<T: TryFrom<Map, Error = MapError>>(
@@ -83,11 +87,12 @@ impl Dataplane {
             server_ids: take(ebpf, "SERVER_IDS")?,
             backends: take(ebpf, "BACKENDS")?,
             fallback: take(ebpf, "FALLBACK")?,
-            tx_ports: take(ebpf, "TX_PORTS")?,
+            tx_port_map: take(ebpf, "TX_PORTS")?,
             stats: take(ebpf, "STATS")?,
             backend_stats: take(ebpf, "BACKEND_STATS")?,
             active: 0,
             installed: [None, None],
+            tx_ports: BTreeSet::new(),
         })
     }
 
@@ -103,20 +108,22 @@ impl Dataplane {
         // Unknown until written in full: an error half-way leaves it so.
         let previous = self.installed[target as usize].take();
         self.write_generation(target, &tables, previous.as_ref())?;
-        let old_ports = self
-            .active_tables()
-            .map(|t| t.tx_ports.clone())
-            .unwrap_or_default();
         self.control
             .set(0, Control { generation: target }, 0)
             .map_err(map_error("CONTROL"))?;
         self.active = target;
         wait_for_readers();
-        // Interfaces that only the old generation used.
-        for ifindex in old_ports.difference(&tables.tx_ports) {
-            self.tx_ports
-                .remove(*ifindex)
+        // Interfaces that only the retired generation used.
+        let unused: Vec<u32> = self
+            .tx_ports
+            .difference(&tables.tx_ports)
+            .copied()
+            .collect();
+        for ifindex in unused {
+            self.tx_port_map
+                .remove(ifindex)
                 .map_err(map_error("TX_PORTS"))?;
+            self.tx_ports.remove(&ifindex);
         }
         self.installed[target as usize] = Some(tables);
         Ok(())
@@ -129,8 +136,9 @@ impl Dataplane {
         previous: Option<&RoutingTables>,
     ) -> Result<(), DataplaneError> {
         let gen_u8 = generation as u8;
-        for &ifindex in &tables.tx_ports {
-            self.tx_ports.insert(ifindex, ifindex, None, 0)?;
+        for &ifindex in tables.tx_ports.difference(&self.tx_ports.clone()) {
+            self.tx_port_map.insert(ifindex, ifindex, None, 0)?;
+            self.tx_ports.insert(ifindex);
         }
 
         // Arrays: write the slots that differ (every slot when the previous content is unknown).
