@@ -96,11 +96,6 @@ impl Dataplane {
         })
     }
 
-    /// The tables packets use now.
-    pub fn active_tables(&self) -> Option<&RoutingTables> {
-        self.installed[self.active as usize].as_ref()
-    }
-
     /// Installs `tables`: writes the inactive generation, flips to it, waits until no packet
     /// can be using the old one. On an error the active generation is untouched.
     pub fn apply(&mut self, tables: RoutingTables) -> Result<(), DataplaneError> {
@@ -168,78 +163,23 @@ impl Dataplane {
         }
 
         // Hash maps: insert what is new or changed, remove what is gone.
-        let with_generation = |mut key: ServerIdKey| {
-            key.generation = gen_u8;
-            key
+        sync_hash_map(
+            &mut self.server_ids,
+            "SERVER_IDS",
+            gen_u8,
+            &tables.server_ids,
+            previous.map(|p| &p.server_ids),
+        )?;
+        let listeners = |tables: &RoutingTables| -> BTreeMap<ListenerKey, u8> {
+            tables.listeners.iter().map(|key| (*key, 1)).collect()
         };
-        for (key, &backend) in &tables.server_ids {
-            if previous.is_none_or(|p| p.server_ids.get(key) != Some(&backend)) {
-                self.server_ids
-                    .insert(with_generation(*key), backend, 0)
-                    .map_err(map_error("SERVER_IDS"))?;
-            }
-        }
-        let stale_server_ids: Vec<ServerIdKey> = match previous {
-            Some(p) => p
-                .server_ids
-                .keys()
-                .filter(|key| !tables.server_ids.contains_key(key))
-                .map(|key| with_generation(*key))
-                .collect(),
-            None => self
-                .server_ids
-                .keys()
-                .filter_map(Result::ok)
-                .filter(|key| {
-                    key.generation == gen_u8
-                        && !tables.server_ids.contains_key(&ServerIdKey {
-                            generation: 0,
-                            ..*key
-                        })
-                })
-                .collect(),
-        };
-        for key in stale_server_ids {
-            self.server_ids
-                .remove(&key)
-                .map_err(map_error("SERVER_IDS"))?;
-        }
-
-        let listener = |mut key: ListenerKey| {
-            key.generation = gen_u8;
-            key
-        };
-        for key in &tables.listeners {
-            if previous.is_none_or(|p| !p.listeners.contains(key)) {
-                self.listeners
-                    .insert(listener(*key), 1, 0)
-                    .map_err(map_error("LISTENERS"))?;
-            }
-        }
-        let stale_listeners: BTreeSet<ListenerKey> = match previous {
-            Some(p) => p
-                .listeners
-                .difference(&tables.listeners)
-                .map(|k| listener(*k))
-                .collect(),
-            None => self
-                .listeners
-                .keys()
-                .filter_map(Result::ok)
-                .filter(|key| {
-                    key.generation == gen_u8
-                        && !tables.listeners.contains(&ListenerKey {
-                            generation: 0,
-                            ..*key
-                        })
-                })
-                .collect(),
-        };
-        for key in stale_listeners {
-            self.listeners
-                .remove(&key)
-                .map_err(map_error("LISTENERS"))?;
-        }
+        sync_hash_map(
+            &mut self.listeners,
+            "LISTENERS",
+            gen_u8,
+            &listeners(tables),
+            previous.map(listeners).as_ref(),
+        )?;
         Ok(())
     }
 
@@ -273,6 +213,65 @@ impl Dataplane {
         }
         Ok(Counters { outcomes, backends })
     }
+}
+
+/// A hash map key with a generation octet.
+trait GenerationKey: aya::Pod + Ord {
+    fn generation(&self) -> u8;
+    fn with_generation(self, generation: u8) -> Self;
+}
+
+impl GenerationKey for ServerIdKey {
+    fn generation(&self) -> u8 {
+        self.generation
+    }
+    fn with_generation(self, generation: u8) -> Self {
+        Self { generation, ..self }
+    }
+}
+
+impl GenerationKey for ListenerKey {
+    fn generation(&self) -> u8 {
+        self.generation
+    }
+    fn with_generation(self, generation: u8) -> Self {
+        Self { generation, ..self }
+    }
+}
+
+/// Makes `generation` of `map` hold exactly `wanted` (whose keys carry generation 0), given
+/// what it held before (`None`: unknown, so the map's keys are read).
+fn sync_hash_map<K: GenerationKey, V: aya::Pod + PartialEq>(
+    map: &mut HashMap<MapData, K, V>,
+    name: &'static str,
+    generation: u8,
+    wanted: &BTreeMap<K, V>,
+    previous: Option<&BTreeMap<K, V>>,
+) -> Result<(), DataplaneError> {
+    for (key, value) in wanted {
+        if previous.is_none_or(|p| p.get(key) != Some(value)) {
+            map.insert(key.with_generation(generation), *value, 0)
+                .map_err(map_error(name))?;
+        }
+    }
+    let stale: Vec<K> = match previous {
+        Some(p) => p
+            .keys()
+            .filter(|key| !wanted.contains_key(key))
+            .map(|key| key.with_generation(generation))
+            .collect(),
+        None => map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|key| {
+                key.generation() == generation && !wanted.contains_key(&key.with_generation(0))
+            })
+            .collect(),
+    };
+    for key in stale {
+        map.remove(&key).map_err(map_error(name))?;
+    }
+    Ok(())
 }
 
 /// Waits for an RCU grace period: every XDP run that started before it has finished, so no

@@ -72,6 +72,19 @@ mod tests {
 
     const SIZE: u32 = 65_537;
 
+    /// Members of weight 1 named `names`, indexed in order.
+    fn members(names: &[String]) -> Vec<Member<'_>> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| Member {
+                name,
+                index: i as u32,
+                weight: 1,
+            })
+            .collect()
+    }
+
     fn shares(table: &[u32], members: &[Member<'_>]) -> Vec<f64> {
         members
             .iter()
@@ -87,15 +100,7 @@ mod tests {
     #[test]
     fn equal_weights_share_evenly_and_weights_count() {
         let names: Vec<String> = (0..7).map(|i| format!("backend-{i}")).collect();
-        let members: Vec<Member<'_>> = names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| Member {
-                name,
-                index: i as u32,
-                weight: 1,
-            })
-            .collect();
+        let members = members(&names);
         let table = maglev_table(&members, SIZE);
         for share in shares(&table, &members) {
             assert!((share - 1.0 / 7.0).abs() < 0.002, "{share}");
@@ -123,15 +128,7 @@ mod tests {
     #[test]
     fn removing_a_backend_moves_little_else() {
         let names: Vec<String> = (0..10).map(|i| format!("b{i}")).collect();
-        let all: Vec<Member<'_>> = names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| Member {
-                name,
-                index: i as u32,
-                weight: 1,
-            })
-            .collect();
+        let all = members(&names);
         let before = maglev_table(&all, SIZE);
         let after = maglev_table(&all[..9], SIZE);
         let moved = before
