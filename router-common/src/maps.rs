@@ -3,11 +3,11 @@
 //! # Generations
 //!
 //! Every routing table exists twice, once per generation (0 and 1), and [`Control`] names the
-//! generation that packets use. The program reads it once per packet and makes every other
-//! lookup in that generation. User space writes a change into the other generation, flips
-//! [`Control::generation`] (one 32-bit store) and waits for an RCU grace period before it
-//! touches the old generation again: a packet sees either the old tables or the new ones,
-//! never half of each.
+//! generation that packets use: the low bit of its epoch, which counts the changes applied.
+//! The program reads it once per packet and makes every other lookup in that generation. User
+//! space writes a change into the other generation, bumps [`Control::epoch`] (one 32-bit
+//! store) and waits for an RCU grace period before it touches the old generation again: a
+//! packet sees either the old tables or the new ones, never half of each.
 //!
 //! # Layouts (all `repr(C)`, native byte order unless a field says otherwise)
 //!
@@ -48,8 +48,16 @@ const _: () = assert!(CONFIG_ROTATIONS < CID_CONFIG_SLOTS as usize);
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Control {
+    /// How many changes have been applied; its low bit is the generation packets use.
+    pub epoch: u32,
+}
+
+impl Control {
     /// The generation (0 or 1) that packets use.
-    pub generation: u32,
+    #[inline(always)]
+    pub const fn generation(&self) -> u32 {
+        self.epoch & 1
+    }
 }
 
 /// A listener: the VIP and UDP port that QUIC traffic arrives on.

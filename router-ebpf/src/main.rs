@@ -24,7 +24,7 @@ use router_common::maps::Outcome;
 pub fn quic_router(ctx: XdpContext) -> u32 {
     match route::try_route(&ctx) {
         Ok(action) => action,
-        Err(outcome) => stats::finish_unrouted(outcome),
+        Err(outcome) => stats::finish_unrouted(&ctx, outcome),
     }
 }
 

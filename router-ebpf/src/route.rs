@@ -5,7 +5,9 @@
 use aya_ebpf::{bindings::xdp_action::XDP_DROP, programs::XdpContext};
 use router_common::{
     flow_hash::flow_hash,
-    maps::{FALLBACK_TABLE_SIZE, ListenerKey, MAX_BACKENDS, NO_BACKEND, Outcome, ServerIdKey},
+    maps::{
+        Control, FALLBACK_TABLE_SIZE, ListenerKey, MAX_BACKENDS, NO_BACKEND, Outcome, ServerIdKey,
+    },
 };
 
 use crate::{
@@ -18,7 +20,7 @@ use crate::{
 
 #[inline(always)]
 pub fn try_route(ctx: &XdpContext) -> Result<u32, Outcome> {
-    let generation = CONTROL.get(0).map_or(0, |control| control.generation & 1);
+    let generation = CONTROL.get(0).map_or(0, Control::generation);
     let mut datagram = Datagram::default();
     parse_datagram(ctx, &mut datagram)?;
     let listener = ListenerKey {
@@ -99,5 +101,6 @@ fn deliver(
     stats::count(outcome);
     stats::count_backend(backend, packet_len(ctx) as u64);
     stats::trace(outcome, backend, server_id);
+    stats::log(ctx, outcome, backend);
     Ok(action)
 }

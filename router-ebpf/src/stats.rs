@@ -1,5 +1,7 @@
-//! Per-CPU counters for every outcome and every backend, and the verdict `explain` reads.
+//! Per-CPU counters for every outcome and every backend, the verdict `explain` reads, and
+//! the per-packet log line of debug mode.
 
+use aya_ebpf::programs::XdpContext;
 use router_common::maps::{NO_BACKEND, Outcome, ServerIdKey, Verdict};
 
 use crate::maps::{BACKEND_STATS, STATS, VERDICT};
@@ -51,10 +53,18 @@ pub fn trace(outcome: Outcome, backend: u32, server_id: Option<&ServerIdKey>) {
     }
 }
 
-/// Counts and traces an early exit; returns its action.
+/// One line per packet through aya-log. The loader sets the log level to off unless the
+/// controller runs with `--debug`; then the check costs a load and a compare.
 #[inline(always)]
-pub fn finish_unrouted(outcome: Outcome) -> u32 {
+pub fn log(ctx: &XdpContext, outcome: Outcome, backend: u32) {
+    aya_log_ebpf::debug!(ctx, "outcome={} backend={}", outcome as u32, backend);
+}
+
+/// Counts, traces and logs an early exit; returns its action.
+#[inline(always)]
+pub fn finish_unrouted(ctx: &XdpContext, outcome: Outcome) -> u32 {
     count(outcome);
     trace(outcome, NO_BACKEND, None);
+    log(ctx, outcome, NO_BACKEND);
     crate::action_of(outcome)
 }

@@ -38,9 +38,11 @@ pub struct Listener {
 pub struct CidConfig {
     pub params: ConfigParams,
     pub key: Option<Key>,
+    /// Where the key came from (watched for changes by the controller).
+    pub key_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendState {
     /// Takes new connections (fallback traffic) and the traffic that names it.
@@ -243,14 +245,22 @@ impl Context<'_> {
                         format!("config rotation {} is given twice", params.config_rotation),
                     ));
                 }
-                let key = match &entry.key_file {
-                    None => None,
-                    Some(file) => Some(
-                        load_key_file(&self.relative(file.get_ref()))
+                let key_file = entry
+                    .key_file
+                    .as_ref()
+                    .map(|file| self.relative(file.get_ref()));
+                let key = match (&entry.key_file, &key_file) {
+                    (Some(file), Some(path)) => Some(
+                        load_key_file(path)
                             .map_err(|err| self.error(file.span(), err.to_string()))?,
                     ),
+                    _ => None,
                 };
-                Ok(CidConfig { params, key })
+                Ok(CidConfig {
+                    params,
+                    key,
+                    key_file,
+                })
             })
             .collect()
     }

@@ -13,7 +13,7 @@ use aya::{
 };
 use router_common::maps::{
     BackendCounters, BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, Control, FALLBACK_TABLE_SIZE,
-    ListenerKey, MAX_BACKENDS, Outcome, ServerIdKey,
+    GENERATIONS, ListenerKey, MAX_BACKENDS, Outcome, ServerIdKey,
 };
 
 use crate::tables::RoutingTables;
@@ -26,6 +26,14 @@ pub enum DataplaneError {
     Map { map: &'static str, source: MapError },
     #[error("map TX_PORTS: {0}")]
     TxPorts(#[from] XdpMapError),
+    #[error(
+        "map {map} has {actual} entries where this build expects {expected}: it was pinned by another version; `quic-router detach` first"
+    )]
+    Layout {
+        map: &'static str,
+        actual: u32,
+        expected: u32,
+    },
 }
 
 fn map_error(map: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
@@ -57,8 +65,8 @@ pub struct Dataplane {
     tx_port_map: DevMapHash<MapData>,
     stats: PerCpuArray<MapData, u64>,
     backend_stats: PerCpuArray<MapData, BackendCounters>,
-    /// The generation packets use.
-    active: u32,
+    /// The epoch in CONTROL: changes applied; its low bit is the generation packets use.
+    epoch: u32,
     /// What each generation holds; `None` when unknown (then the next write is a full one).
     installed: [Option<RoutingTables>; 2],
     /// The interfaces in the devmap. An entry is never written twice: the kernel replaces a
@@ -78,10 +86,14 @@ fn take<T: TryFrom<Map, Error = MapError>>(
 }
 
 impl Dataplane {
-    /// Takes the maps of a freshly loaded program, whose generations are both empty.
+    /// Takes the program's maps: new ones, or pinned ones a running router uses (then the
+    /// active generation is left alone and the other one is rewritten in full on the first
+    /// apply).
     pub fn new(ebpf: &mut Ebpf) -> Result<Self, DataplaneError> {
-        Ok(Self {
-            control: take(ebpf, "CONTROL")?,
+        let control: Array<MapData, Control> = take(ebpf, "CONTROL")?;
+        let epoch = control.get(&0, 0).map_err(map_error("CONTROL"))?.epoch;
+        let dataplane = Self {
+            control,
             listeners: take(ebpf, "LISTENERS")?,
             cid_configs: take(ebpf, "CID_CONFIGS")?,
             server_ids: take(ebpf, "SERVER_IDS")?,
@@ -90,23 +102,61 @@ impl Dataplane {
             tx_port_map: take(ebpf, "TX_PORTS")?,
             stats: take(ebpf, "STATS")?,
             backend_stats: take(ebpf, "BACKEND_STATS")?,
-            active: 0,
+            epoch,
             installed: [None, None],
             tx_ports: BTreeSet::new(),
-        })
+        };
+        dataplane.check_sizes()?;
+        Ok(dataplane)
+    }
+
+    /// Pinned maps from an older build may have other sizes; typed maps check key and value
+    /// sizes, this checks the number of entries.
+    fn check_sizes(&self) -> Result<(), DataplaneError> {
+        let sizes = [
+            (
+                "CID_CONFIGS",
+                self.cid_configs.len(),
+                GENERATIONS * CID_CONFIG_SLOTS,
+            ),
+            ("BACKENDS", self.backends.len(), GENERATIONS * MAX_BACKENDS),
+            (
+                "FALLBACK",
+                self.fallback.len(),
+                GENERATIONS * FALLBACK_TABLE_SIZE,
+            ),
+            ("STATS", self.stats.len(), Outcome::COUNT),
+            ("BACKEND_STATS", self.backend_stats.len(), MAX_BACKENDS),
+        ];
+        for (map, actual, expected) in sizes {
+            if actual != expected {
+                return Err(DataplaneError::Layout {
+                    map,
+                    actual,
+                    expected,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Changes applied so far (the generation packets use is its low bit).
+    pub fn epoch(&self) -> u32 {
+        self.epoch
     }
 
     /// Installs `tables`: writes the inactive generation, flips to it, waits until no packet
     /// can be using the old one. On an error the active generation is untouched.
     pub fn apply(&mut self, tables: RoutingTables) -> Result<(), DataplaneError> {
-        let target = 1 - self.active;
+        let epoch = self.epoch.wrapping_add(1);
+        let target = Control { epoch }.generation();
         // Unknown until written in full: an error half-way leaves it so.
         let previous = self.installed[target as usize].take();
         self.write_generation(target, &tables, previous.as_ref())?;
         self.control
-            .set(0, Control { generation: target }, 0)
+            .set(0, Control { epoch }, 0)
             .map_err(map_error("CONTROL"))?;
-        self.active = target;
+        self.epoch = epoch;
         wait_for_readers();
         // Interfaces that only the retired generation used.
         let unused: Vec<u32> = self
@@ -185,10 +235,20 @@ impl Dataplane {
 
     /// Every counter, summed over CPUs.
     pub fn counters(&self) -> Result<Counters, DataplaneError> {
+        Counters::read(&self.stats, &self.backend_stats)
+    }
+}
+
+impl Counters {
+    /// Reads and sums the per-CPU counter maps.
+    pub fn read(
+        stats: &PerCpuArray<MapData, u64>,
+        backend_stats: &PerCpuArray<MapData, BackendCounters>,
+    ) -> Result<Self, DataplaneError> {
         let outcomes = Outcome::ALL
             .iter()
             .map(|&outcome| {
-                self.stats
+                stats
                     .get(&(outcome as u32), 0)
                     .map(|values| values.iter().sum())
                     .map_err(map_error("STATS"))
@@ -196,8 +256,7 @@ impl Dataplane {
             .collect::<Result<_, _>>()?;
         let mut backends = BTreeMap::new();
         for index in 0..MAX_BACKENDS {
-            let values = self
-                .backend_stats
+            let values = backend_stats
                 .get(&index, 0)
                 .map_err(map_error("BACKEND_STATS"))?;
             let total =
@@ -211,8 +270,30 @@ impl Dataplane {
                 backends.insert(index, total);
             }
         }
-        Ok(Counters { outcomes, backends })
+        Ok(Self { outcomes, backends })
     }
+
+    /// Opens the counter maps that a router pinned in `pin_dir` and reads them.
+    pub fn read_pinned(pin_dir: &std::path::Path) -> Result<Self, DataplaneError> {
+        let open = |name: &'static str| {
+            MapData::from_pin(pin_dir.join(name))
+                .map(Map::PerCpuArray)
+                .map_err(map_error(name))
+        };
+        let stats = PerCpuArray::try_from(open("STATS")?).map_err(map_error("STATS"))?;
+        let backend_stats =
+            PerCpuArray::try_from(open("BACKEND_STATS")?).map_err(map_error("BACKEND_STATS"))?;
+        Self::read(&stats, &backend_stats)
+    }
+}
+
+/// CONTROL's epoch in the maps pinned in `pin_dir`: the changes applied so far.
+pub fn pinned_epoch(pin_dir: &std::path::Path) -> Result<u32, DataplaneError> {
+    let map = MapData::from_pin(pin_dir.join("CONTROL"))
+        .map(Map::Array)
+        .map_err(map_error("CONTROL"))?;
+    let control: Array<MapData, Control> = Array::try_from(map).map_err(map_error("CONTROL"))?;
+    Ok(control.get(&0, 0).map_err(map_error("CONTROL"))?.epoch)
 }
 
 /// A hash map key with a generation octet.

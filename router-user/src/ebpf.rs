@@ -1,5 +1,7 @@
 //! Loading the XDP program built by `build.rs`.
 
+use std::path::Path;
+
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     programs::{ProgramError, Xdp},
@@ -13,6 +15,20 @@ pub fn program_bytes() -> &'static [u8] {
 /// The name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "quic_router";
 
+/// The maps that hold the router's state, pinned so that the data path outlives the
+/// controller and a new controller adopts them.
+pub const PINNED_MAPS: [&str; 9] = [
+    "CONTROL",
+    "LISTENERS",
+    "CID_CONFIGS",
+    "SERVER_IDS",
+    "BACKENDS",
+    "FALLBACK",
+    "TX_PORTS",
+    "STATS",
+    "BACKEND_STATS",
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot load the XDP object (needs root): {0}")]
@@ -23,12 +39,39 @@ pub enum LoadError {
     NoProgram,
 }
 
-/// Loads the object and its XDP program into the kernel, not attached. With
-/// `trace_verdicts`, the program records each packet's verdict for `explain`.
-pub fn load(trace_verdicts: bool) -> Result<Ebpf, LoadError> {
-    let mut ebpf = EbpfLoader::new()
-        .override_global("TRACE_VERDICTS", &u8::from(trace_verdicts), true)
-        .load(program_bytes())?;
+/// How to load the program.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions<'a> {
+    /// Record each packet's verdict for `explain`.
+    pub trace_verdicts: bool,
+    /// Log a line per packet through aya-log (debug mode only).
+    pub debug_log: bool,
+    /// Use (or create and pin) the state maps in this directory.
+    pub pin_dir: Option<&'a Path>,
+}
+
+/// Loads the object and its XDP program into the kernel, not attached.
+pub fn load(options: LoadOptions<'_>) -> Result<Ebpf, LoadError> {
+    // aya-log's level: 0 is off, 4 is debug (every level up to it).
+    let log_level: u8 = if options.debug_log { 4 } else { 0 };
+    let trace = u8::from(options.trace_verdicts);
+    let pins: Vec<(&str, std::path::PathBuf)> = options
+        .pin_dir
+        .map(|dir| {
+            PINNED_MAPS
+                .iter()
+                .map(|name| (*name, dir.join(name)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut loader = EbpfLoader::new();
+    loader
+        .override_global("TRACE_VERDICTS", &trace, true)
+        .override_global("AYA_LOG_LEVEL", &log_level, true);
+    for (name, path) in &pins {
+        loader.map_pin_path(name, path.as_path());
+    }
+    let mut ebpf = loader.load(program_bytes())?;
     xdp_program(&mut ebpf)?.load()?;
     Ok(ebpf)
 }

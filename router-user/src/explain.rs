@@ -86,7 +86,10 @@ impl Explainer {
     /// Loads the program and installs `config`. Backend interfaces that do not exist here are
     /// stood in for by the loopback interface: explain runs anywhere, not only on the router.
     pub fn new(config: &RouterConfig) -> Result<Self, ExplainError> {
-        let mut ebpf = ebpf::load(true)?;
+        let mut ebpf = ebpf::load(ebpf::LoadOptions {
+            trace_verdicts: true,
+            ..Default::default()
+        })?;
         let dataplane = Dataplane::new(&mut ebpf)?;
         let verdict = Array::try_from(
             ebpf.take_map("VERDICT")

@@ -58,6 +58,15 @@ pub struct BackendIndices {
 }
 
 impl BackendIndices {
+    /// Indices recorded by an earlier controller.
+    pub fn from_map(by_name: BTreeMap<String, u32>) -> Self {
+        Self { by_name }
+    }
+
+    pub fn as_map(&self) -> &BTreeMap<String, u32> {
+        &self.by_name
+    }
+
     /// The index of `name`, assigning the lowest free one to a new name.
     fn index(&mut self, name: &str) -> Result<u32, TablesError> {
         if let Some(&index) = self.by_name.get(name) {

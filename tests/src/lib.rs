@@ -1,9 +1,12 @@
 //! Shared harness for quic-router's integration tests. Tests that need root or the kernel
 //! fail with a clear message when they cannot run; none of them skips.
 
+pub mod mounts;
 pub mod netns;
 pub mod packet;
+pub mod process;
 pub mod topology;
+pub mod traffic;
 
 use std::{
     fs,
@@ -177,7 +180,8 @@ impl Router {
         for (name, mac) in INTERFACES {
             netns.veth(name, mac);
         }
-        let mut ebpf = ebpf::load(false).unwrap_or_else(|err| panic!("{err}"));
+        let mut ebpf =
+            ebpf::load(ebpf::LoadOptions::default()).unwrap_or_else(|err| panic!("{err}"));
         let mut dataplane = Dataplane::new(&mut ebpf).unwrap_or_else(|err| panic!("{err}"));
         let mut indices = BackendIndices::default();
         let tables = RoutingTables::build(config, &mut indices, netif::lookup)

@@ -91,7 +91,11 @@ fn every_length_pair_decodes_alike() {
             address: VIP4.parse().unwrap(),
             port: 443,
         }],
-        cid_configs: vec![CidConfig { params, key }],
+        cid_configs: vec![CidConfig {
+            params,
+            key,
+            key_file: None,
+        }],
         backends: vec![Backend {
             name: "only".into(),
             server_ids: Vec::new(),

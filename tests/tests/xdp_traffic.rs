@@ -117,7 +117,7 @@ fn run(flags: XdpMode) {
     let dir = tempfile::tempdir().unwrap();
     let config = router_config(&topology, dir.path());
     let _inside = topology.router.enter();
-    let mut ebpf = ebpf::load(false).unwrap_or_else(|err| panic!("{err}"));
+    let mut ebpf = ebpf::load(ebpf::LoadOptions::default()).unwrap_or_else(|err| panic!("{err}"));
     let mut dataplane = Dataplane::new(&mut ebpf).unwrap();
     let tables =
         RoutingTables::build(&config, &mut BackendIndices::default(), netif::lookup).unwrap();

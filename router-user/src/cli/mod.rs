@@ -1,7 +1,10 @@
 //! Command-line definitions and dispatch.
 
+mod backend;
 mod cid;
 mod explain;
+mod run;
+mod stats;
 
 use clap::{Parser, Subcommand};
 
@@ -23,12 +26,31 @@ enum Command {
     Cid(cid::CidCommand),
     /// Run packets through the kernel program (not attached) and print its verdicts.
     Explain(explain::ExplainArgs),
+    /// Attach the router to an interface and keep it in line with its config file.
+    Run(run::RunArgs),
+    /// Stop the controller and remove the router from an interface.
+    Detach(run::IfaceArgs),
+    /// Make the controller read its config file again.
+    Reload(run::IfaceArgs),
+    /// Manage backends through the running controller.
+    #[command(subcommand)]
+    Backend(backend::BackendCommand),
+    /// Counters per outcome and per backend.
+    Stats(stats::StatsArgs),
+    /// What is attached and how.
+    Status(run::StatusArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Cid(command) => cid::run(command).map_err(|err| BadInput(err).into()),
         Command::Explain(args) => explain::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Detach(args) => run::detach(args),
+        Command::Reload(args) => run::reload(args),
+        Command::Backend(command) => backend::run(command),
+        Command::Stats(args) => stats::run(args),
+        Command::Status(args) => run::status(args),
     }
 }
 

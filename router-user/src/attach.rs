@@ -1,0 +1,154 @@
+//! Attaching the program to an interface through a pinned bpf_link, so that the data path
+//! outlives the controller; adopting the link a previous controller pinned; replacing the
+//! program in it atomically when this build's differs.
+
+use std::path::Path;
+
+use aya::{
+    Ebpf,
+    pin::PinError,
+    programs::{
+        ProgramError, XdpMode,
+        links::{FdLink, LinkError, PinnedLink},
+        loaded_programs,
+        xdp::XdpLink,
+    },
+};
+
+use crate::{
+    ebpf::{self, LoadError},
+    runstate::Mode,
+};
+
+/// What attaching did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attachment {
+    /// No router was attached: attached and pinned a new link.
+    New,
+    /// The attached program is this build's: kept it.
+    Adopted,
+    /// The attached program differed: swapped this build's into the same link.
+    Replaced,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("cannot attach to {iface} ({mode} mode): {source}")]
+    Attach {
+        iface: String,
+        mode: &'static str,
+        source: ProgramError,
+    },
+    #[error("the kernel attached {iface} through netlink, not a bpf_link, which cannot be pinned")]
+    NotALink { iface: String },
+    #[error("pinned link {path}: {source}")]
+    Link { path: String, source: LinkError },
+    #[error("cannot pin the link at {path}: {source}")]
+    Pin { path: String, source: PinError },
+    #[error("cannot unpin the link at {path}: {source}")]
+    Unpin {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot swap the program in the pinned link: {0}")]
+    Replace(ProgramError),
+    #[error("cannot read program information: {0}")]
+    Info(ProgramError),
+}
+
+fn xdp_mode(mode: Mode) -> XdpMode {
+    match mode {
+        Mode::Auto => XdpMode::Default,
+        Mode::Native => XdpMode::Driver,
+        Mode::Skb => XdpMode::Skb,
+    }
+}
+
+/// The program ID in the link pinned at `path`, if there is one.
+pub fn attached_program(path: &Path) -> Result<Option<u32>, AttachError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let link_error = |source| AttachError::Link {
+        path: path.display().to_string(),
+        source,
+    };
+    let link: FdLink = PinnedLink::from_pin(path).map_err(link_error)?.into();
+    Ok(Some(link.info().map_err(link_error)?.program_id()))
+}
+
+/// Attaches `ebpf`'s program to `iface` through the link pinned at `link_path`: a new link if
+/// there is none; otherwise the attached program stays when it is this build's (same tag) and
+/// `replace` is false, and is swapped for this one atomically if not. Returns what it did and
+/// the ID of the program now attached.
+pub fn attach(
+    ebpf: &mut Ebpf,
+    iface: &str,
+    mode: Mode,
+    link_path: &Path,
+    replace: bool,
+) -> Result<(Attachment, u32), AttachError> {
+    let program = ebpf::xdp_program(ebpf)?;
+    let ours = program.info().map_err(AttachError::Info)?;
+    let link_error = |source| AttachError::Link {
+        path: link_path.display().to_string(),
+        source,
+    };
+
+    if let Some(attached_id) = attached_program(link_path)? {
+        let attached_tag = loaded_programs()
+            .filter_map(Result::ok)
+            .find(|info| info.id() == attached_id)
+            .map(|info| info.tag());
+        if attached_tag == Some(ours.tag()) && !replace {
+            return Ok((Attachment::Adopted, attached_id));
+        }
+        let link: FdLink = PinnedLink::from_pin(link_path).map_err(link_error)?.into();
+        let link = XdpLink::try_from(link).map_err(link_error)?;
+        let id = program.attach_to_link(link).map_err(AttachError::Replace)?;
+        // The pin keeps the link; this process's handle on it is not needed.
+        drop(program.take_link(id).map_err(AttachError::Replace)?);
+        return Ok((Attachment::Replaced, ours.id()));
+    }
+
+    let attach_error = |source| AttachError::Attach {
+        iface: iface.to_owned(),
+        mode: mode.name(),
+        source,
+    };
+    let id = program
+        .attach(iface, xdp_mode(mode))
+        .map_err(attach_error)?;
+    let link = program.take_link(id).map_err(attach_error)?;
+    let link: FdLink = link.try_into().map_err(|_| AttachError::NotALink {
+        iface: iface.to_owned(),
+    })?;
+    link.pin(link_path).map_err(|source| AttachError::Pin {
+        path: link_path.display().to_string(),
+        source,
+    })?;
+    Ok((Attachment::New, ours.id()))
+}
+
+/// Removes the pinned link (detaching the program once no process holds it) and pinned maps.
+pub fn detach(pin_dir: &Path) -> Result<bool, AttachError> {
+    let link_path = pin_dir.join("link");
+    let had_link = link_path.exists();
+    if had_link {
+        let link = PinnedLink::from_pin(&link_path).map_err(|source| AttachError::Link {
+            path: link_path.display().to_string(),
+            source,
+        })?;
+        // Unpinned and dropped: the kernel detaches the program.
+        drop(link.unpin().map_err(|source| AttachError::Unpin {
+            path: link_path.display().to_string(),
+            source,
+        })?);
+    }
+    if pin_dir.exists() {
+        let _ = std::fs::remove_dir_all(pin_dir);
+    }
+    Ok(had_link)
+}

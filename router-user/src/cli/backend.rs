@@ -1,0 +1,171 @@
+//! `quic-router backend add|remove|drain|undrain|list`: changes go through the controller,
+//! which writes them into the config file and applies it.
+
+use std::collections::BTreeMap;
+
+use clap::{Args, Subcommand};
+use router_user::{
+    config::BackendState,
+    config_edit::{BackendSpec, Edit},
+    control::Request,
+    dataplane::Counters,
+    runstate::RunState,
+};
+use serde_json::json;
+
+use super::{
+    BadInput,
+    run::{IfaceArgs, paths, send},
+};
+
+#[derive(Debug, Subcommand)]
+pub enum BackendCommand {
+    /// Add a backend to the config file and apply it.
+    Add(AddArgs),
+    /// Remove a backend: the traffic that names it falls back to the others.
+    Remove(NameArgs),
+    /// Stop sending it new connections; the traffic that names it stays.
+    Drain(NameArgs),
+    /// Send it new connections again.
+    Undrain(NameArgs),
+    /// The backends, with their counters.
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    #[command(flatten)]
+    iface: IfaceArgs,
+    /// The backend's name.
+    #[arg(long)]
+    name: String,
+    /// The interface it is reached through.
+    #[arg(long, value_name = "IF")]
+    interface: String,
+    /// Its MAC (or the next hop's).
+    #[arg(long, value_name = "MAC")]
+    next_hop_mac: String,
+    /// A server ID, as CODEPOINT:HEX; repeat for more.
+    #[arg(long = "server-id", value_name = "CODEPOINT:HEX")]
+    server_ids: Vec<String>,
+    /// Share of new connections (1..=1000, default 1).
+    #[arg(long)]
+    weight: Option<u32>,
+    /// Add it draining.
+    #[arg(long)]
+    draining: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    #[command(flatten)]
+    iface: IfaceArgs,
+    /// The backend's name.
+    name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    iface: IfaceArgs,
+    /// One JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(command: BackendCommand) -> anyhow::Result<()> {
+    let (iface, edit) = match command {
+        BackendCommand::List(args) => return list(args),
+        BackendCommand::Add(args) => {
+            let mut server_ids: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for id in &args.server_ids {
+                let (codepoint, hex) = id
+                    .split_once(':')
+                    .and_then(|(c, h)| Some((c.parse::<u8>().ok()?, h)))
+                    .ok_or_else(|| {
+                        BadInput(anyhow::anyhow!("--server-id {id:?} is not CODEPOINT:HEX"))
+                    })?;
+                server_ids
+                    .entry(codepoint.to_string())
+                    .or_default()
+                    .push(hex.to_owned());
+            }
+            let backend = BackendSpec {
+                name: args.name,
+                interface: args.interface,
+                next_hop_mac: args.next_hop_mac,
+                server_ids,
+                weight: args.weight,
+                state: if args.draining {
+                    BackendState::Draining
+                } else {
+                    BackendState::Active
+                },
+            };
+            (args.iface.iface, Edit::AddBackend { backend })
+        }
+        BackendCommand::Remove(args) => (args.iface.iface, Edit::RemoveBackend { name: args.name }),
+        BackendCommand::Drain(args) => (
+            args.iface.iface,
+            Edit::SetBackendState {
+                name: args.name,
+                state: BackendState::Draining,
+            },
+        ),
+        BackendCommand::Undrain(args) => (
+            args.iface.iface,
+            Edit::SetBackendState {
+                name: args.name,
+                state: BackendState::Active,
+            },
+        ),
+    };
+    send(&iface, &Request::Edit { edit }).map(drop)
+}
+
+fn list(args: ListArgs) -> anyhow::Result<()> {
+    let paths = paths(&args.iface.iface)?;
+    let state = RunState::load(&paths.state()).map_err(|err| {
+        BadInput(anyhow::anyhow!(
+            "no router state for {}: {err}",
+            args.iface.iface
+        ))
+    })?;
+    let counters = Counters::read_pinned(&paths.pin_dir)?;
+    let delivered = |index: u32| counters.backends.get(&index).copied().unwrap_or_default();
+    if args.json {
+        let backends: Vec<_> = state
+            .backends
+            .iter()
+            .map(|b| {
+                let d = delivered(b.index);
+                json!({
+                    "name": b.name, "state": b.state, "weight": b.weight, "interface": b.interface,
+                    "next_hop_mac": b.next_hop_mac, "server_ids": b.server_ids,
+                    "packets": d.packets, "bytes": d.bytes,
+                })
+            })
+            .collect();
+        println!("{}", json!({ "backends": backends }));
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<9} {:>6} {:<12} {:<17} {:>12} {:>14}  server IDs",
+        "name", "state", "weight", "interface", "next hop", "packets", "bytes"
+    );
+    for b in &state.backends {
+        let d = delivered(b.index);
+        println!(
+            "{:<16} {:<9} {:>6} {:<12} {:<17} {:>12} {:>14}  {}",
+            b.name,
+            b.state,
+            b.weight,
+            b.interface,
+            b.next_hop_mac,
+            d.packets,
+            d.bytes,
+            b.server_ids.join(" ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! `quic-router run` and the commands that act on a running router: `detach`, `reload`,
+//! `status`.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use router_user::{
+    attach,
+    control::{self, Request},
+    controller::{Controller, ControllerError, RunOptions},
+    dataplane::pinned_epoch,
+    pin::RouterPaths,
+    runstate::{Mode, RunState},
+};
+use serde_json::json;
+
+use super::BadInput;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    /// Native where the driver supports it, generic otherwise.
+    Auto,
+    /// Native (driver) mode.
+    Native,
+    /// Generic (skb) mode.
+    Skb,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The router config file.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// The interface QUIC arrives on.
+    #[arg(long, value_name = "IF")]
+    iface: String,
+    #[arg(long, value_enum, default_value = "auto")]
+    mode: ModeArg,
+    /// Serve Prometheus metrics here (off unless given).
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
+    /// Log a line per packet from the kernel (slow: for debugging only).
+    #[arg(long)]
+    debug: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IfaceArgs {
+    /// The interface the router is attached to.
+    #[arg(long, value_name = "IF")]
+    pub iface: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    iface: IfaceArgs,
+    /// One JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    // The kernel's aya-log lines (debug mode) come as debug records of router_ebpf.
+    let default_filter = if args.debug {
+        "info,router_ebpf=debug"
+    } else {
+        "info"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
+        )
+        .with_writer(std::io::stderr)
+        // Colours only on a terminal: not in journald or a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let options = RunOptions {
+        config: args.config,
+        iface: args.iface,
+        mode: match args.mode {
+            ModeArg::Auto => Mode::Auto,
+            ModeArg::Native => Mode::Native,
+            ModeArg::Skb => Mode::Skb,
+        },
+        metrics_addr: args.metrics_addr,
+        debug: args.debug,
+    };
+    let controller = Controller::start(options).map_err(|err| match err {
+        err @ (ControllerError::Config(_) | ControllerError::ModeMismatch { .. }) => {
+            anyhow::Error::new(BadInput::from(err))
+        }
+        other => other.into(),
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(controller.serve())?;
+    Ok(())
+}
+
+pub fn paths(iface: &str) -> anyhow::Result<RouterPaths> {
+    RouterPaths::new(iface).map_err(|err| BadInput::from(err).into())
+}
+
+/// Sends `request` to the controller and prints its answer; an error when it refuses.
+pub fn send(iface: &str, request: &Request) -> anyhow::Result<u32> {
+    let paths = paths(iface)?;
+    let response = control::request(iface, &paths.control_socket(), request)?;
+    if !response.ok {
+        return Err(BadInput(anyhow::anyhow!(response.message)).into());
+    }
+    println!("{} (epoch {})", response.message, response.epoch);
+    Ok(response.epoch)
+}
+
+pub fn reload(args: IfaceArgs) -> anyhow::Result<()> {
+    send(&args.iface, &Request::Reload).map(drop)
+}
+
+pub fn detach(args: IfaceArgs) -> anyhow::Result<()> {
+    let paths = paths(&args.iface)?;
+    // Stop a running controller first, so that nothing writes the maps being removed.
+    if control::request(&args.iface, &paths.control_socket(), &Request::Shutdown).is_ok() {
+        for _ in 0..50 {
+            if !paths.control_socket().exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let had_link = attach::detach(&paths.pin_dir)?;
+    let _ = std::fs::remove_dir_all(&paths.run_dir);
+    if !had_link {
+        return Err(BadInput(anyhow::anyhow!("no router is attached to {}", args.iface)).into());
+    }
+    println!("detached the router from {}", args.iface);
+    Ok(())
+}
+
+pub fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let iface = &args.iface.iface;
+    let paths = paths(iface)?;
+    let program_id = attach::attached_program(&paths.link())?
+        .ok_or_else(|| BadInput(anyhow::anyhow!("no router is attached to {iface}")))?;
+    let epoch = pinned_epoch(&paths.pin_dir)?;
+    let state = RunState::load(&paths.state()).ok();
+    let running = std::os::unix::net::UnixStream::connect(paths.control_socket()).is_ok();
+    let pid = state.as_ref().and_then(|s| s.pid).filter(|_| running);
+    let backends = state
+        .as_ref()
+        .map(|s| s.backends.clone())
+        .unwrap_or_default();
+    let codepoints = state
+        .as_ref()
+        .map(|s| s.codepoints.clone())
+        .unwrap_or_default();
+    if args.json {
+        let status = json!({
+            "interface": iface,
+            "mode": state.as_ref().map(|s| s.mode.name()),
+            "program_id": program_id,
+            "epoch": epoch,
+            "controller_pid": pid,
+            "config": state.as_ref().map(|s| s.config.clone()),
+            "codepoints": codepoints,
+            "backends": backends,
+        });
+        println!("{status}");
+        return Ok(());
+    }
+    let mode = state.as_ref().map_or("unknown", |s| s.mode.name());
+    println!("interface   {iface}");
+    println!("mode        {mode}");
+    println!("program     id {program_id}");
+    println!("epoch       {epoch} (config changes applied)");
+    match pid {
+        Some(pid) => println!("controller  running, pid {pid}"),
+        None => println!("controller  not running (the data path runs on)"),
+    }
+    if let Some(state) = &state {
+        println!("config      {}", state.config);
+    }
+    for c in &codepoints {
+        println!(
+            "codepoint   {}: {}, server ID {} octets, nonce {} octets",
+            c.config_rotation, c.mode, c.server_id_len, c.nonce_len
+        );
+    }
+    let draining = backends.iter().filter(|b| b.state == "draining").count();
+    println!(
+        "backends    {} ({} active, {draining} draining)",
+        backends.len(),
+        backends.len() - draining
+    );
+    Ok(())
+}

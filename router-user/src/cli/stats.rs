@@ -1,0 +1,122 @@
+//! `quic-router stats`: the counters, read from the pinned maps (the controller need not
+//! run), with rates in watch mode.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use clap::Args;
+use router_common::maps::Outcome;
+use router_user::{dataplane::Counters, runstate::RunState};
+use serde_json::json;
+
+use super::run::{IfaceArgs, paths};
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    iface: IfaceArgs,
+    /// Print again every SECS seconds (default 1), with rates, until interrupted.
+    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "1")]
+    watch: Option<f64>,
+    /// Stop after this many samples in watch mode.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// One JSON object per sample.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: StatsArgs) -> anyhow::Result<()> {
+    let paths = paths(&args.iface.iface)?;
+    let names: BTreeMap<u32, String> = RunState::load(&paths.state())
+        .map(|s| s.backends.into_iter().map(|b| (b.index, b.name)).collect())
+        .unwrap_or_default();
+    let interval = match args.watch {
+        Some(secs) if secs > 0.0 && secs.is_finite() => Some(Duration::from_secs_f64(secs)),
+        Some(_) => {
+            return Err(super::BadInput(anyhow::anyhow!(
+                "--watch takes a positive number of seconds"
+            ))
+            .into());
+        }
+        None => None,
+    };
+    let mut previous: Option<(Instant, Counters)> = None;
+    let mut samples = 0u64;
+    loop {
+        let counters = Counters::read_pinned(&paths.pin_dir)?;
+        let now = Instant::now();
+        let elapsed = previous
+            .as_ref()
+            .map(|(at, _)| now.duration_since(*at).as_secs_f64());
+        let rate = |new: u64, old: Option<u64>| match (old, elapsed) {
+            (Some(old), Some(secs)) if secs > 0.0 => Some((new.saturating_sub(old)) as f64 / secs),
+            _ => None,
+        };
+        let old = previous.as_ref().map(|(_, c)| c);
+        if args.json {
+            let outcomes: serde_json::Map<String, serde_json::Value> = Outcome::ALL
+                .iter()
+                .map(|&o| {
+                    let value = counters.outcome(o);
+                    let per_second = rate(value, old.map(|c| c.outcome(o)));
+                    (
+                        o.name().to_owned(),
+                        json!({ "packets": value, "per_second": per_second }),
+                    )
+                })
+                .collect();
+            let backends: serde_json::Map<String, serde_json::Value> = names
+                .iter()
+                .map(|(index, name)| {
+                    let d = counters.backends.get(index).copied().unwrap_or_default();
+                    let old_packets = old.map(|c| c.backends.get(index).copied().unwrap_or_default().packets);
+                    (name.clone(), json!({ "packets": d.packets, "bytes": d.bytes, "per_second": rate(d.packets, old_packets) }))
+                })
+                .collect();
+            println!("{}", json!({ "outcomes": outcomes, "backends": backends }));
+        } else {
+            let show = |value: Option<f64>| value.map_or(String::new(), |v| format!("{v:.1}"));
+            println!("{:<24} {:>14} {:>12}", "outcome", "packets", "per second");
+            for o in Outcome::ALL {
+                let value = counters.outcome(o);
+                println!(
+                    "{:<24} {:>14} {:>12}",
+                    o.name(),
+                    value,
+                    show(rate(value, old.map(|c| c.outcome(o))))
+                );
+            }
+            println!(
+                "{:<24} {:>14} {:>14} {:>12}",
+                "backend", "packets", "bytes", "per second"
+            );
+            for (index, name) in &names {
+                let d = counters.backends.get(index).copied().unwrap_or_default();
+                let old_packets =
+                    old.map(|c| c.backends.get(index).copied().unwrap_or_default().packets);
+                println!(
+                    "{:<24} {:>14} {:>14} {:>12}",
+                    name,
+                    d.packets,
+                    d.bytes,
+                    show(rate(d.packets, old_packets))
+                );
+            }
+        }
+        samples += 1;
+        let Some(interval) = interval else {
+            return Ok(());
+        };
+        if args.count.is_some_and(|count| samples >= count) {
+            return Ok(());
+        }
+        previous = Some((now, counters));
+        std::thread::sleep(interval);
+        if !args.json {
+            println!();
+        }
+    }
+}

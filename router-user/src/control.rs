@@ -1,0 +1,62 @@
+//! The controller's control socket (`/run/quic-router/<iface>/control.sock`, mode 0600): one
+//! JSON request per connection, one JSON response.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    os::unix::net::UnixStream,
+    path::Path,
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config_edit::Edit;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Request {
+    /// Edit the config file, then apply it.
+    Edit { edit: Edit },
+    /// Read the config file again and apply it.
+    Reload,
+    /// Stop the controller (the data path stays).
+    Shutdown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    pub message: String,
+    /// The epoch after the request: changes applied so far.
+    pub epoch: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("no controller is running for {iface} ({path}: {source})")]
+    NotRunning {
+        iface: String,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("talking to the controller: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the controller's answer is not understood: {0}")]
+    Answer(#[from] serde_json::Error),
+}
+
+/// Sends `request` to the controller listening at `socket` and waits for its answer.
+pub fn request(iface: &str, socket: &Path, request: &Request) -> Result<Response, ControlError> {
+    let mut stream = UnixStream::connect(socket).map_err(|source| ControlError::NotRunning {
+        iface: iface.to_owned(),
+        path: socket.display().to_string(),
+        source,
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut line = serde_json::to_string(request)?;
+    line.push('\n');
+    stream.write_all(line.as_bytes())?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer)?;
+    Ok(serde_json::from_str(&answer)?)
+}

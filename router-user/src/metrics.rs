@@ -1,0 +1,120 @@
+//! Prometheus metrics (`--metrics-addr`): the same counters as `quic-router stats`, read from
+//! the pinned maps at each scrape.
+
+use std::{convert::Infallible, path::PathBuf, sync::Arc};
+
+use http_body_util::Full;
+use hyper::{Request, Response, body::Bytes, server::conn::http1, service::service_fn};
+use hyper_util::rt::TokioIo;
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric as _, text::encode},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+    registry::Registry,
+};
+use router_common::maps::Outcome;
+use tokio::net::TcpListener;
+
+use crate::{
+    dataplane::{Counters, pinned_epoch},
+    runstate::RunState,
+};
+
+/// Reads the router's pinned maps (and run state, for backend names) at each scrape.
+#[derive(Debug)]
+pub struct RouterCollector {
+    pub pin_dir: PathBuf,
+    pub state_file: PathBuf,
+}
+
+impl Collector for RouterCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // A scrape during a restart finds no maps: report nothing rather than fail.
+        let Ok(counters) = Counters::read_pinned(&self.pin_dir) else {
+            return Ok(());
+        };
+        let mut family = encoder.encode_descriptor(
+            "quic_router_packets",
+            "Packets by routing outcome",
+            None,
+            MetricType::Counter,
+        )?;
+        for outcome in Outcome::ALL {
+            let labels = [("outcome", outcome.name())];
+            ConstCounter::new(counters.outcome(outcome)).encode(family.encode_family(&labels)?)?;
+        }
+        let names = RunState::load(&self.state_file)
+            .map(|s| s.backends)
+            .unwrap_or_default();
+        for (metric, help) in [
+            (
+                "quic_router_backend_packets",
+                "Packets delivered to each backend",
+            ),
+            (
+                "quic_router_backend_bytes",
+                "Octets delivered to each backend",
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(metric, help, None, MetricType::Counter)?;
+            for backend in &names {
+                let delivered = counters
+                    .backends
+                    .get(&backend.index)
+                    .copied()
+                    .unwrap_or_default();
+                let value = if metric.ends_with("bytes") {
+                    delivered.bytes
+                } else {
+                    delivered.packets
+                };
+                let labels = [("backend", backend.name.as_str())];
+                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        if let Ok(epoch) = pinned_epoch(&self.pin_dir) {
+            let family = encoder.encode_descriptor(
+                "quic_router_config_epoch",
+                "Config changes applied",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(i64::from(epoch)).encode(family)?;
+        }
+        Ok(())
+    }
+}
+
+/// Serves `GET /metrics` (any path) on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, collector: RouterCollector) -> std::io::Result<()> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(collector));
+    let registry = Arc::new(registry);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |_request: Request<hyper::body::Incoming>| {
+                let registry = registry.clone();
+                async move {
+                    let mut body = String::new();
+                    let response = match encode(&mut body, &registry) {
+                        Ok(()) => Response::builder()
+                            .header(
+                                "content-type",
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )
+                            .body(Full::new(Bytes::from(body))),
+                        Err(_) => Response::builder()
+                            .status(500)
+                            .body(Full::new(Bytes::new())),
+                    };
+                    Ok::<_, Infallible>(response.expect("a valid response"))
+                }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

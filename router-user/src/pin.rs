@@ -1,0 +1,120 @@
+//! Where a router's state lives between controller runs: its XDP link and maps pinned under
+//! `/sys/fs/bpf/quic-router/<iface>/`, its run state and control socket under
+//! `/run/quic-router/<iface>/`. Both directories are root-only.
+
+use std::{
+    ffi::CString,
+    fs,
+    os::unix::fs::{DirBuilderExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+};
+
+/// The bpffs mount point.
+pub const BPFFS: &str = "/sys/fs/bpf";
+/// `statfs` magic of bpffs.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    #[error("cannot mount bpffs at {BPFFS}: {0}")]
+    Mount(std::io::Error),
+    #[error("cannot create {path}: {source}")]
+    Create {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("interface name {0:?} cannot name a directory")]
+    Interface(String),
+}
+
+/// The paths of one interface's router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterPaths {
+    pub iface: String,
+    /// Pinned link and maps.
+    pub pin_dir: PathBuf,
+    /// Run state and control socket.
+    pub run_dir: PathBuf,
+}
+
+impl RouterPaths {
+    pub fn new(iface: &str) -> Result<Self, PinError> {
+        if iface.is_empty() || iface.contains('/') || iface == "." || iface == ".." {
+            return Err(PinError::Interface(iface.to_owned()));
+        }
+        Ok(Self {
+            iface: iface.to_owned(),
+            pin_dir: Path::new(BPFFS).join("quic-router").join(iface),
+            run_dir: Path::new("/run/quic-router").join(iface),
+        })
+    }
+
+    /// The pinned XDP link.
+    pub fn link(&self) -> PathBuf {
+        self.pin_dir.join("link")
+    }
+
+    /// The run state (`state.json`).
+    pub fn state(&self) -> PathBuf {
+        self.run_dir.join("state.json")
+    }
+
+    /// The controller's control socket.
+    pub fn control_socket(&self) -> PathBuf {
+        self.run_dir.join("control.sock")
+    }
+
+    /// Mounts bpffs if needed and creates both directories, root-only.
+    pub fn prepare(&self) -> Result<(), PinError> {
+        mount_bpffs()?;
+        for dir in [&self.pin_dir, &self.run_dir] {
+            private_dir(dir)?;
+        }
+        Ok(())
+    }
+}
+
+fn is_bpffs(path: &str) -> bool {
+    let Ok(c_path) = CString::new(path) else {
+        return false;
+    };
+    // SAFETY: statfs fills the struct it is given.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    unsafe { libc::statfs(c_path.as_ptr(), &mut stat) == 0 && stat.f_type as i64 == BPF_FS_MAGIC }
+}
+
+/// Mounts bpffs at /sys/fs/bpf unless it is there.
+fn mount_bpffs() -> Result<(), PinError> {
+    if is_bpffs(BPFFS) {
+        return Ok(());
+    }
+    let (source, target, fstype, data) = (c"bpf", c"/sys/fs/bpf", c"bpf", c"mode=0700");
+    // SAFETY: all arguments are NUL-terminated strings.
+    let status = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            data.as_ptr().cast(),
+        )
+    };
+    if status != 0 {
+        return Err(PinError::Mount(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Creates `dir` and its missing parents with mode 0700 (and makes `dir` 0700 if it exists).
+fn private_dir(dir: &Path) -> Result<(), PinError> {
+    let error = |source| PinError::Create {
+        path: dir.display().to_string(),
+        source,
+    };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(error)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(error)
+}

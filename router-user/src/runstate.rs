@@ -1,0 +1,170 @@
+//! The controller's run state (`/run/quic-router/<iface>/state.json`): what the maps do not
+//! say, for the next controller and for the operator's commands. Written atomically.
+
+use std::{
+    collections::BTreeMap, fs, io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{BackendState, RouterConfig};
+
+/// How the program is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The kernel chose (native where the driver supports it).
+    Auto,
+    Native,
+    Skb,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Auto => "auto",
+            Mode::Native => "native",
+            Mode::Skb => "skb",
+        }
+    }
+}
+
+/// A backend as the last applied config had it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendRecord {
+    pub name: String,
+    /// The index of its entries and counters in the maps.
+    pub index: u32,
+    pub interface: String,
+    pub next_hop_mac: String,
+    pub weight: u32,
+    pub state: String,
+    /// `codepoint:hex` per server ID.
+    pub server_ids: Vec<String>,
+}
+
+/// A config rotation codepoint in use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodepointRecord {
+    pub config_rotation: u8,
+    pub mode: String,
+    pub server_id_len: u8,
+    pub nonce_len: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunState {
+    pub iface: String,
+    pub mode: Mode,
+    pub debug: bool,
+    pub config: String,
+    /// The controller's process ID while it runs.
+    pub pid: Option<u32>,
+    pub program_id: u32,
+    pub epoch: u32,
+    pub codepoints: Vec<CodepointRecord>,
+    pub backends: Vec<BackendRecord>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunStateError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a run state: {source}")]
+    Format {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl RunState {
+    pub fn load(path: &Path) -> Result<Self, RunStateError> {
+        let shown = path.display().to_string();
+        let text = fs::read_to_string(path).map_err(|source| RunStateError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| RunStateError::Format {
+            path: shown,
+            source,
+        })
+    }
+
+    /// Writes to a temporary file (mode 0600) and renames it over `path`.
+    pub fn store(&self, path: &Path) -> Result<(), RunStateError> {
+        let error = |source| RunStateError::Write {
+            path: path.display().to_string(),
+            source,
+        };
+        let text = serde_json::to_string_pretty(self).expect("run state serializes");
+        let temporary = path.with_extension("json.new");
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)
+            .map_err(error)?;
+        file.write_all(text.as_bytes()).map_err(error)?;
+        file.sync_all().map_err(error)?;
+        fs::rename(&temporary, path).map_err(error)
+    }
+
+    /// The backend indices it records, by name.
+    pub fn indices(&self) -> BTreeMap<String, u32> {
+        self.backends
+            .iter()
+            .map(|b| (b.name.clone(), b.index))
+            .collect()
+    }
+
+    /// Records `config` as applied with these backend indices.
+    pub fn record_config(&mut self, config: &RouterConfig, indices: &BTreeMap<String, u32>) {
+        self.codepoints = config
+            .cid_configs
+            .iter()
+            .map(|c| CodepointRecord {
+                config_rotation: c.params.config_rotation,
+                mode: match (&c.key, c.params.plaintext_len()) {
+                    (None, _) => "plaintext",
+                    (Some(_), 16) => "single-pass",
+                    (Some(_), _) => "four-pass",
+                }
+                .to_owned(),
+                server_id_len: c.params.server_id_len,
+                nonce_len: c.params.nonce_len,
+            })
+            .collect();
+        self.backends = config
+            .backends
+            .iter()
+            .filter_map(|b| {
+                Some(BackendRecord {
+                    name: b.name.clone(),
+                    index: *indices.get(&b.name)?,
+                    interface: b.interface.clone(),
+                    next_hop_mac: b.next_hop_mac.map(|o| format!("{o:02x}")).join(":"),
+                    weight: b.weight,
+                    state: match b.state {
+                        BackendState::Active => "active",
+                        BackendState::Draining => "draining",
+                    }
+                    .to_owned(),
+                    server_ids: b
+                        .server_ids
+                        .iter()
+                        .map(|(codepoint, id)| format!("{codepoint}:{}", hex::encode(id)))
+                        .collect(),
+                })
+            })
+            .collect();
+    }
+}

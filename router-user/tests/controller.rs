@@ -1,0 +1,575 @@
+//! The controller with real attachment and real UDP traffic in network namespaces: backend
+//! changes while traffic flows, SIGKILL without losing a packet, adoption on restart, config
+//! reloads (valid and not), metrics, stats, status, detach. Needs root.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    io::{Read as _, Write as _},
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    thread,
+    time::{Duration, Instant},
+};
+
+use integration_tests::{
+    mint,
+    mounts::PrivateMounts,
+    packet::{QUIC_V1, long_header, short_header, v1},
+    process::{Controller, quic_router},
+    topology::{self, Topology, VIP4},
+    traffic::{Receiver, Sender, Tag},
+};
+use serde_json::Value;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_quic-router");
+const KEY: &str = "0123456789abcdef0f1e2d3c4b5a6978";
+
+/// A topology with the router's controller binary at hand, in a private mount namespace.
+struct Setup {
+    topology: Topology,
+    dir: tempfile::TempDir,
+    // Dropped last: the pinned router lives in this mount namespace.
+    _mounts: PrivateMounts,
+}
+
+fn backend_entry(topology: &Topology, i: usize, name: &str, ids: &str, state: &str) -> String {
+    format!(
+        "\n[[backend]]\nname = \"{name}\"\nserver_ids = {{ {ids} }}\ninterface = \"r{}\"\nnext_hop_mac = \"{}\"\nstate = \"{state}\"\n",
+        i + 1,
+        topology.backend_mac(i)
+    )
+}
+
+impl Setup {
+    fn new(backends: usize) -> Self {
+        let mounts = PrivateMounts::enter();
+        let topology = Topology::new(backends);
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("cr1.key");
+        fs::write(&key, KEY).unwrap();
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+        Self {
+            topology,
+            dir,
+            _mounts: mounts,
+        }
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("router.toml")
+    }
+
+    /// Writes the config atomically (as an editor or config management would).
+    fn write_config(&self, text: &str) {
+        let temporary = self.dir.path().join("router.toml.tmp");
+        fs::write(&temporary, text).unwrap();
+        fs::rename(&temporary, self.config_path()).unwrap();
+    }
+
+    /// Listener, codepoint 0 (plaintext, 2-octet server IDs), with `codepoint1` also
+    /// codepoint 1 (four-pass, 3-octet server IDs), and the given backends.
+    fn config_text(&self, codepoint1: bool, backends: &[String]) -> String {
+        let mut text = format!(
+            "[[listener]]\naddress = \"{VIP4}\"\nport = 443\n\n[[quic_lb]]\nconfig_rotation = 0\nserver_id_len = 2\nnonce_len = 6\n"
+        );
+        if codepoint1 {
+            text += "\n[[quic_lb]]\nconfig_rotation = 1\nserver_id_len = 3\nnonce_len = 5\nkey_file = \"cr1.key\"\n";
+        }
+        for backend in backends {
+            text += backend;
+        }
+        text
+    }
+
+    fn start(&self, extra: &[&str]) -> Controller {
+        let config = self.config_path();
+        let mut args = vec!["--config", config.to_str().unwrap(), "--mode", "native"];
+        args.extend_from_slice(extra);
+        let log = self.dir.path().join(format!(
+            "controller-{}.log",
+            Instant::now().elapsed().as_nanos()
+        ));
+        Controller::start(
+            Path::new(BINARY),
+            &self.topology.router.name,
+            "r0",
+            &args,
+            log,
+        )
+    }
+
+    /// `quic-router ARGS` in the router's namespace: (status, stdout, stderr).
+    fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = quic_router(Path::new(BINARY), &self.topology.router.name, args);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn cli_ok(&self, args: &[&str]) -> String {
+        let (status, stdout, stderr) = self.cli(args);
+        assert_eq!(status, 0, "quic-router {args:?}: {stderr}");
+        stdout
+    }
+
+    fn status(&self) -> Value {
+        serde_json::from_str(&self.cli_ok(&["status", "--iface", "r0", "--json"])).unwrap()
+    }
+
+    fn receivers(&self) -> Vec<Receiver> {
+        (0..self.topology.backends.len())
+            .map(|i| Receiver::start(&self.topology.backends[i].name, VIP4.parse().unwrap()))
+            .collect()
+    }
+
+    fn sender(&self, flows: Vec<Vec<u8>>) -> Sender {
+        Sender::start(
+            &self.topology.client.name,
+            VIP4.parse().unwrap(),
+            flows,
+            Duration::from_millis(2),
+        )
+    }
+}
+
+/// A 1-RTT packet whose DCID names `server_id` under codepoint 0.
+fn short(server_id: &str, seed: u64) -> Vec<u8> {
+    short_header(&mint(0, server_id, seed))
+}
+
+/// An Initial with a client-chosen DCID (codepoint 0b111: never routable).
+fn initial(seed: u8) -> Vec<u8> {
+    long_header(
+        v1::INITIAL,
+        QUIC_V1,
+        &[0xe0 | (seed & 0x1f), seed, 2, 3, 4, 5, 6, 7],
+        &[seed; 8],
+        1200,
+    )
+}
+
+/// Which backend got each tag.
+fn deliveries(receivers: Vec<Receiver>) -> BTreeMap<Tag, Vec<usize>> {
+    let mut got: BTreeMap<Tag, Vec<usize>> = BTreeMap::new();
+    for (backend, receiver) in receivers.into_iter().enumerate() {
+        for tag in receiver.finish() {
+            got.entry(tag).or_default().push(backend);
+        }
+    }
+    got
+}
+
+/// The round the sender is in.
+fn round(sender: &Sender) -> u32 {
+    sender.sent().last().map_or(0, |tag| tag.seq)
+}
+
+#[test]
+fn sigkill_loses_no_packet_and_a_restart_adopts_the_router() {
+    let setup = Setup::new(2);
+    let backends = [
+        backend_entry(&setup.topology, 0, "alpha", "0 = [\"0a01\"]", "active"),
+        backend_entry(&setup.topology, 1, "beta", "0 = [\"0a02\"]", "active"),
+    ];
+    setup.write_config(&setup.config_text(false, &backends));
+    let controller = setup.start(&[]);
+    let before = setup.status();
+    let program = before["program_id"].as_u64().unwrap();
+    assert_eq!(before["mode"], "native");
+    assert_eq!(before["controller_pid"], controller.pid());
+    // The pinned state and the control socket are root-only.
+    for (path, mode) in [
+        ("/sys/fs/bpf/quic-router/r0", 0o700),
+        ("/run/quic-router/r0", 0o700),
+        ("/run/quic-router/r0/control.sock", 0o600),
+    ] {
+        let actual = fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(actual, mode, "{path} has mode {actual:o}");
+    }
+
+    let receivers = setup.receivers();
+    let sender = setup.sender(vec![short("0a01", 1), short("0a02", 2)]);
+    thread::sleep(Duration::from_millis(300));
+    controller.kill();
+    thread::sleep(Duration::from_millis(500));
+    let orphaned = setup.status();
+    assert_eq!(
+        orphaned["controller_pid"],
+        Value::Null,
+        "status after SIGKILL: {orphaned}"
+    );
+    assert_eq!(orphaned["program_id"].as_u64(), Some(program));
+
+    let restarted = setup.start(&[]);
+    let after = setup.status();
+    assert_eq!(
+        after["program_id"].as_u64(),
+        Some(program),
+        "the restart kept the attached program"
+    );
+    assert_eq!(
+        after["epoch"].as_u64(),
+        Some(before["epoch"].as_u64().unwrap() + 1)
+    );
+    thread::sleep(Duration::from_millis(300));
+
+    // A controller whose program differs (here: its log level) swaps it into the pinned
+    // link atomically, keeping the maps.
+    restarted.kill();
+    let replaced = setup.start(&["--debug"]);
+    let swapped = setup.status();
+    assert_ne!(
+        swapped["program_id"].as_u64(),
+        Some(program),
+        "the program was not replaced"
+    );
+    assert!(
+        replaced.log_text().contains("attachment=Replaced"),
+        "{}",
+        replaced.log_text()
+    );
+    thread::sleep(Duration::from_millis(300));
+    replaced.kill();
+    let restarted = setup.start(&[]);
+    thread::sleep(Duration::from_millis(200));
+    let sent = sender.finish();
+    let got = deliveries(receivers);
+
+    assert!(sent.len() > 400, "only {} packets sent", sent.len());
+    for tag in &sent {
+        let expected = tag.flow as usize; // flow 0 names alpha (backend 0), flow 1 beta
+        assert_eq!(
+            got.get(tag),
+            Some(&vec![expected]),
+            "packet {tag:?}: delivered to {:?}",
+            got.get(tag)
+        );
+    }
+
+    // SIGTERM stops the controller; the data path keeps routing.
+    assert!(restarted.terminate().success());
+    let receivers = setup.receivers();
+    let sender = setup.sender(vec![short("0a02", 3)]);
+    thread::sleep(Duration::from_millis(200));
+    let sent = sender.finish();
+    let got = deliveries(receivers);
+    assert!(
+        sent.iter().all(|tag| got.get(tag) == Some(&vec![1])),
+        "routing stopped with the controller"
+    );
+
+    // Detach removes it.
+    setup.cli_ok(&["detach", "--iface", "r0"]);
+    let (status, _, stderr) = setup.cli(&["status", "--iface", "r0"]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.contains("no router is attached to r0"), "{stderr}");
+    assert!(!Path::new("/sys/fs/bpf/quic-router/r0").exists());
+}
+
+#[test]
+fn backends_are_added_drained_and_removed_while_traffic_flows() {
+    let setup = Setup::new(3);
+    let backends = [
+        backend_entry(&setup.topology, 0, "alpha", "0 = [\"0a01\"]", "active"),
+        backend_entry(&setup.topology, 1, "beta", "0 = [\"0a02\"]", "active"),
+    ];
+    setup.write_config(&setup.config_text(false, &backends));
+    let _controller = setup.start(&[]);
+    let receivers = setup.receivers();
+    // Flows 0..3: short headers naming alpha, beta, gamma; flows 3..43: new connections.
+    let mut flows = vec![short("0a01", 1), short("0a02", 2), short("0a03", 3)];
+    flows.extend((0..40).map(initial));
+    let sender = setup.sender(flows);
+    thread::sleep(Duration::from_millis(200));
+
+    // Each change takes effect somewhere between the round before its command and two
+    // rounds after the command returns (packets in flight).
+    let gamma_mac = setup.topology.backend_mac(2);
+    let before_add = round(&sender);
+    setup.cli_ok(&[
+        "backend",
+        "add",
+        "--iface",
+        "r0",
+        "--name",
+        "gamma",
+        "--interface",
+        "r3",
+        "--next-hop-mac",
+        &gamma_mac,
+        "--server-id",
+        "0:0a03",
+    ]);
+    let added = round(&sender) + 2;
+    thread::sleep(Duration::from_millis(200));
+    let before_drain = round(&sender);
+    setup.cli_ok(&["backend", "drain", "--iface", "r0", "alpha"]);
+    let drained = round(&sender) + 2;
+    thread::sleep(Duration::from_millis(200));
+    let before_remove = round(&sender);
+    setup.cli_ok(&["backend", "remove", "--iface", "r0", "alpha"]);
+    let removed = round(&sender) + 2;
+    thread::sleep(Duration::from_millis(200));
+    let sent = sender.finish();
+    let got = deliveries(receivers);
+
+    let mut initial_backends_after_add = BTreeSet::new();
+    for tag in &sent {
+        let Some(backends) = got.get(tag) else {
+            panic!("packet {tag:?} was lost");
+        };
+        assert_eq!(backends.len(), 1, "packet {tag:?} delivered twice");
+        let backend = backends[0];
+        match (tag.flow, tag.seq) {
+            // The traffic that names a backend reaches it while it is configured, drained or not.
+            (0, seq) if seq < before_remove => assert_eq!(backend, 0, "{tag:?}"),
+            (0, seq) if seq >= removed => assert_ne!(backend, 0, "{tag:?}: alpha is removed"),
+            (1, _) => assert_eq!(backend, 1, "{tag:?}"),
+            (2, seq) if seq >= added => assert_eq!(backend, 2, "{tag:?}: gamma names itself"),
+            (2, seq) if seq < before_add => {
+                assert_ne!(backend, 2, "{tag:?}: gamma is not there yet")
+            }
+            (flow, seq) if flow >= 3 => {
+                if seq < before_add {
+                    assert_ne!(backend, 2, "{tag:?}: gamma is not there yet");
+                }
+                if seq >= drained {
+                    assert_ne!(backend, 0, "{tag:?}: alpha is draining");
+                }
+                if seq >= added && seq < before_drain {
+                    initial_backends_after_add.insert(backend);
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        initial_backends_after_add.contains(&2),
+        "gamma took no new connection"
+    );
+
+    // The file records what the commands did.
+    let text = fs::read_to_string(setup.config_path()).unwrap();
+    assert!(
+        text.contains("name = \"gamma\"") && !text.contains("name = \"alpha\""),
+        "{text}"
+    );
+    let list: Value =
+        serde_json::from_str(&setup.cli_ok(&["backend", "list", "--iface", "r0", "--json"]))
+            .unwrap();
+    let names: Vec<&str> = list["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["beta", "gamma"]);
+
+    // A bad change is refused and changes nothing.
+    let (status, _, stderr) = setup.cli(&["backend", "drain", "--iface", "r0", "nosuch"]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.contains("no backend nosuch"), "{stderr}");
+    let (status, _, stderr) = setup.cli(&[
+        "backend",
+        "add",
+        "--iface",
+        "r0",
+        "--name",
+        "delta",
+        "--interface",
+        "r3",
+        "--next-hop-mac",
+        &gamma_mac,
+        "--server-id",
+        "0:0a02",
+    ]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(
+        stderr.contains("belongs to both beta and delta"),
+        "{stderr}"
+    );
+    assert_eq!(fs::read_to_string(setup.config_path()).unwrap(), text);
+}
+
+#[test]
+fn reloads_apply_new_codepoints_and_refuse_invalid_configs() {
+    let setup = Setup::new(2);
+    let plain = [
+        backend_entry(&setup.topology, 0, "alpha", "0 = [\"0a01\"]", "active"),
+        backend_entry(&setup.topology, 1, "beta", "0 = [\"0a02\"]", "active"),
+    ];
+    setup.write_config(&setup.config_text(false, &plain));
+    let mut controller = setup.start(&["--metrics-addr", "127.0.0.1:19464", "--debug"]);
+    let epoch = setup.status()["epoch"].as_u64().unwrap();
+
+    // Codepoint 1 is added by editing the file: the controller notices without a signal.
+    let with_codepoint1 = [
+        backend_entry(
+            &setup.topology,
+            0,
+            "alpha",
+            "0 = [\"0a01\"], 1 = [\"a1a1a1\"]",
+            "active",
+        ),
+        backend_entry(
+            &setup.topology,
+            1,
+            "beta",
+            "0 = [\"0a02\"], 1 = [\"b1b1b1\"]",
+            "active",
+        ),
+    ];
+    setup.write_config(&setup.config_text(true, &with_codepoint1));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while setup.status()["epoch"].as_u64() == Some(epoch) {
+        assert!(
+            Instant::now() < deadline,
+            "the file change was not applied:\n{}",
+            controller.log_text()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(setup.status()["codepoints"].as_array().unwrap().len(), 2);
+    let four_pass_cid = {
+        use router_common::quic_lb::{Config, ConfigParams, Encoder, Key};
+        let params = ConfigParams {
+            config_rotation: 1,
+            server_id_len: 3,
+            nonce_len: 5,
+            length_self_description: true,
+            server_use_len: 0,
+        };
+        let cipher = Key::from_slice(&hex::decode(KEY).unwrap())
+            .unwrap()
+            .aes128();
+        let encoder = Encoder::new(Config::new(params, Some(cipher)).unwrap());
+        let mut rng = rand::rng();
+        encoder
+            .encode(&[0xb1; 3], &[9, 8, 7, 6, 5], &mut rng)
+            .unwrap()
+            .as_slice()
+            .to_vec()
+    };
+    let receivers = setup.receivers();
+    let sender = setup.sender(vec![short_header(&four_pass_cid), short("0a01", 4)]);
+    thread::sleep(Duration::from_millis(200));
+
+    // An invalid config is refused; the running one stays.
+    let epoch = setup.status()["epoch"].as_u64().unwrap();
+    let broken = setup
+        .config_text(true, &with_codepoint1)
+        .replace(&setup.topology.backend_mac(1), "02:00:00");
+    setup.write_config(&broken);
+    let (status, _, stderr) = setup.cli(&["reload", "--iface", "r0"]);
+    assert_eq!(status, 2, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("not a MAC address"), "{stderr}");
+    thread::sleep(Duration::from_millis(200));
+    let sent = sender.finish();
+    let got = deliveries(receivers);
+    assert_eq!(
+        setup.status()["epoch"].as_u64(),
+        Some(epoch),
+        "the invalid config changed the router"
+    );
+    assert!(
+        controller.running(),
+        "the controller died on an invalid config"
+    );
+    for tag in &sent {
+        let expected = if tag.flow == 0 { 1 } else { 0 };
+        assert_eq!(got.get(tag), Some(&vec![expected]), "{tag:?}");
+    }
+
+    // Stats (with rates in watch mode), metrics and the debug log see the traffic.
+    let samples = setup.cli_ok(&[
+        "stats", "--iface", "r0", "--json", "--watch", "0.2", "--count", "2",
+    ]);
+    let samples: Vec<Value> = samples
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(samples.len(), 2);
+    assert!(samples[0]["outcomes"]["routed_by_server_id"]["per_second"].is_null());
+    assert!(
+        samples[1]["outcomes"]["routed_by_server_id"]["per_second"].is_number(),
+        "{}",
+        samples[1]
+    );
+    let stats: Value =
+        serde_json::from_str(&setup.cli_ok(&["stats", "--iface", "r0", "--json"])).unwrap();
+    let routed = stats["outcomes"]["routed_by_server_id"]["packets"]
+        .as_u64()
+        .unwrap();
+    assert!(routed >= sent.len() as u64, "{stats}");
+    assert!(
+        stats["backends"]["beta"]["packets"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
+    let metrics = scrape(&setup.topology.router.name, "127.0.0.1:19464");
+    assert!(
+        metrics.contains("quic_router_packets_total{outcome=\"routed_by_server_id\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("quic_router_backend_packets_total{backend=\"beta\"}"),
+        "{metrics}"
+    );
+    let log = controller.log_text();
+    assert!(
+        log.contains("outcome=0 backend="),
+        "no kernel log line in debug mode:\n{log}"
+    );
+    assert!(
+        log.contains("config not applied"),
+        "the refusal was not logged:\n{log}"
+    );
+    assert!(!log.contains(KEY), "the key leaked into the log");
+}
+
+#[test]
+fn run_refuses_bad_input_and_touches_nothing() {
+    let setup = Setup::new(1);
+    setup.write_config("[[listener]]\naddress = \"198.18.0.10\"\nport = 443\n\n[[backend]]\nname = \"x\"\ninterface = \"r1\"\nnext_hop_mac = \"nope\"\n");
+    let (status, _, stderr) = setup.cli(&[
+        "run",
+        "--iface",
+        "r0",
+        "--config",
+        setup.config_path().to_str().unwrap(),
+    ]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(
+        stderr.contains("router.toml:8: backend x: next_hop_mac"),
+        "{stderr}"
+    );
+    let (status, _, stderr) = setup.cli(&["status", "--iface", "r0"]);
+    assert_eq!(status, 2, "{stderr}");
+    let (status, _, stderr) = setup.cli(&["backend", "drain", "--iface", "r0", "x"]);
+    assert_eq!(status, 1, "{stderr}");
+    assert!(
+        stderr.contains("no controller is running for r0"),
+        "{stderr}"
+    );
+}
+
+/// GET /metrics from inside `netns`.
+fn scrape(netns: &str, addr: &str) -> String {
+    let netns = netns.to_owned();
+    let addr = addr.to_owned();
+    thread::spawn(move || {
+        let _inside = topology::enter(&netns);
+        let mut stream = std::net::TcpStream::connect(&addr).expect("metrics endpoint");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    })
+    .join()
+    .unwrap()
+}

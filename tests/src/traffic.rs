@@ -1,0 +1,137 @@
+//! UDP traffic through a topology: clients that send numbered QUIC packets from their own
+//! source ports, and backends that record which packets they received.
+
+use std::{
+    net::{IpAddr, UdpSocket},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::{self, JoinHandle},
+    time::Duration,
+};
+
+use crate::topology;
+
+/// A packet as sent: which flow, which sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tag {
+    pub flow: u32,
+    pub seq: u32,
+}
+
+fn tagged(packet: &[u8], tag: Tag) -> Vec<u8> {
+    let mut packet = packet.to_vec();
+    packet.extend_from_slice(&tag.flow.to_be_bytes());
+    packet.extend_from_slice(&tag.seq.to_be_bytes());
+    packet
+}
+
+fn tag_of(datagram: &[u8]) -> Option<Tag> {
+    let tail = datagram.get(datagram.len().checked_sub(8)?..)?;
+    Some(Tag {
+        flow: u32::from_be_bytes(tail[..4].try_into().ok()?),
+        seq: u32::from_be_bytes(tail[4..].try_into().ok()?),
+    })
+}
+
+/// Records the tags of the datagrams a backend namespace receives on the VIP, port 443.
+pub struct Receiver {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<Vec<Tag>>,
+}
+
+impl Receiver {
+    pub fn start(netns: &str, vip: IpAddr) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready, is_ready) = std::sync::mpsc::channel();
+        let netns = netns.to_owned();
+        let handle = {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let _inside = topology::enter(&netns);
+                let socket = UdpSocket::bind((vip, 443)).expect("bind the VIP");
+                socket
+                    .set_read_timeout(Some(Duration::from_millis(50)))
+                    .unwrap();
+                ready.send(()).unwrap();
+                let mut tags = Vec::new();
+                let mut buf = [0u8; 2048];
+                loop {
+                    match socket.recv(&mut buf) {
+                        Ok(len) => tags.extend(tag_of(&buf[..len])),
+                        Err(_) if stop.load(Ordering::Relaxed) => break,
+                        Err(_) => {}
+                    }
+                }
+                tags
+            })
+        };
+        is_ready
+            .recv_timeout(Duration::from_secs(5))
+            .expect("receiver ready");
+        Self { stop, handle }
+    }
+
+    /// Stops (after draining what is in flight) and returns the tags received.
+    pub fn finish(self) -> Vec<Tag> {
+        thread::sleep(Duration::from_millis(200));
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().expect("receiver thread")
+    }
+}
+
+/// Sends, from a client namespace, round after round of one packet per flow until stopped;
+/// each flow has its own socket (source port), and every packet carries its tag.
+pub struct Sender {
+    stop: Arc<AtomicBool>,
+    sent: Arc<Mutex<Vec<Tag>>>,
+    handle: JoinHandle<()>,
+}
+
+impl Sender {
+    /// `flows[i]` is flow `i`'s packet (the tag is appended). `gap` is the pause per round.
+    pub fn start(netns: &str, vip: IpAddr, flows: Vec<Vec<u8>>, gap: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let netns = netns.to_owned();
+        let handle = {
+            let (stop, sent) = (stop.clone(), sent.clone());
+            thread::spawn(move || {
+                let _inside = topology::enter(&netns);
+                let unspecified = if vip.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+                let sockets: Vec<UdpSocket> = flows
+                    .iter()
+                    .map(|_| UdpSocket::bind(unspecified).expect("client socket"))
+                    .collect();
+                let mut seq = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    for (flow, (packet, socket)) in flows.iter().zip(&sockets).enumerate() {
+                        let tag = Tag {
+                            flow: flow as u32,
+                            seq,
+                        };
+                        if socket.send_to(&tagged(packet, tag), (vip, 443)).is_ok() {
+                            sent.lock().unwrap().push(tag);
+                        }
+                    }
+                    seq += 1;
+                    thread::sleep(gap);
+                }
+            })
+        };
+        Self { stop, sent, handle }
+    }
+
+    /// Tags sent so far.
+    pub fn sent(&self) -> Vec<Tag> {
+        self.sent.lock().unwrap().clone()
+    }
+
+    /// Stops and returns every tag sent.
+    pub fn finish(self) -> Vec<Tag> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().expect("sender thread");
+        self.sent.lock().unwrap().clone()
+    }
+}
