@@ -14,7 +14,7 @@
 //! | map | kind | key | value |
 //! |---|---|---|---|
 //! | `CONTROL` | array, 1 | 0 | [`Control`] |
-//! | `LISTENERS` | hash | [`ListenerKey`] | `u8` (1: present) |
+//! | `LISTENERS` | hash | [`ListenerKey`] | `u8` listener flags ([`LISTENER_PRESENT`], ...) |
 //! | `CID_CONFIGS` | array | `generation * 8 + config_rotation` | [`CidConfigEntry`] |
 //! | `SERVER_IDS` | hash | [`ServerIdKey`] | `u32` backend index |
 //! | `BACKENDS` | array | `generation * MAX_BACKENDS + backend index` | [`BackendEntry`] |
@@ -41,6 +41,12 @@ pub const FALLBACK_TABLE_SIZE: u32 = 65_537;
 pub const CID_CONFIG_SLOTS: u32 = 8;
 /// A fallback slot (or lookup) with no backend.
 pub const NO_BACKEND: u32 = u32::MAX;
+
+/// Listener flag: set on every listener (a value of zero would read as absent).
+pub const LISTENER_PRESENT: u8 = 1;
+/// Listener flag: route Initial and 0-RTT packets by the 4-tuple hash only, whatever their
+/// DCID names (what load balancers without QUIC-LB for Initials do).
+pub const LISTENER_HASH_INITIALS: u8 = 2;
 
 const _: () = assert!(CONFIG_ROTATIONS < CID_CONFIG_SLOTS as usize);
 

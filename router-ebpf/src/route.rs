@@ -6,7 +6,8 @@ use aya_ebpf::{bindings::xdp_action::XDP_DROP, programs::XdpContext};
 use router_common::{
     flow_hash::flow_hash,
     maps::{
-        Control, FALLBACK_TABLE_SIZE, ListenerKey, MAX_BACKENDS, NO_BACKEND, Outcome, ServerIdKey,
+        Control, FALLBACK_TABLE_SIZE, LISTENER_HASH_INITIALS, ListenerKey, MAX_BACKENDS,
+        NO_BACKEND, Outcome, ServerIdKey,
     },
 };
 
@@ -29,9 +30,11 @@ pub fn try_route(ctx: &XdpContext) -> Result<u32, Outcome> {
         family: datagram.family,
         generation: generation as u8,
     };
-    if LISTENERS.get_ptr(listener).is_none() {
-        return Err(Outcome::NotListener);
-    }
+    // SAFETY: a pointer to the map's value, valid for this program run.
+    let listener_flags = match LISTENERS.get_ptr(listener) {
+        Some(flags) => unsafe { *flags },
+        None => return Err(Outcome::NotListener),
+    };
     let payload_len = datagram.payload_len.ok_or(Outcome::MalformedQuic)?;
     let header = parse_header(ctx, datagram.payload_offset, payload_len)?;
 
@@ -45,7 +48,13 @@ pub fn try_route(ctx: &XdpContext) -> Result<u32, Outcome> {
         }
     };
     let mut key = ServerIdKey::default();
-    let (outcome, backend, decoded) = match route_by_cid(ctx, generation, &header, &mut key) {
+    let hash_initials = header.initial_or_0rtt && listener_flags & LISTENER_HASH_INITIALS != 0;
+    let route = if hash_initials {
+        CidRoute::Unroutable(Outcome::InitialHashed)
+    } else {
+        route_by_cid(ctx, generation, &header, &mut key)
+    };
+    let (outcome, backend, decoded) = match route {
         CidRoute::Server(backend) => (Outcome::RoutedByServerId, Some(backend), true),
         CidRoute::UnknownServerId => (unrouted(Outcome::UnknownServerId), None, true),
         CidRoute::Unroutable(outcome) => (unrouted(outcome), None, false),

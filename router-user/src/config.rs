@@ -31,6 +31,20 @@ pub struct RouterConfig {
 pub struct Listener {
     pub address: IpAddr,
     pub port: u16,
+    pub initial_routing: InitialRouting,
+}
+
+/// How Initial and 0-RTT packets are routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InitialRouting {
+    /// By their DCID when it names a server (a resumed connection goes back to the server
+    /// that issued the CID), else by the 4-tuple hash.
+    #[default]
+    Cid,
+    /// By the 4-tuple hash only, whatever the DCID (for comparison, or clients that put
+    /// stale CIDs in Initials).
+    Hash,
 }
 
 /// One QUIC-LB configuration, with its key when it has one.
@@ -98,6 +112,8 @@ struct RawConfig {
 struct RawListener {
     address: Spanned<String>,
     port: Spanned<u16>,
+    #[serde(default)]
+    initial_routing: InitialRouting,
 }
 
 #[derive(Deserialize)]
@@ -193,8 +209,12 @@ impl Context<'_> {
                 if port == 0 {
                     return Err(self.error(entry.port.span(), "listener port 0 is not a port"));
                 }
-                let listener = Listener { address, port };
-                if !seen.insert(listener) {
+                let listener = Listener {
+                    address,
+                    port,
+                    initial_routing: entry.initial_routing,
+                };
+                if !seen.insert((address, port)) {
                     return Err(self.error(
                         entry.address.span(),
                         format!("listener {address} port {port} is given twice"),

@@ -220,15 +220,12 @@ impl Dataplane {
             &tables.server_ids,
             previous.map(|p| &p.server_ids),
         )?;
-        let listeners = |tables: &RoutingTables| -> BTreeMap<ListenerKey, u8> {
-            tables.listeners.iter().map(|key| (*key, 1)).collect()
-        };
         sync_hash_map(
             &mut self.listeners,
             "LISTENERS",
             gen_u8,
-            &listeners(tables),
-            previous.map(listeners).as_ref(),
+            &tables.listeners,
+            previous.map(|p| &p.listeners),
         )?;
         Ok(())
     }

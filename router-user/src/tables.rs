@@ -5,14 +5,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use router_common::{
     maps::{
-        BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, FALLBACK_TABLE_SIZE, ListenerKey,
-        MAX_BACKENDS, ServerIdKey,
+        BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, FALLBACK_TABLE_SIZE,
+        LISTENER_HASH_INITIALS, LISTENER_PRESENT, ListenerKey, MAX_BACKENDS, ServerIdKey,
     },
     quic_lb::AesRoundKeys,
 };
 
 use crate::{
-    config::{BackendState, Listener, RouterConfig},
+    config::{BackendState, InitialRouting, Listener, RouterConfig},
     fallback::{Member, maglev_table},
     netif::{Interface, NetifError},
 };
@@ -20,7 +20,8 @@ use crate::{
 /// One generation's routing tables. Keys carry generation 0; the writer sets it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RoutingTables {
-    pub listeners: BTreeSet<ListenerKey>,
+    /// Listener keys and their flags.
+    pub listeners: BTreeMap<ListenerKey, u8>,
     pub cid_configs: Vec<CidConfigEntry>,
     pub server_ids: BTreeMap<ServerIdKey, u32>,
     pub backends: BTreeMap<u32, BackendEntry>,
@@ -94,7 +95,7 @@ impl RoutingTables {
     /// Tables that route nothing: every packet is "not for a listener".
     pub fn empty() -> Self {
         Self {
-            listeners: BTreeSet::new(),
+            listeners: BTreeMap::new(),
             cid_configs: vec![CidConfigEntry::INACTIVE; CID_CONFIG_SLOTS as usize],
             server_ids: BTreeMap::new(),
             backends: BTreeMap::new(),
@@ -111,7 +112,17 @@ impl RoutingTables {
         interface: impl Fn(&str) -> Result<Interface, NetifError>,
     ) -> Result<Self, TablesError> {
         let mut tables = Self::empty();
-        tables.listeners = config.listeners.iter().map(listener_key).collect();
+        tables.listeners = config
+            .listeners
+            .iter()
+            .map(|listener| {
+                let hash_initials = match listener.initial_routing {
+                    InitialRouting::Cid => 0,
+                    InitialRouting::Hash => LISTENER_HASH_INITIALS,
+                };
+                (listener_key(listener), LISTENER_PRESENT | hash_initials)
+            })
+            .collect();
         for cid_config in &config.cid_configs {
             let params = &cid_config.params;
             tables.cid_configs[params.config_rotation as usize] = CidConfigEntry {

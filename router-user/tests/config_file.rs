@@ -15,6 +15,15 @@ fn write_key(dir: &Path, mode: u32) {
 }
 
 #[test]
+fn the_readme_shows_the_example_config() {
+    let readme = include_str!("../../README.md");
+    assert!(
+        readme.contains(EXAMPLE),
+        "README.md's config example differs from config/router.example.toml"
+    );
+}
+
+#[test]
 fn the_example_config_parses() {
     let dir = tempfile::tempdir().unwrap();
     write_key(dir.path(), 0o600);
@@ -59,99 +68,105 @@ fn every_error_names_file_line_and_problem() {
         "not an IP address",
     );
     assert_error(
-        "port = 443\n\n[[listener]]",
-        "port = 0\n\n[[listener]]",
+        "port = 443\ninitial_routing",
+        "port = 0\ninitial_routing",
         6,
         "port 0",
     );
     assert_error(
-        "port = 443\n\n[[listener]]",
-        "port = 70000\n\n[[listener]]",
+        "port = 443\ninitial_routing",
+        "port = 70000\ninitial_routing",
         6,
         "",
     );
     assert_error(
         "address = \"2001:db8::10\"",
         "address = \"198.18.0.10\"",
-        9,
+        11,
         "given twice",
     );
     assert_error(
         "server_id_len = 2 ",
         "server_id_len = 0 ",
-        16,
+        18,
         "server ID length 0 is out of range",
     );
     assert_error(
         "nonce_len = 6 ",
         "nonce_len = 3 ",
-        17,
+        19,
         "nonce length 3 is out of range",
     );
-    assert_error("nonce_len = 6 ", "nonce_len = 18 ", 17, "exceeds 19 octets");
-    assert_error("config_rotation = 1", "config_rotation = 7", 21, "reserved");
+    assert_error("nonce_len = 6 ", "nonce_len = 18 ", 19, "exceeds 19 octets");
+    assert_error("config_rotation = 1", "config_rotation = 7", 23, "reserved");
     assert_error(
         "config_rotation = 1",
         "config_rotation = 0",
-        21,
+        23,
         "config rotation 0 is given twice",
     );
     assert_error(
         "server_use_len = 0 ",
         "server_use_len = 12 ",
-        28,
+        30,
         "exceeds 20",
     );
     assert_error(
         "keys/cr1.key",
         "keys/missing.key",
-        24,
+        26,
         "cannot read key file",
     );
     assert_error(
         "0 = [\"0a01\"]",
         "0 = [\"0a0\"]",
-        34,
+        36,
         "is not 2 octets of hex",
     );
     assert_error(
         "0 = [\"0a01\"], 1",
         "5 = [\"0a01\"], 1",
-        34,
+        36,
         "not the config rotation of a [[quic_lb]]",
     );
     assert_error(
         "0 = [\"0a02\"]",
         "0 = [\"0a01\"]",
-        42,
+        44,
         "belongs to both alpha and beta",
     );
     assert_error(
         "\"02:00:00:00:0a:01\"",
         "\"02:00:00:00:0a\"",
-        36,
+        38,
         "not a MAC address",
     );
-    assert_error("weight = 2", "weight = 1001", 45, "out of range 1..=1000");
+    assert_error("weight = 2", "weight = 1001", 47, "out of range 1..=1000");
     assert_error(
         "state = \"draining\"",
         "state = \"sleeping\"",
-        52,
+        54,
         "unknown variant",
     );
     assert_error(
         "name = \"beta\"",
         "name = \"alpha\"",
-        41,
+        43,
         "backend alpha is given twice",
     );
     assert_error(
         "interface = \"eth2\"",
         "interface = \"\"",
-        50,
+        52,
         "not an interface name",
     );
-    assert_error("weight = 1 ", "wieght = 1 ", 37, "unknown field");
+    assert_error("weight = 1 ", "wieght = 1 ", 39, "unknown field");
+    assert_error(
+        "initial_routing = \"cid\"",
+        "initial_routing = \"dcid\"",
+        7,
+        "unknown variant",
+    );
     assert_error(
         "[[listener]]\naddress = \"198.18.0.10\"",
         "[listener\naddress = \"198.18.0.10\"",
@@ -168,7 +183,7 @@ fn a_world_readable_key_file_is_refused() {
     fs::write(&path, EXAMPLE).unwrap();
     let message = config::load(&path).unwrap_err().to_string();
     assert!(
-        message.contains(":24: key file") && message.contains("accessible to other users"),
+        message.contains(":26: key file") && message.contains("accessible to other users"),
         "{message}"
     );
     assert!(!message.contains("8f95f092"), "the key leaked: {message}");

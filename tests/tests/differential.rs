@@ -9,7 +9,7 @@ use integration_tests::{
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
 use router_common::quic_lb::{Config, ConfigParams, Decoder, Encoder, Key};
 use router_user::{
-    config::{Backend, BackendState, CidConfig, Listener, RouterConfig},
+    config::{Backend, BackendState, CidConfig, InitialRouting, Listener, RouterConfig},
     explain::Explainer,
 };
 
@@ -90,6 +90,7 @@ fn every_length_pair_decodes_alike() {
         listeners: vec![Listener {
             address: VIP4.parse().unwrap(),
             port: 443,
+            initial_routing: InitialRouting::Cid,
         }],
         cid_configs: vec![CidConfig {
             params,

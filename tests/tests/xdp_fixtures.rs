@@ -653,3 +653,66 @@ fn a_vanished_interface_counts_as_redirect_failure() {
         before.outcome(Outcome::RoutedByServerId)
     );
 }
+
+/// A listener told to hash Initials routes a resumed connection's Initial by its 4-tuple, not
+/// by the DCID that names a server; other packets still go by their DCID.
+#[test]
+fn a_listener_can_hash_initials_by_4_tuple_only() {
+    let file = ConfigFile::standard();
+    let text = std::fs::read_to_string(&file.path).unwrap();
+    std::fs::write(
+        &file.path,
+        text.replace("port = 443\n", "port = 443\ninitial_routing = \"hash\"\n"),
+    )
+    .unwrap();
+    let mut router = Router::new(&file.load());
+    for v6 in [false, true] {
+        let resumed = udp(
+            v6,
+            long_header(v1::INITIAL, QUIC_V1, &mint(2, "31441b", 40), &SCID, 1200),
+        );
+        let backend = hashed_backend(&router, &resumed);
+        check(
+            &mut router,
+            "resumed Initial",
+            &resumed.frame(),
+            XDP_REDIRECT,
+            Outcome::InitialHashed,
+            Some(&backend),
+        );
+        let zero_rtt = udp(
+            v6,
+            long_header(v2::ZERO_RTT, QUIC_V2, &mint(1, "000000b1", 41), &SCID, 200),
+        );
+        let backend = hashed_backend(&router, &zero_rtt);
+        check(
+            &mut router,
+            "v2 0-RTT",
+            &zero_rtt.frame(),
+            XDP_REDIRECT,
+            Outcome::InitialHashed,
+            Some(&backend),
+        );
+        let handshake = udp(
+            v6,
+            long_header(v1::HANDSHAKE, QUIC_V1, &mint(2, "31441b", 42), &SCID, 100),
+        );
+        check(
+            &mut router,
+            "Handshake",
+            &handshake.frame(),
+            XDP_REDIRECT,
+            Outcome::RoutedByServerId,
+            Some("beta"),
+        );
+        let short = udp(v6, short_header(&mint(2, "31441b", 43)));
+        check(
+            &mut router,
+            "short header",
+            &short.frame(),
+            XDP_REDIRECT,
+            Outcome::RoutedByServerId,
+            Some("beta"),
+        );
+    }
+}
