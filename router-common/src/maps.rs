@@ -156,7 +156,7 @@ pub enum Outcome {
     /// (an unknown QUIC version): fallback hash.
     UnroutableLength = 4,
     /// UDP to a listener that is not a QUIC packet (bad lengths, empty, a QUIC v1/v2 long
-    /// header that breaks its rules): dropped.
+    /// header with a connection ID over 20 octets): dropped.
     MalformedQuic = 5,
     /// Not UDP to a listener (or too short to tell): passed to the stack untouched.
     NotListener = 6,

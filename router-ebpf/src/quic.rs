@@ -29,7 +29,8 @@ pub struct Header {
 /// Reads the header of the QUIC packet at `offset` (`len` octets of UDP payload).
 ///
 /// Long headers follow the version-invariant layout (RFC 8999) whatever their version; only
-/// QUIC v1 and v2 packets are checked against their own rules. An unknown version or a
+/// QUIC v1 and v2 packets are checked against their own rules (connection IDs of at most
+/// 20 octets). An unknown version or a
 /// Version Negotiation packet is never malformed for that reason alone (draft-21 §8).
 #[inline(always)]
 pub fn parse_header(ctx: &XdpContext, offset: usize, len: usize) -> Result<Header, Outcome> {
@@ -66,9 +67,10 @@ pub fn parse_header(ctx: &XdpContext, offset: usize, len: usize) -> Result<Heade
         QUIC_V2 => packet_type == 1 || packet_type == 2,
         _ => false,
     };
+    // The v1/v2 limit on connection ID lengths. Not the fixed bit: a peer that supports
+    // greasing it (RFC 9287) may clear it, in a resumed connection's Initial too.
     if (version == QUIC_V1 || version == QUIC_V2)
-        // The fixed bit, and the v1/v2 limit on connection ID lengths.
-        && (first & 0x40 == 0 || dcid_len > MAX_CID_LEN || scid_len > MAX_CID_LEN)
+        && (dcid_len > MAX_CID_LEN || scid_len > MAX_CID_LEN)
     {
         return Err(Outcome::MalformedQuic);
     }

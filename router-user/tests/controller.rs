@@ -7,17 +7,16 @@ use std::{
     fs,
     io::{Read as _, Write as _},
     os::unix::fs::PermissionsExt as _,
-    path::{Path, PathBuf},
+    path::Path,
     thread,
     time::{Duration, Instant},
 };
 
 use integration_tests::{
+    deployment::Deployment,
     mint,
-    mounts::PrivateMounts,
     packet::{QUIC_V1, long_header, short_header, v1},
-    process::{Controller, quic_router},
-    topology::{self, Topology, VIP4},
+    topology::{self, VIP4},
     traffic::{Receiver, Sender, Tag},
 };
 use serde_json::Value;
@@ -25,46 +24,21 @@ use serde_json::Value;
 const BINARY: &str = env!("CARGO_BIN_EXE_quic-router");
 const KEY: &str = "0123456789abcdef0f1e2d3c4b5a6978";
 
-/// A topology with the router's controller binary at hand, in a private mount namespace.
-struct Setup {
-    topology: Topology,
-    dir: tempfile::TempDir,
-    // Dropped last: the pinned router lives in this mount namespace.
-    _mounts: PrivateMounts,
-}
+/// The deployment with the helpers these tests share.
+struct Setup(Deployment);
 
-fn backend_entry(topology: &Topology, i: usize, name: &str, ids: &str, state: &str) -> String {
-    format!(
-        "\n[[backend]]\nname = \"{name}\"\nserver_ids = {{ {ids} }}\ninterface = \"r{}\"\nnext_hop_mac = \"{}\"\nstate = \"{state}\"\n",
-        i + 1,
-        topology.backend_mac(i)
-    )
+impl std::ops::Deref for Setup {
+    type Target = Deployment;
+    fn deref(&self) -> &Deployment {
+        &self.0
+    }
 }
 
 impl Setup {
     fn new(backends: usize) -> Self {
-        let mounts = PrivateMounts::enter();
-        let topology = Topology::new(backends);
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("cr1.key");
-        fs::write(&key, KEY).unwrap();
-        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
-        Self {
-            topology,
-            dir,
-            _mounts: mounts,
-        }
-    }
-
-    fn config_path(&self) -> PathBuf {
-        self.dir.path().join("router.toml")
-    }
-
-    /// Writes the config atomically (as an editor or config management would).
-    fn write_config(&self, text: &str) {
-        let temporary = self.dir.path().join("router.toml.tmp");
-        fs::write(&temporary, text).unwrap();
-        fs::rename(&temporary, self.config_path()).unwrap();
+        let deployment = Deployment::new(Path::new(BINARY), backends);
+        deployment.write_key("cr1.key", KEY);
+        Self(deployment)
     }
 
     /// Listener, codepoint 0 (plaintext, 2-octet server IDs), with `codepoint1` also
@@ -80,43 +54,6 @@ impl Setup {
             text += backend;
         }
         text
-    }
-
-    fn start(&self, extra: &[&str]) -> Controller {
-        let config = self.config_path();
-        let mut args = vec!["--config", config.to_str().unwrap(), "--mode", "native"];
-        args.extend_from_slice(extra);
-        let log = self.dir.path().join(format!(
-            "controller-{}.log",
-            Instant::now().elapsed().as_nanos()
-        ));
-        Controller::start(
-            Path::new(BINARY),
-            &self.topology.router.name,
-            "r0",
-            &args,
-            log,
-        )
-    }
-
-    /// `quic-router ARGS` in the router's namespace: (status, stdout, stderr).
-    fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = quic_router(Path::new(BINARY), &self.topology.router.name, args);
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn cli_ok(&self, args: &[&str]) -> String {
-        let (status, stdout, stderr) = self.cli(args);
-        assert_eq!(status, 0, "quic-router {args:?}: {stderr}");
-        stdout
-    }
-
-    fn status(&self) -> Value {
-        serde_json::from_str(&self.cli_ok(&["status", "--iface", "r0", "--json"])).unwrap()
     }
 
     fn receivers(&self) -> Vec<Receiver> {
@@ -171,8 +108,8 @@ fn round(sender: &Sender) -> u32 {
 fn sigkill_loses_no_packet_and_a_restart_adopts_the_router() {
     let setup = Setup::new(2);
     let backends = [
-        backend_entry(&setup.topology, 0, "alpha", "0 = [\"0a01\"]", "active"),
-        backend_entry(&setup.topology, 1, "beta", "0 = [\"0a02\"]", "active"),
+        setup.backend_entry(0, "alpha", "0 = [\"0a01\"]", "active"),
+        setup.backend_entry(1, "beta", "0 = [\"0a02\"]", "active"),
     ];
     setup.write_config(&setup.config_text(false, &backends));
     let controller = setup.start(&[]);
@@ -273,8 +210,8 @@ fn sigkill_loses_no_packet_and_a_restart_adopts_the_router() {
 fn backends_are_added_drained_and_removed_while_traffic_flows() {
     let setup = Setup::new(3);
     let backends = [
-        backend_entry(&setup.topology, 0, "alpha", "0 = [\"0a01\"]", "active"),
-        backend_entry(&setup.topology, 1, "beta", "0 = [\"0a02\"]", "active"),
+        setup.backend_entry(0, "alpha", "0 = [\"0a01\"]", "active"),
+        setup.backend_entry(1, "beta", "0 = [\"0a02\"]", "active"),
     ];
     setup.write_config(&setup.config_text(false, &backends));
     let _controller = setup.start(&[]);
@@ -398,8 +335,8 @@ fn backends_are_added_drained_and_removed_while_traffic_flows() {
 fn reloads_apply_new_codepoints_and_refuse_invalid_configs() {
     let setup = Setup::new(2);
     let plain = [
-        backend_entry(&setup.topology, 0, "alpha", "0 = [\"0a01\"]", "active"),
-        backend_entry(&setup.topology, 1, "beta", "0 = [\"0a02\"]", "active"),
+        setup.backend_entry(0, "alpha", "0 = [\"0a01\"]", "active"),
+        setup.backend_entry(1, "beta", "0 = [\"0a02\"]", "active"),
     ];
     setup.write_config(&setup.config_text(false, &plain));
     let mut controller = setup.start(&["--metrics-addr", "127.0.0.1:19464", "--debug"]);
@@ -407,20 +344,8 @@ fn reloads_apply_new_codepoints_and_refuse_invalid_configs() {
 
     // Codepoint 1 is added by editing the file: the controller notices without a signal.
     let with_codepoint1 = [
-        backend_entry(
-            &setup.topology,
-            0,
-            "alpha",
-            "0 = [\"0a01\"], 1 = [\"a1a1a1\"]",
-            "active",
-        ),
-        backend_entry(
-            &setup.topology,
-            1,
-            "beta",
-            "0 = [\"0a02\"], 1 = [\"b1b1b1\"]",
-            "active",
-        ),
+        setup.backend_entry(0, "alpha", "0 = [\"0a01\"], 1 = [\"a1a1a1\"]", "active"),
+        setup.backend_entry(1, "beta", "0 = [\"0a02\"], 1 = [\"b1b1b1\"]", "active"),
     ];
     setup.write_config(&setup.config_text(true, &with_codepoint1));
     let deadline = Instant::now() + Duration::from_secs(10);

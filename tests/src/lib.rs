@@ -1,10 +1,12 @@
 //! Shared harness for quic-router's integration tests. Tests that need root or the kernel
 //! fail with a clear message when they cannot run; none of them skips.
 
+pub mod deployment;
 pub mod mounts;
 pub mod netns;
 pub mod packet;
 pub mod process;
+pub mod quic;
 pub mod topology;
 pub mod traffic;
 

@@ -1,0 +1,421 @@
+//! QUIC-LB connection IDs for [quinn] servers (draft-ietf-quic-load-balancers-21): a
+//! [`ConnectionIdGenerator`] on router-common's codec, so that every connection ID a server
+//! issues carries its server ID and a QUIC-LB router sends its packets back to it.
+//!
+//! ```text
+//! let issuer = CidIssuer::new(IssuerConfig { params, key, server_id })?;
+//! let mut endpoint_config = quinn::EndpointConfig::default();
+//! endpoint_config.cid_generator(issuer.factory());
+//! // issuer.issue() mints one more (for a client to resume with); issuer.rotate(...)
+//! // moves to a new config rotation codepoint; both share the nonce sequence.
+//! ```
+//!
+//! Nonces never repeat under one key: encrypted configs count up from a random start, and
+//! when the count comes round to the start again the issuer switches to unroutable
+//! connection IDs (codepoint 0b111, random) rather than reuse one. Plaintext configs use
+//! random nonces, as draft-21 requires of them (no observable relationship between CIDs).
+//!
+//! [quinn]: https://docs.rs/quinn
+
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use quinn_proto::{ConnectionId, ConnectionIdGenerator, InvalidCid};
+use rand::RngCore as _;
+use router_common::quic_lb::{
+    Aes128, Config, ConfigError, ConfigParams, EncodeError, Encoder, Key,
+    UNROUTABLE_CONFIG_ROTATION, config_rotation_of, encode_unroutable,
+};
+use tracing::warn;
+
+/// What a server issues connection IDs under: a QUIC-LB config and its server ID in it.
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    pub params: ConfigParams,
+    pub key: Option<Key>,
+    pub server_id: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IssuerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error("quinn needs one CID length: this config's is {new}, the issuer's {current}")]
+    LengthChange { current: usize, new: usize },
+    #[error("connection IDs of {0} octets are too short: quinn servers need at least 8")]
+    TooShort(usize),
+}
+
+/// Where nonces come from.
+#[derive(Debug)]
+enum Nonces {
+    /// Encrypted configs: a big-endian counter from a random start.
+    Counter {
+        next: Vec<u8>,
+        start: Vec<u8>,
+        exhausted: bool,
+    },
+    /// Plaintext configs: fresh random octets.
+    Random { len: usize },
+}
+
+impl Nonces {
+    fn new(params: &ConfigParams, encrypted: bool) -> Self {
+        let len = params.nonce_len as usize;
+        if !encrypted {
+            return Nonces::Random { len };
+        }
+        let mut start = vec![0u8; len];
+        rand::rng().fill_bytes(&mut start);
+        Nonces::Counter {
+            next: start.clone(),
+            start,
+            exhausted: false,
+        }
+    }
+
+    /// The next nonce; `None` once a counter has used every value.
+    fn next(&mut self) -> Option<Vec<u8>> {
+        match self {
+            Nonces::Random { len } => {
+                let mut nonce = vec![0u8; *len];
+                rand::rng().fill_bytes(&mut nonce);
+                Some(nonce)
+            }
+            Nonces::Counter {
+                next,
+                start,
+                exhausted,
+            } => {
+                if *exhausted {
+                    return None;
+                }
+                let nonce = next.clone();
+                // Big-endian increment with wrap-around.
+                for octet in next.iter_mut().rev() {
+                    *octet = octet.wrapping_add(1);
+                    if *octet != 0 {
+                        break;
+                    }
+                }
+                *exhausted = next == start;
+                Some(nonce)
+            }
+        }
+    }
+}
+
+struct Issuing {
+    encoder: Encoder<Aes128>,
+    server_id: Vec<u8>,
+    nonces: Nonces,
+}
+
+impl Issuing {
+    fn new(config: IssuerConfig) -> Result<Self, IssuerError> {
+        let encrypted = config.key.is_some();
+        let nonces = Nonces::new(&config.params, encrypted);
+        let encoder = Encoder::new(Config::new(
+            config.params,
+            config.key.as_ref().map(Key::aes128),
+        )?);
+        // Check the server ID's length once, here, rather than on every CID.
+        let nonce = vec![0u8; config.params.nonce_len as usize];
+        encoder.encode(&config.server_id, &nonce, &mut rand::rng())?;
+        Ok(Self {
+            encoder,
+            server_id: config.server_id,
+            nonces,
+        })
+    }
+}
+
+struct State {
+    issuing: Issuing,
+    cid_len: usize,
+    /// Codepoints this issuer has used: their CIDs are ours (validate).
+    codepoints: BTreeSet<u8>,
+    warned_exhausted: bool,
+}
+
+impl State {
+    fn issue(&mut self) -> ConnectionId {
+        let cid = match self.issuing.nonces.next() {
+            Some(nonce) => self
+                .issuing
+                .encoder
+                .encode(&self.issuing.server_id, &nonce, &mut rand::rng())
+                .expect("lengths checked when the config was set"),
+            None => {
+                if !self.warned_exhausted {
+                    warn!(
+                        "every nonce of this QUIC-LB config is used: issuing unroutable connection IDs"
+                    );
+                    self.warned_exhausted = true;
+                }
+                encode_unroutable(self.cid_len, &mut rand::rng())
+                    .expect("length checked at creation")
+            }
+        };
+        ConnectionId::new(cid.as_slice())
+    }
+}
+
+/// Issues QUIC-LB connection IDs for one server. Cheap to clone: clones share the state.
+#[derive(Clone)]
+pub struct CidIssuer {
+    state: Arc<Mutex<State>>,
+    lifetime: Option<Duration>,
+}
+
+impl CidIssuer {
+    pub fn new(config: IssuerConfig) -> Result<Self, IssuerError> {
+        let cid_len = config.params.cid_len();
+        if cid_len < 8 {
+            return Err(IssuerError::TooShort(cid_len));
+        }
+        let codepoints = BTreeSet::from([config.params.config_rotation]);
+        Ok(Self {
+            state: Arc::new(Mutex::new(State {
+                issuing: Issuing::new(config)?,
+                cid_len,
+                codepoints,
+                warned_exhausted: false,
+            })),
+            lifetime: None,
+        })
+    }
+
+    /// Retire each CID after `lifetime` (quinn then issues new ones, which is how a
+    /// connection moves to a new config after [`rotate`](Self::rotate)).
+    pub fn with_lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = Some(lifetime);
+        self
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Issues every new CID under `config` from now on. CIDs issued before stay valid.
+    pub fn rotate(&self, config: IssuerConfig) -> Result<(), IssuerError> {
+        let mut state = self.lock();
+        let new = config.params.cid_len();
+        if new != state.cid_len {
+            return Err(IssuerError::LengthChange {
+                current: state.cid_len,
+                new,
+            });
+        }
+        let codepoint = config.params.config_rotation;
+        state.issuing = Issuing::new(config)?;
+        state.codepoints.insert(codepoint);
+        state.warned_exhausted = false;
+        Ok(())
+    }
+
+    /// One new CID, for the server's own use: a CID handed to a client (in application data,
+    /// encrypted) for its next connection to come back here.
+    pub fn issue(&self) -> ConnectionId {
+        self.lock().issue()
+    }
+
+    /// The CID length (constant).
+    pub fn cid_len(&self) -> usize {
+        self.lock().cid_len
+    }
+
+    /// What quinn's `EndpointConfig::cid_generator` takes.
+    pub fn factory(&self) -> impl Fn() -> Box<dyn ConnectionIdGenerator> + Send + Sync + 'static {
+        let issuer = self.clone();
+        move || Box::new(issuer.clone()) as Box<dyn ConnectionIdGenerator>
+    }
+}
+
+impl ConnectionIdGenerator for CidIssuer {
+    fn generate_cid(&mut self) -> ConnectionId {
+        self.issue()
+    }
+
+    /// A CID of ours has our length and a codepoint we used (or 0b111, when exhausted).
+    fn validate(&self, cid: &ConnectionId) -> Result<(), InvalidCid> {
+        let state = self.lock();
+        let codepoint = cid.first().map(|&octet| config_rotation_of(octet));
+        match codepoint {
+            Some(c)
+                if cid.len() == state.cid_len
+                    && (c == UNROUTABLE_CONFIG_ROTATION || state.codepoints.contains(&c)) =>
+            {
+                Ok(())
+            }
+            _ => Err(InvalidCid),
+        }
+    }
+
+    fn cid_len(&self) -> usize {
+        self.lock().cid_len
+    }
+
+    fn cid_lifetime(&self) -> Option<Duration> {
+        self.lifetime
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use router_common::quic_lb::{DecodeError, Decoder};
+
+    use super::*;
+
+    fn params(config_rotation: u8, server_id_len: u8, nonce_len: u8) -> ConfigParams {
+        ConfigParams {
+            config_rotation,
+            server_id_len,
+            nonce_len,
+            length_self_description: true,
+            server_use_len: 0,
+        }
+    }
+
+    fn key(octet: u8) -> Key {
+        Key::from_slice(&[octet; 16]).unwrap()
+    }
+
+    #[test]
+    fn every_cid_decodes_to_the_server_id_and_none_repeats() {
+        for (params, key) in [
+            (params(0, 2, 6), None),
+            (params(1, 4, 12), Some(key(1))),
+            (params(2, 3, 5), Some(key(2))),
+        ] {
+            let issuer = CidIssuer::new(IssuerConfig {
+                params,
+                key: key.clone(),
+                server_id: vec![0x5a; params.server_id_len as usize],
+            })
+            .unwrap();
+            let mut decoder = Decoder::new();
+            decoder.insert(Config::new(params, key.as_ref().map(Key::aes128)).unwrap());
+            let mut seen = HashSet::new();
+            let mut generator = issuer.clone();
+            for i in 0..5000 {
+                let cid = if i % 2 == 0 {
+                    generator.generate_cid()
+                } else {
+                    issuer.issue()
+                };
+                assert_eq!(cid.len(), params.cid_len());
+                assert!(generator.validate(&cid).is_ok());
+                let decoded = decoder.decode(&cid).unwrap();
+                assert_eq!(
+                    decoded.server_id.as_slice(),
+                    &vec![0x5a; params.server_id_len as usize][..]
+                );
+                assert!(seen.insert(decoded.nonce), "nonce repeated");
+            }
+        }
+    }
+
+    #[test]
+    fn an_exhausted_counter_issues_unroutable_cids() {
+        let params = params(3, 4, 4);
+        let issuer = CidIssuer::new(IssuerConfig {
+            params,
+            key: Some(key(3)),
+            server_id: vec![1, 2, 3, 4],
+        })
+        .unwrap();
+        // Run the 32-bit counter round to its start.
+        {
+            let mut state = issuer.lock();
+            if let Nonces::Counter { next, start, .. } = &mut state.issuing.nonces {
+                *start = vec![0, 0, 0, 0];
+                *next = vec![0xff, 0xff, 0xff, 0xfe];
+            }
+        }
+        let mut decoder = Decoder::new();
+        decoder.insert(Config::new(params, Some(key(3).aes128())).unwrap());
+        assert!(decoder.decode(&issuer.issue()).is_ok()); // ...fe
+        assert!(decoder.decode(&issuer.issue()).is_ok()); // ...ff, then the count is back at 0
+        for _ in 0..3 {
+            let cid = issuer.issue();
+            assert_eq!(cid.len(), params.cid_len());
+            assert_eq!(decoder.decode(&cid).unwrap_err(), DecodeError::Unroutable);
+        }
+    }
+
+    #[test]
+    fn rotation_keeps_the_length_and_validates_old_cids() {
+        let issuer = CidIssuer::new(IssuerConfig {
+            params: params(0, 3, 5),
+            key: Some(key(4)),
+            server_id: vec![7; 3],
+        })
+        .unwrap();
+        let old = issuer.issue();
+        issuer
+            .rotate(IssuerConfig {
+                params: params(1, 2, 6),
+                key: Some(key(5)),
+                server_id: vec![8; 2],
+            })
+            .unwrap();
+        let new = issuer.issue();
+        assert_eq!(new[0] >> 5, 1);
+        assert!(issuer.validate(&old).is_ok() && issuer.validate(&new).is_ok());
+        assert!(
+            issuer.validate(&ConnectionId::new(&[0x40; 9])).is_err(),
+            "codepoint 2 was never used"
+        );
+        assert_eq!(
+            issuer
+                .rotate(IssuerConfig {
+                    params: params(2, 3, 6),
+                    key: None,
+                    server_id: vec![1; 3]
+                })
+                .unwrap_err(),
+            IssuerError::LengthChange {
+                current: 9,
+                new: 10
+            }
+        );
+        assert_eq!(
+            CidIssuer::new(IssuerConfig {
+                params: params(0, 1, 4),
+                key: None,
+                server_id: vec![1]
+            })
+            .err(),
+            Some(IssuerError::TooShort(6))
+        );
+        assert!(matches!(
+            CidIssuer::new(IssuerConfig {
+                params: params(0, 2, 4),
+                key: None,
+                server_id: vec![1]
+            })
+            .err(),
+            Some(IssuerError::TooShort(7))
+        ));
+        assert!(matches!(
+            CidIssuer::new(IssuerConfig {
+                params: params(0, 3, 5),
+                key: None,
+                server_id: vec![1]
+            })
+            .err(),
+            Some(IssuerError::Encode(EncodeError::ServerIdLength {
+                expected: 3,
+                actual: 1
+            }))
+        ));
+    }
+}

@@ -1,0 +1,111 @@
+//! A router deployment for end-to-end tests: the topology, a private mount namespace for
+//! the router's pins, a config directory, and `quic-router` run as the operator would.
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use serde_json::Value;
+
+use crate::{
+    mounts::PrivateMounts,
+    process::{Controller, quic_router},
+    topology::Topology,
+};
+
+static NEXT_LOG: AtomicU32 = AtomicU32::new(0);
+
+pub struct Deployment {
+    pub topology: Topology,
+    pub dir: tempfile::TempDir,
+    binary: PathBuf,
+    // Dropped last: the pinned router lives in this mount namespace.
+    _mounts: PrivateMounts,
+}
+
+impl Deployment {
+    /// A topology with `backends` backends; `binary` is the `quic-router` to run.
+    pub fn new(binary: &Path, backends: usize) -> Self {
+        let mounts = PrivateMounts::enter();
+        Self {
+            topology: Topology::new(backends),
+            dir: tempfile::tempdir().expect("temporary directory"),
+            binary: binary.to_owned(),
+            _mounts: mounts,
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("router.toml")
+    }
+
+    /// Writes the config atomically (as an editor or config management would).
+    pub fn write_config(&self, text: &str) {
+        let temporary = self.dir.path().join("router.toml.tmp");
+        fs::write(&temporary, text).expect("write config");
+        fs::rename(&temporary, self.config_path()).expect("install config");
+    }
+
+    /// Writes a key file (mode 0600) next to the config; returns its name.
+    pub fn write_key(&self, name: &str, hex: &str) -> String {
+        let path = self.dir.path().join(name);
+        fs::write(&path, hex).expect("write key");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod key");
+        name.to_owned()
+    }
+
+    /// A `[[backend]]` for backend `i` of the topology (reached through `r{i+1}`).
+    pub fn backend_entry(&self, i: usize, name: &str, server_ids: &str, state: &str) -> String {
+        format!(
+            "\n[[backend]]\nname = \"{name}\"\nserver_ids = {{ {server_ids} }}\ninterface = \"r{}\"\nnext_hop_mac = \"{}\"\nstate = \"{state}\"\n",
+            i + 1,
+            self.topology.backend_mac(i)
+        )
+    }
+
+    /// `quic-router run --iface r0 --config ... --mode native EXTRA` in the router namespace.
+    pub fn start(&self, extra: &[&str]) -> Controller {
+        let config = self.config_path();
+        let mut args = vec![
+            "--config",
+            config.to_str().expect("UTF-8 path"),
+            "--mode",
+            "native",
+        ];
+        args.extend_from_slice(extra);
+        let log = self.dir.path().join(format!(
+            "controller-{}.log",
+            NEXT_LOG.fetch_add(1, Ordering::Relaxed)
+        ));
+        Controller::start(&self.binary, &self.topology.router.name, "r0", &args, log)
+    }
+
+    /// `quic-router ARGS` in the router's namespace: (status, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = quic_router(&self.binary, &self.topology.router.name, args);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let (status, stdout, stderr) = self.cli(args);
+        assert_eq!(status, 0, "quic-router {args:?}: {stderr}");
+        stdout
+    }
+
+    pub fn status(&self) -> Value {
+        serde_json::from_str(&self.cli_ok(&["status", "--iface", "r0", "--json"]))
+            .expect("status JSON")
+    }
+
+    pub fn stats(&self) -> Value {
+        serde_json::from_str(&self.cli_ok(&["stats", "--iface", "r0", "--json"]))
+            .expect("stats JSON")
+    }
+}

@@ -1,0 +1,430 @@
+//! Real QUIC for the end-to-end tests: quinn backend servers that mint QUIC-LB connection IDs
+//! and answer with their name, and quinn clients. Sockets are made inside the namespaces of
+//! the topology; the endpoints run on the test's tokio runtime.
+
+use std::{
+    net::{IpAddr, SocketAddr, UdpSocket},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use quic_lb_quinn::CidIssuer;
+use quinn::{
+    ClientConfig, Endpoint, EndpointConfig, ServerConfig, TokioRuntime, TransportConfig,
+    crypto::rustls::{QuicClientConfig, QuicServerConfig},
+};
+use rustls::{
+    pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
+    server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions},
+};
+
+use crate::topology;
+
+pub const SERVER_NAME: &str = "quic-router.test";
+const ALPN: &[u8] = b"quic-router-test";
+
+/// A self-signed certificate for [`SERVER_NAME`], shared by every backend.
+#[derive(Clone)]
+pub struct Certificate {
+    cert: CertificateDer<'static>,
+    key: Vec<u8>,
+}
+
+impl Certificate {
+    pub fn new() -> Self {
+        let certified = rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_owned()])
+            .expect("self-signed certificate");
+        Self {
+            cert: certified.cert.der().clone(),
+            key: certified.key_pair.serialize_der(),
+        }
+    }
+}
+
+impl Default for Certificate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn transport() -> Arc<TransportConfig> {
+    let mut transport = TransportConfig::default();
+    // Namespaces on one host: a short first RTT guess keeps handshakes and closes quick.
+    transport.initial_rtt(Duration::from_millis(10));
+    transport.max_idle_timeout(Some(Duration::from_secs(10).try_into().unwrap()));
+    transport.keep_alive_interval(Some(Duration::from_secs(1)));
+    Arc::new(transport)
+}
+
+/// How a backend keeps TLS session tickets: each server its own, so a resumed session works
+/// only where it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tickets {
+    /// Stateful: the ticket names a session in this server's memory; no ticket key at all.
+    Stateful,
+    /// Stateless, encrypted with a key of this server's own.
+    OwnKey,
+}
+
+/// Counts the sessions a server resumed (a stored session taken, or a ticket it decrypted).
+#[derive(Debug)]
+struct CountingStore {
+    inner: Arc<dyn StoresServerSessions>,
+    resumed: Arc<AtomicU64>,
+}
+
+impl StoresServerSessions for CountingStore {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.inner.put(key, value)
+    }
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let found = self.inner.get(key);
+        if found.is_some() {
+            self.resumed.fetch_add(1, Ordering::Relaxed);
+        }
+        found
+    }
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let found = self.inner.take(key);
+        if found.is_some() {
+            self.resumed.fetch_add(1, Ordering::Relaxed);
+        }
+        found
+    }
+    fn can_cache(&self) -> bool {
+        self.inner.can_cache()
+    }
+}
+
+#[derive(Debug)]
+struct CountingTicketer {
+    inner: Arc<dyn ProducesTickets>,
+    resumed: Arc<AtomicU64>,
+}
+
+impl ProducesTickets for CountingTicketer {
+    fn enabled(&self) -> bool {
+        self.inner.enabled()
+    }
+    fn lifetime(&self) -> u32 {
+        self.inner.lifetime()
+    }
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.inner.encrypt(plain)
+    }
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        let plain = self.inner.decrypt(cipher);
+        if plain.is_some() {
+            self.resumed.fetch_add(1, Ordering::Relaxed);
+        }
+        plain
+    }
+}
+
+/// What a backend has done.
+#[derive(Debug, Default)]
+pub struct BackendCounters {
+    pub connections: AtomicU64,
+    pub requests: AtomicU64,
+    pub resumed: Arc<AtomicU64>,
+}
+
+/// A quinn server on a backend: answers every request stream with
+/// `<name> <CID for the next connection, hex>`, the CID minted by its QUIC-LB issuer.
+pub struct Backend {
+    pub name: String,
+    pub issuer: CidIssuer,
+    pub counters: Arc<BackendCounters>,
+    endpoints: Vec<Endpoint>,
+}
+
+fn server_config(
+    certificate: &Certificate,
+    tickets: Tickets,
+    counters: &BackendCounters,
+) -> ServerConfig {
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![certificate.cert.clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certificate.key.clone())),
+        )
+        .expect("server certificate");
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    // QUIC's 0-RTT: quinn wants the TLS limit at u32::MAX.
+    tls.max_early_data_size = u32::MAX;
+    let resumed = counters.resumed.clone();
+    match tickets {
+        Tickets::Stateful => {
+            tls.session_storage = Arc::new(CountingStore {
+                inner: ServerSessionMemoryCache::new(4096),
+                resumed,
+            });
+        }
+        Tickets::OwnKey => {
+            tls.ticketer = Arc::new(CountingTicketer {
+                inner: rustls::crypto::ring::Ticketer::new().expect("ticketer"),
+                resumed,
+            });
+        }
+    }
+    let crypto = QuicServerConfig::try_from(Arc::new(tls)).expect("QUIC TLS config");
+    let mut config = ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(transport());
+    config
+}
+
+/// A UDP socket bound in namespace `netns`.
+pub fn socket_in(netns: &str, addr: SocketAddr) -> UdpSocket {
+    let netns = netns.to_owned();
+    std::thread::spawn(move || {
+        let _inside = topology::enter(&netns);
+        UdpSocket::bind(addr).unwrap_or_else(|err| panic!("bind {addr} in {netns}: {err}"))
+    })
+    .join()
+    .expect("socket thread")
+}
+
+impl Backend {
+    /// Serves on each of `vips`, port 443, in namespace `netns`. Call inside the runtime.
+    pub fn start(
+        netns: &str,
+        name: &str,
+        vips: &[IpAddr],
+        issuer: CidIssuer,
+        tickets: Tickets,
+        certificate: &Certificate,
+    ) -> Self {
+        let counters = Arc::new(BackendCounters::default());
+        let endpoints = vips
+            .iter()
+            .map(|&vip| {
+                let mut endpoint_config = EndpointConfig::default();
+                endpoint_config.cid_generator(issuer.factory());
+                let endpoint = Endpoint::new(
+                    endpoint_config,
+                    Some(server_config(certificate, tickets, &counters)),
+                    socket_in(netns, SocketAddr::new(vip, 443)),
+                    Arc::new(TokioRuntime),
+                )
+                .expect("server endpoint");
+                tokio::spawn(serve(
+                    endpoint.clone(),
+                    name.to_owned(),
+                    issuer.clone(),
+                    counters.clone(),
+                ));
+                endpoint
+            })
+            .collect();
+        Self {
+            name: name.to_owned(),
+            issuer,
+            counters,
+            endpoints,
+        }
+    }
+
+    pub fn connections(&self) -> u64 {
+        self.counters.connections.load(Ordering::Relaxed)
+    }
+
+    pub fn resumed(&self) -> u64 {
+        self.counters.resumed.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        for endpoint in &self.endpoints {
+            endpoint.close(0u32.into(), b"backend stopped");
+        }
+    }
+}
+
+async fn serve(
+    endpoint: Endpoint,
+    name: String,
+    issuer: CidIssuer,
+    counters: Arc<BackendCounters>,
+) {
+    while let Some(incoming) = endpoint.accept().await {
+        let (name, issuer, counters) = (name.clone(), issuer.clone(), counters.clone());
+        tokio::spawn(async move {
+            let Ok(connecting) = incoming.accept() else {
+                return;
+            };
+            // Accept 0-RTT data where the client sends it.
+            let connection = match connecting.into_0rtt() {
+                Ok((connection, _)) => connection,
+                Err(connecting) => match connecting.await {
+                    Ok(connection) => connection,
+                    Err(_) => return,
+                },
+            };
+            counters.connections.fetch_add(1, Ordering::Relaxed);
+            while let Ok((mut send, mut receive)) = connection.accept_bi().await {
+                let (name, issuer, counters) = (name.clone(), issuer.clone(), counters.clone());
+                tokio::spawn(async move {
+                    if receive.read_to_end(1024).await.is_err() {
+                        return;
+                    }
+                    counters.requests.fetch_add(1, Ordering::Relaxed);
+                    let next_cid = issuer.issue();
+                    let answer = format!("{name} {}", hex_of(&next_cid));
+                    let _ = send.write_all(answer.as_bytes()).await;
+                    let _ = send.finish();
+                });
+            }
+        });
+    }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A backend's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub backend: String,
+    /// A CID the backend minted for this client's next connection.
+    pub next_cid: Vec<u8>,
+}
+
+/// A client's TLS state: its own session cache, so a ticket is only ever offered to the
+/// server the same client got it from.
+#[derive(Clone)]
+pub struct ClientTls(Arc<rustls::ClientConfig>);
+
+impl ClientTls {
+    pub fn new(certificate: &Certificate) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(certificate.cert.clone())
+            .expect("trust the test certificate");
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        tls.enable_early_data = true;
+        Self(Arc::new(tls))
+    }
+
+    /// A quinn client config; with `initial_dcid`, Initials carry that DCID.
+    pub fn config(&self, initial_dcid: Option<Vec<u8>>) -> ClientConfig {
+        let crypto = QuicClientConfig::try_from(self.0.clone()).expect("QUIC TLS config");
+        let mut config = ClientConfig::new(Arc::new(crypto));
+        config.transport_config(transport());
+        if let Some(dcid) = initial_dcid {
+            config.initial_dst_cid_provider(Arc::new(move || quinn::ConnectionId::new(&dcid)));
+        }
+        config
+    }
+}
+
+/// A client endpoint bound at `local` in namespace `netns`.
+pub fn client_endpoint(netns: &str, local: SocketAddr) -> Endpoint {
+    Endpoint::new(
+        EndpointConfig::default(),
+        None,
+        socket_in(netns, local),
+        Arc::new(TokioRuntime),
+    )
+    .expect("client endpoint")
+}
+
+/// One request on a new stream of `connection`, and its answer.
+pub async fn request(connection: &quinn::Connection) -> Result<Answer, String> {
+    let (mut send, mut receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
+    send.write_all(b"hello").await.map_err(|e| e.to_string())?;
+    send.finish().map_err(|e| e.to_string())?;
+    let answer = tokio::time::timeout(Duration::from_secs(5), receive.read_to_end(1024))
+        .await
+        .map_err(|_| "no answer in 5 s".to_owned())?
+        .map_err(|e| e.to_string())?;
+    parse_answer(&answer)
+}
+
+fn parse_answer(answer: &[u8]) -> Result<Answer, String> {
+    let text = std::str::from_utf8(answer).map_err(|e| e.to_string())?;
+    let (backend, cid) = text.split_once(' ').ok_or("malformed answer")?;
+    let next_cid = (0..cid.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(cid.get(i..i + 2).unwrap_or("zz"), 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|e| e.to_string())?;
+    Ok(Answer {
+        backend: backend.to_owned(),
+        next_cid,
+    })
+}
+
+/// What a connection attempt with 0-RTT gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resumption {
+    pub answer: Answer,
+    /// The server accepted the 0-RTT data (so the session was resumed).
+    pub zero_rtt_accepted: bool,
+}
+
+/// Connects to `server`, sending the request as 0-RTT data when the client has a session
+/// for it, and waits for the answer. If the server rejects the 0-RTT data (it lost the
+/// session: another server), the request goes again once the handshake is done.
+pub async fn connect_0rtt(
+    endpoint: &Endpoint,
+    config: ClientConfig,
+    server: SocketAddr,
+) -> Result<Resumption, String> {
+    let connecting = endpoint
+        .connect_with(config, server, SERVER_NAME)
+        .map_err(|e| e.to_string())?;
+    let (connection, resumption) = match connecting.into_0rtt() {
+        Ok((connection, accepted)) => {
+            let (mut send, mut receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
+            send.write_all(b"hello").await.map_err(|e| e.to_string())?;
+            send.finish().map_err(|e| e.to_string())?;
+            let resumption = if accepted.await {
+                let answer =
+                    tokio::time::timeout(Duration::from_secs(5), receive.read_to_end(1024))
+                        .await
+                        .map_err(|_| "no answer in 5 s".to_owned())?
+                        .map_err(|e| e.to_string())?;
+                Resumption {
+                    answer: parse_answer(&answer)?,
+                    zero_rtt_accepted: true,
+                }
+            } else {
+                Resumption {
+                    answer: request(&connection).await?,
+                    zero_rtt_accepted: false,
+                }
+            };
+            (connection, resumption)
+        }
+        Err(connecting) => {
+            let connection = connecting.await.map_err(|e| e.to_string())?;
+            let answer = request(&connection).await?;
+            (
+                connection,
+                Resumption {
+                    answer,
+                    zero_rtt_accepted: false,
+                },
+            )
+        }
+    };
+    connection.close(0u32.into(), b"done");
+    Ok(resumption)
+}
