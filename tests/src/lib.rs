@@ -2,6 +2,7 @@
 //! fail with a clear message when they cannot run; none of them skips.
 
 pub mod deployment;
+pub mod fleet;
 pub mod mounts;
 pub mod netns;
 pub mod packet;

@@ -97,13 +97,15 @@ impl Drop for Entered {
 }
 
 fn run(program: &str, args: &[&str]) {
-    let status = Command::new(program)
-        .args(args)
-        .status()
-        .unwrap_or_else(|err| {
-            panic!("cannot run {program}: {err} (tests need iproute2 and ethtool)")
-        });
-    assert!(status.success(), "{program} {} failed", args.join(" "));
+    let out = Command::new(program).args(args).output().unwrap_or_else(|err| {
+        panic!("cannot run {program}: {err} (tests need iproute2 and ethtool)")
+    });
+    assert!(
+        out.status.success(),
+        "{program} {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Joins `a`'s interface `a_if` and `b`'s `b_if` with a veth pair, both up.

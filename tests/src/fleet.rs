@@ -1,0 +1,407 @@
+//! A fleet for the end-to-end tests and the demo: the router (`quic-router run`) in front of
+//! three quinn backends that mint QUIC-LB CIDs, and the client-side steps of the scenarios.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::Path,
+    time::Duration,
+};
+
+use quic_lb_quinn::{CidIssuer, IssuerConfig};
+use router_common::quic_lb::{ConfigParams, Key};
+use tokio::task::JoinSet;
+
+use crate::{
+    deployment::Deployment,
+    process::Controller,
+    quic::{
+        Backend, Certificate, ClientTls, SERVER_NAME, Tickets, client_endpoint, connect_0rtt,
+        request,
+    },
+    topology::{VIP4, VIP6},
+};
+
+pub const KEY0: &str = "8f95f09245765f80256934e50c66207f";
+pub const KEY1: &str = "fdf726a9893ec05c0632d3956680baf0";
+pub const NAMES: [&str; 3] = ["alpha", "beta", "gamma"];
+/// Server IDs under codepoint 0 (2 octets) and codepoint 1 (3 octets).
+pub const SERVER_IDS_0: [&str; 3] = ["a0a0", "b0b0", "c0c0"];
+pub const SERVER_IDS_1: [&str; 3] = ["a1a1a1", "b1b1b1", "c1c1c1"];
+
+/// Codepoint 0: four-pass (2 + 6 octets); codepoint 1: four-pass (3 + 5), same CID length.
+pub fn params(codepoint: u8) -> ConfigParams {
+    let (server_id_len, nonce_len) = if codepoint == 0 { (2, 6) } else { (3, 5) };
+    ConfigParams {
+        config_rotation: codepoint,
+        server_id_len,
+        nonce_len,
+        length_self_description: true,
+        server_use_len: 0,
+    }
+}
+
+pub fn key(hex: &str) -> Key {
+    Key::from_slice(
+        &(0..16)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap()
+}
+
+pub fn server_id(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Three backends behind the router, serving QUIC on both VIPs.
+pub struct Fleet {
+    pub deployment: Deployment,
+    pub runtime: tokio::runtime::Runtime,
+    pub backends: Vec<Backend>,
+    pub certificate: Certificate,
+    _controller: Controller,
+}
+
+impl Fleet {
+    /// Three backends behind the router that `binary` (quic-router) runs; servers keep
+    /// `tickets`; with `cid_lifetime`, their CIDs retire after it.
+    pub fn new(binary: &Path, tickets: Tickets, cid_lifetime: Option<Duration>) -> Self {
+        let deployment = Deployment::new(binary, 3);
+        deployment.write_key("cr0.key", KEY0);
+        deployment.write_key("cr1.key", KEY1);
+        let fleet_config = config_text(&deployment, "cid", &[0], &[0]);
+        deployment.write_config(&fleet_config);
+        let controller = deployment.start(&[]);
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let certificate = Certificate::new();
+        let backends = runtime.block_on(async {
+            (0..3)
+                .map(|i| {
+                    let mut issuer = CidIssuer::new(IssuerConfig {
+                        params: params(0),
+                        key: Some(key(KEY0)),
+                        server_id: server_id(SERVER_IDS_0[i]),
+                    })
+                    .unwrap();
+                    if let Some(lifetime) = cid_lifetime {
+                        issuer = issuer.with_lifetime(lifetime);
+                    }
+                    let vips = [VIP4.parse().unwrap(), VIP6.parse().unwrap()];
+                    Backend::start(
+                        &deployment.topology.backends[i].name,
+                        NAMES[i],
+                        &vips,
+                        issuer,
+                        tickets,
+                        &certificate,
+                    )
+                })
+                .collect()
+        });
+        Self {
+            deployment,
+            runtime,
+            backends,
+            certificate,
+            _controller: controller,
+        }
+    }
+
+    pub fn client_netns(&self) -> String {
+        self.deployment.topology.client.name.clone()
+    }
+
+    /// Writes a config and makes the controller apply it.
+    pub fn reconfigure(&self, initial_routing: &str, codepoints: &[u8], server_codepoints: &[u8]) {
+        self.deployment.write_config(&config_text(
+            &self.deployment,
+            initial_routing,
+            codepoints,
+            server_codepoints,
+        ));
+        self.deployment.cli_ok(&["reload", "--iface", "r0"]);
+    }
+
+    pub fn counter(&self, outcome: &str) -> u64 {
+        self.deployment.stats()["outcomes"][outcome]["packets"]
+            .as_u64()
+            .unwrap()
+    }
+}
+
+/// The router's config: listeners (both VIPs), the QUIC-LB `codepoints`, and backends with
+/// server IDs under `server_codepoints`.
+pub fn config_text(
+    deployment: &Deployment,
+    initial_routing: &str,
+    codepoints: &[u8],
+    server_codepoints: &[u8],
+) -> String {
+    let mut text = String::new();
+    for vip in [VIP4, VIP6] {
+        text += &format!(
+            "[[listener]]\naddress = \"{vip}\"\nport = 443\ninitial_routing = \"{initial_routing}\"\n\n"
+        );
+    }
+    for &codepoint in codepoints {
+        let p = params(codepoint);
+        text += &format!(
+            "[[quic_lb]]\nconfig_rotation = {codepoint}\nserver_id_len = {}\nnonce_len = {}\nkey_file = \"cr{codepoint}.key\"\n\n",
+            p.server_id_len, p.nonce_len
+        );
+    }
+    for (i, name) in NAMES.iter().enumerate() {
+        let ids: Vec<String> = server_codepoints
+            .iter()
+            .map(|&c| {
+                format!(
+                    "{c} = [\"{}\"]",
+                    if c == 0 {
+                        SERVER_IDS_0[i]
+                    } else {
+                        SERVER_IDS_1[i]
+                    }
+                )
+            })
+            .collect();
+        text += &deployment.backend_entry(i, name, &ids.join(", "), "active");
+    }
+    text
+}
+
+pub fn vip(v6: bool) -> SocketAddr {
+    let ip: IpAddr = if v6 { VIP6 } else { VIP4 }.parse().unwrap();
+    SocketAddr::new(ip, 443)
+}
+
+pub fn client_addr(v6: bool, port: u16) -> SocketAddr {
+    let ip: IpAddr = if v6 { "2001:db8:1::2" } else { "198.18.1.2" }
+        .parse()
+        .unwrap();
+    SocketAddr::new(ip, port)
+}
+
+/// One connection from `local`: handshake, one request, close. The backend's name.
+pub async fn one_exchange(
+    netns: String,
+    local: SocketAddr,
+    server: SocketAddr,
+    tls: ClientTls,
+) -> Result<String, String> {
+    let endpoint = client_endpoint(&netns, local);
+    let connection = endpoint
+        .connect_with(tls.config(None), server, SERVER_NAME)
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let answer = request(&connection).await?;
+    connection.close(0u32.into(), b"done");
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    Ok(answer.backend)
+}
+
+/// What a round of resumptions gave.
+pub struct Round {
+    /// The second connection reached the server of the first.
+    pub same_server: usize,
+    /// The servers resumed the TLS session (their session store or ticket key found it).
+    pub resumed: u64,
+    /// The server accepted the request sent as 0-RTT data.
+    pub zero_rtt: usize,
+}
+
+/// Resumes `clients` sessions: a first connection, then a new one from another port whose
+/// Initial carries a CID the first server minted, with the request as 0-RTT data.
+pub fn resume(fleet: &Fleet, clients: u16, port_base: u16) -> Round {
+    let netns = fleet.client_netns();
+    let resumed_before: u64 = fleet.backends.iter().map(Backend::resumed).sum();
+    let results = fleet.runtime.block_on(async {
+        let mut set = JoinSet::new();
+        for i in 0..clients {
+            let (netns, tls) = (netns.clone(), ClientTls::new(&fleet.certificate));
+            set.spawn(async move {
+                let first = client_endpoint(&netns, client_addr(false, port_base + i));
+                let answer = connect_0rtt(&first, tls.config(None), vip(false)).await?;
+                let _ = tokio::time::timeout(Duration::from_secs(2), first.wait_idle()).await;
+                let second = client_endpoint(&netns, client_addr(false, port_base + 1000 + i));
+                let config = tls.config(Some(answer.answer.next_cid.clone()));
+                let resumed = connect_0rtt(&second, config, vip(false)).await?;
+                let _ = tokio::time::timeout(Duration::from_secs(2), second.wait_idle()).await;
+                Ok::<_, String>((answer.answer.backend, resumed))
+            });
+        }
+        let mut results = Vec::new();
+        while let Some(result) = set.join_next().await {
+            results.push(
+                result
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("a client failed: {e}")),
+            );
+        }
+        results
+    });
+    let resumed_after: u64 = fleet.backends.iter().map(Backend::resumed).sum();
+    Round {
+        same_server: results
+            .iter()
+            .filter(|(first, second)| *first == second.answer.backend)
+            .count(),
+        resumed: resumed_after - resumed_before,
+        zero_rtt: results
+            .iter()
+            .filter(|(_, second)| second.zero_rtt_accepted)
+            .count(),
+    }
+}
+
+/// `count` connections from consecutive client ports from `port_base`, 25 at a time: the
+/// backend that answered each, or why it failed.
+pub fn connections(
+    fleet: &Fleet,
+    v6: bool,
+    count: u16,
+    port_base: u16,
+) -> Vec<Result<String, String>> {
+    let tls = ClientTls::new(&fleet.certificate);
+    fleet.runtime.block_on(async {
+        let mut results = Vec::new();
+        for batch in (0..count).collect::<Vec<_>>().chunks(25) {
+            let mut set = JoinSet::new();
+            for &i in batch {
+                set.spawn(one_exchange(
+                    fleet.client_netns(),
+                    client_addr(v6, port_base + i),
+                    vip(v6),
+                    tls.clone(),
+                ));
+            }
+            while let Some(result) = set.join_next().await {
+                results.push(result.unwrap_or_else(|e| Err(e.to_string())));
+            }
+        }
+        results
+    })
+}
+
+/// Scenario (b): one connection that moves to a new port, then to a new address
+/// (198.18.1.3, added to the client); the backend that answered before and after each move.
+pub fn migrate(fleet: &Fleet) -> Result<Vec<String>, String> {
+    let netns = fleet.client_netns();
+    fleet
+        .deployment
+        .topology
+        .client
+        .ip(&["addr", "add", "198.18.1.3/24", "dev", "c0"]);
+    let tls = ClientTls::new(&fleet.certificate);
+    fleet.runtime.block_on(async {
+        let endpoint = client_endpoint(&netns, client_addr(false, 45_000));
+        let connection = endpoint
+            .connect_with(tls.config(None), vip(false), SERVER_NAME)
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut backends = vec![request(&connection).await?.backend];
+        for local in [
+            client_addr(false, 45_001),
+            "198.18.1.3:45002".parse().expect("address"),
+        ] {
+            endpoint
+                .rebind(crate::quic::socket_in(&netns, local))
+                .map_err(|e| e.to_string())?;
+            // The first request after a move also validates the new path.
+            let answer = request(&connection)
+                .await
+                .map_err(|e| format!("after moving to {local}: {e}"))?;
+            backends.push(answer.backend);
+        }
+        connection.close(0u32.into(), b"done");
+        Ok(backends)
+    })
+}
+
+/// A connection kept open.
+pub struct OpenConnection {
+    _endpoint: quinn::Endpoint,
+    pub connection: quinn::Connection,
+    /// The backend that answered its first request.
+    pub backend: String,
+}
+
+/// `count` connections from ports from `port_base`, each with one request done, left open.
+pub fn open_connections(
+    fleet: &Fleet,
+    count: u16,
+    port_base: u16,
+) -> Result<Vec<OpenConnection>, String> {
+    let netns = fleet.client_netns();
+    let tls = ClientTls::new(&fleet.certificate);
+    fleet.runtime.block_on(async {
+        let mut open = Vec::new();
+        for i in 0..count {
+            let endpoint = client_endpoint(&netns, client_addr(false, port_base + i));
+            let connection = endpoint
+                .connect_with(tls.config(None), vip(false), SERVER_NAME)
+                .map_err(|e| e.to_string())?
+                .await
+                .map_err(|e| e.to_string())?;
+            let backend = request(&connection).await?.backend;
+            open.push(OpenConnection {
+                _endpoint: endpoint,
+                connection,
+                backend,
+            });
+        }
+        Ok(open)
+    })
+}
+
+/// One more request on each open connection; an error names the first that failed or
+/// changed backends.
+pub fn exchange_on(fleet: &Fleet, open: &[OpenConnection]) -> Result<(), String> {
+    fleet.runtime.block_on(async {
+        for connection in open {
+            let answer = request(&connection.connection)
+                .await
+                .map_err(|e| format!("a connection on {} broke: {e}", connection.backend))?;
+            if answer.backend != connection.backend {
+                return Err(format!(
+                    "a connection moved from {} to {}",
+                    connection.backend, answer.backend
+                ));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// What draining a backend did.
+pub struct Drain {
+    pub drained: String,
+    /// Open connections on the drained backend when it was drained.
+    pub open_on_drained: usize,
+    /// The backends of the connections made after.
+    pub new_backends: Vec<String>,
+    /// The open connections' next exchange.
+    pub open_after: Result<(), String>,
+}
+
+/// Scenario (d): drains the backend of `open[0]`, makes `new` connections, then one more
+/// exchange on every open connection.
+pub fn drain(fleet: &Fleet, open: &[OpenConnection], new: u16, port_base: u16) -> Drain {
+    let drained = open[0].backend.clone();
+    fleet
+        .deployment
+        .cli_ok(&["backend", "drain", "--iface", "r0", &drained]);
+    let new_backends = connections(fleet, false, new, port_base)
+        .into_iter()
+        .map(|result| result.unwrap_or_else(|e| format!("failed: {e}")))
+        .collect();
+    Drain {
+        open_on_drained: open.iter().filter(|o| o.backend == drained).count(),
+        open_after: exchange_on(fleet, open),
+        drained,
+        new_backends,
+    }
+}
