@@ -234,6 +234,10 @@ impl Backend {
         }
     }
 
+    pub fn name_ref(&self) -> &str {
+        &self.name
+    }
+
     pub fn connections(&self) -> u64 {
         self.counters.connections.load(Ordering::Relaxed)
     }

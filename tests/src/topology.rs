@@ -97,9 +97,12 @@ impl Drop for Entered {
 }
 
 fn run(program: &str, args: &[&str]) {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|err| {
-        panic!("cannot run {program}: {err} (tests need iproute2 and ethtool)")
-    });
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|err| {
+            panic!("cannot run {program}: {err} (tests need iproute2 and ethtool)")
+        });
     assert!(
         out.status.success(),
         "{program} {} failed: {}",

@@ -1,0 +1,150 @@
+//! `cargo xtask demo`: the router at work on a built-in topology. A client namespace, the
+//! router's namespace (quic-router with its XDP program attached in native mode) and three
+//! backend namespaces with quinn servers that mint QUIC-LB connection IDs. Runs short forms
+//! of the end-to-end scenarios and prints what happened. Removes everything when done.
+//!
+//! Usage: demo QUIC_ROUTER_BINARY
+
+use std::{collections::BTreeMap, path::PathBuf, time::Instant};
+
+use integration_tests::{
+    fleet::{Fleet, connections, drain, migrate, open_connections, resume},
+    quic::{Backend, Tickets},
+};
+use router_common::maps::Outcome;
+
+fn main() {
+    let Some(binary) = std::env::args().nth(1).map(PathBuf::from) else {
+        eprintln!("usage: demo QUIC_ROUTER_BINARY");
+        std::process::exit(2);
+    };
+    let started = Instant::now();
+    println!("Setting up: client -- router (quic-router, XDP native) -- alpha, beta, gamma");
+    println!(
+        "  addresses from 198.18.0.0/15 and 2001:db8::/32; VIP 198.18.0.10 / 2001:db8::10, UDP 443"
+    );
+    println!("  QUIC-LB: codepoint 0, four-pass AES-128, 2-octet server IDs, 6-octet nonces\n");
+    let fleet = Fleet::new(&binary, Tickets::Stateful, None);
+
+    // (a) New connections spread by the fallback hash; every later packet by server ID.
+    let results = connections(&fleet, false, 60, 40_000);
+    let mut spread: BTreeMap<String, u32> = BTreeMap::new();
+    let mut failed = 0;
+    for result in &results {
+        match result {
+            Ok(backend) => *spread.entry(backend.clone()).or_default() += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    println!("(a) 60 new connections, each: handshake, one request, close");
+    for (backend, count) in &spread {
+        println!("      {backend:<6} {count:>3} connections");
+    }
+    println!("      failed: {failed}\n");
+
+    // (b) Migration.
+    match migrate(&fleet) {
+        Ok(backends) => println!(
+            "(b) one connection moved to a new port, then to a new address: answered by {}\n",
+            backends.join(" -> ")
+        ),
+        Err(e) => println!("(b) migration failed: {e}\n"),
+    }
+
+    // (c) Resumption without a shared ticket key, then with Initials hashed by 4-tuple.
+    const CLIENTS: u16 = 30;
+    let by_cid = resume(&fleet, CLIENTS, 46_000);
+    fleet.reconfigure("hash", &[0], &[0]);
+    let by_hash = resume(&fleet, CLIENTS, 48_000);
+    fleet.reconfigure("cid", &[0], &[0]);
+    let percent = |n: u64| {
+        format!(
+            "{n}/{CLIENTS} ({:.0}%)",
+            100.0 * n as f64 / f64::from(CLIENTS)
+        )
+    };
+    println!(
+        "(c) resumption: {CLIENTS} clients each resume, from a new port, with a CID their first"
+    );
+    println!(
+        "    server minted as the Initial's DCID. Each server keeps its own sessions (stateful"
+    );
+    println!("    tickets: no ticket key at all, nothing shared).");
+    println!(
+        "      {:<28} {:>22} {:>26}",
+        "", "Initials routed by CID", "Initials hashed by 4-tuple"
+    );
+    println!(
+        "      {:<28} {:>22} {:>26}",
+        "back on the first server",
+        percent(by_cid.same_server as u64),
+        percent(by_hash.same_server as u64)
+    );
+    println!(
+        "      {:<28} {:>22} {:>26}",
+        "session resumed",
+        percent(by_cid.resumed),
+        percent(by_hash.resumed)
+    );
+    println!(
+        "      {:<28} {:>22} {:>26}\n",
+        "0-RTT accepted",
+        percent(by_cid.zero_rtt as u64),
+        percent(by_hash.zero_rtt as u64)
+    );
+
+    // (d) Draining.
+    match open_connections(&fleet, 6, 50_000) {
+        Ok(open) => {
+            let result = drain(&fleet, &open, 30, 51_000);
+            let to_drained = result
+                .new_backends
+                .iter()
+                .filter(|b| **b == result.drained)
+                .count();
+            let plural = if result.open_on_drained == 1 { "" } else { "s" };
+            println!(
+                "(d) drained {}: {to_drained} of 30 new connections went to it; its {} open connection{plural} {}\n",
+                result.drained,
+                result.open_on_drained,
+                match &result.open_after {
+                    Ok(()) => "finished their exchange".to_owned(),
+                    Err(e) => format!("failed: {e}"),
+                }
+            );
+        }
+        Err(e) => println!("(d) could not open connections: {e}\n"),
+    }
+
+    println!("Connections per backend, as the servers counted them:");
+    for backend in &fleet.backends {
+        println!(
+            "      {:<6} {:>4} connections, {:>3} resumed sessions",
+            backend.name,
+            backend.connections(),
+            backend.resumed()
+        );
+    }
+    println!("\nThe router's counters (quic-router stats):");
+    let stats = fleet.deployment.stats();
+    for outcome in Outcome::ALL {
+        let packets = stats["outcomes"][outcome.name()]["packets"]
+            .as_u64()
+            .unwrap_or(0);
+        if packets > 0 {
+            println!("      {:<22} {packets:>7} packets", outcome.name());
+        }
+    }
+    for backend in fleet.backends.iter().map(Backend::name_ref) {
+        let delivered = &stats["backends"][backend];
+        println!(
+            "      to {backend:<19} {:>7} packets {:>9} octets",
+            delivered["packets"].as_u64().unwrap_or(0),
+            delivered["bytes"].as_u64().unwrap_or(0)
+        );
+    }
+    println!(
+        "\nDone in {:.1} s; removing the namespaces.",
+        started.elapsed().as_secs_f64()
+    );
+}
