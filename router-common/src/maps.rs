@@ -14,12 +14,14 @@
 //! | map | kind | key | value |
 //! |---|---|---|---|
 //! | `CONTROL` | array, 1 | 0 | [`Control`] |
+//! | `LISTENER_PORTS` | array | `generation * 65536 + UDP port` | `u8`: 1 if some listener has the port |
 //! | `LISTENERS` | hash | [`ListenerKey`] | `u8` listener flags ([`LISTENER_PRESENT`], ...) |
 //! | `CID_CONFIGS` | array | `generation * 8 + config_rotation` | [`CidConfigEntry`] |
 //! | `SERVER_IDS` | hash | [`ServerIdKey`] | `u32` backend index |
 //! | `BACKENDS` | array | `generation * MAX_BACKENDS + backend index` | [`BackendEntry`] |
 //! | `FALLBACK` | array | `generation * FALLBACK_TABLE_SIZE + slot` | `u32` backend index or [`NO_BACKEND`] |
 //! | `TX_PORTS` | devmap hash | ifindex | ifindex |
+//! | `CID_CACHE` | LRU hash, per program | [`CidCacheKey`] | `u32` backend index |
 //! | `STATS` | per-CPU array | [`Outcome`] | `u64` packets |
 //! | `BACKEND_STATS` | per-CPU array | backend index | [`BackendCounters`] |
 //! | `VERDICT` | array, 1 | 0 | [`Verdict`] (written only when tracing, for `explain`) |
@@ -41,6 +43,10 @@ pub const FALLBACK_TABLE_SIZE: u32 = 65_537;
 pub const CID_CONFIG_SLOTS: u32 = 8;
 /// A fallback slot (or lookup) with no backend.
 pub const NO_BACKEND: u32 = u32::MAX;
+/// Entries per generation of `LISTENER_PORTS`: one per UDP port.
+pub const PORTS: u32 = 65_536;
+/// Encrypted CIDs whose backend the program remembers (LRU).
+pub const CID_CACHE_ENTRIES: u32 = 65_536;
 
 /// Listener flag: set on every listener (a value of zero would read as absent).
 pub const LISTENER_PRESENT: u8 = 1;
@@ -130,6 +136,19 @@ pub struct BackendEntry {
     pub dst_mac: [u8; 6],
     /// The egress interface's MAC: the new Ethernet source.
     pub src_mac: [u8; 6],
+}
+
+/// An encrypted connection ID the program decoded to a known server: the backend it found is
+/// cached under the CID and the epoch, so that later packets with that CID skip the AES
+/// passes. A new epoch (any change applied) leaves every older entry unused.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct CidCacheKey {
+    pub epoch: u32,
+    /// The CID's length; octets past it are zero.
+    pub len: u8,
+    pub cid: [u8; crate::quic_lb::MAX_CID_LEN],
+    pub _pad: [u8; 3],
 }
 
 /// Per-backend counters of delivered packets.
@@ -233,6 +252,7 @@ mod pod {
     unsafe impl aya::Pod for super::ListenerKey {}
     unsafe impl aya::Pod for super::CidConfigEntry {}
     unsafe impl aya::Pod for super::ServerIdKey {}
+    unsafe impl aya::Pod for super::CidCacheKey {}
     unsafe impl aya::Pod for super::BackendEntry {}
     unsafe impl aya::Pod for super::BackendCounters {}
     unsafe impl aya::Pod for super::Verdict {}

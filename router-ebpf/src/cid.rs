@@ -3,16 +3,17 @@
 
 use aya_ebpf::programs::XdpContext;
 use router_common::{
-    maps::{CID_CONFIG_SLOTS, CidConfigEntry, Outcome, ServerIdKey},
+    maps::{CID_CONFIG_SLOTS, CidConfigEntry, Control, NO_BACKEND, Outcome, ServerIdKey},
     quic_lb::{
         MAX_CID_LEN, MAX_PLAINTEXT_LEN, MAX_SERVER_ID_LEN, config_rotation_of, decode_server_id,
     },
 };
 
 use crate::{
-    maps::{CID_CONFIGS, SERVER_IDS},
+    maps::{CID_CACHE, CID_CACHE_KEY, CID_CONFIGS, SERVER_IDS},
     parse::{load, load_into},
     quic::Header,
+    stats,
 };
 
 /// The server a connection ID names, or why it names none.
@@ -48,7 +49,7 @@ fn read_dcid(ctx: &XdpContext, offset: usize, len: usize) -> [u8; MAX_CID_LEN] {
 #[inline(always)]
 pub fn route_by_cid(
     ctx: &XdpContext,
-    generation: u32,
+    epoch: u32,
     header: &Header,
     key: &mut ServerIdKey,
 ) -> CidRoute {
@@ -56,12 +57,12 @@ pub fn route_by_cid(
     if header.dcid_len == 0 || !header.short && header.dcid_len > MAX_CID_LEN {
         return CidRoute::Unroutable(Outcome::UnroutableLength);
     }
-    let short_and_generation = (header.short as u32) << 1 | generation;
+    let epoch_and_short = u64::from(epoch) << 1 | header.short as u64;
     match server_id_route(
         ctx,
         header.dcid_offset,
         header.dcid_len,
-        short_and_generation,
+        epoch_and_short,
         key,
     ) {
         UNKNOWN_SERVER_ID => CidRoute::UnknownServerId,
@@ -71,13 +72,18 @@ pub fn route_by_cid(
     }
 }
 
+/// 1: remember the backends of encrypted CIDs (the default); 0: decode every packet (the
+/// loader sets it, for benchmarks of the decoding).
+#[unsafe(no_mangle)]
+static CID_CACHE_ON: u8 = 1;
+
 // What `server_id_route` returns besides a backend index (which is below MAX_BACKENDS).
 const UNKNOWN_SERVER_ID: u32 = u32::MAX - 1;
 const UNROUTABLE_CODEPOINT: u32 = u32::MAX - 2;
 const UNROUTABLE_LENGTH: u32 = u32::MAX - 3;
 
 /// The route for the DCID at `dcid_offset`, `dcid_len` octets long (a short header's: the
-/// rest of the packet). `short_and_generation` is `short << 1 | generation`.
+/// rest of the packet). `epoch_and_short` is `epoch << 1 | short`.
 ///
 /// A BPF subprogram of its own (not inlined), so that the codec's buffers have a stack frame
 /// of their own (BPF allows 512 octets along a call chain). Its arguments are scalars, the
@@ -88,10 +94,11 @@ fn server_id_route(
     ctx: &XdpContext,
     dcid_offset: usize,
     dcid_len: usize,
-    short_and_generation: u32,
+    epoch_and_short: u64,
     key: &mut ServerIdKey,
 ) -> u32 {
-    let (short, generation) = (short_and_generation & 2 != 0, short_and_generation & 1);
+    let (epoch, short) = ((epoch_and_short >> 1) as u32, epoch_and_short & 1 != 0);
+    let generation = Control { epoch }.generation();
     let dcid = read_dcid(ctx, dcid_offset, dcid_len);
     let config_rotation = config_rotation_of(dcid[0]);
     let Some(config) = CID_CONFIGS.get(generation * CID_CONFIG_SLOTS + u32::from(config_rotation))
@@ -111,19 +118,90 @@ fn server_id_route(
     if dcid_len < needed {
         return UNROUTABLE_LENGTH;
     }
+    // An encrypted CID seen before goes where it went then, without the AES passes. Not
+    // when tracing: `explain` shows what decoding gives.
+    // SAFETY: a plain read of a static that the loader may have rewritten before loading.
+    let cache_on = unsafe { core::ptr::read_volatile(&CID_CACHE_ON) } != 0;
+    let cached = cache_on && config.encrypted != 0 && !stats::tracing();
+    let cid_len = if short {
+        config.cid_len as usize
+    } else {
+        dcid_len
+    };
+    if cached {
+        let backend = cache_lookup(epoch, &dcid, cid_len);
+        if backend != NO_BACKEND {
+            return backend;
+        }
+    }
     key.generation = generation as u8;
     key.config_rotation = config_rotation;
     decode_into_key(config, &dcid, key);
     match SERVER_IDS.get_ptr(key) {
-        // SAFETY: a pointer to the map's value, valid for this program run.
-        Some(backend) => unsafe { *backend },
+        Some(backend) => {
+            // SAFETY: a pointer to the map's value, valid for this program run.
+            let backend = unsafe { *backend };
+            if cached {
+                cache_insert(backend);
+            }
+            backend
+        }
         None => UNKNOWN_SERVER_ID,
     }
 }
 
-/// Decodes the server ID into `key.server_id`, zero-padded.
-#[inline(always)]
-fn decode_into_key(config: &CidConfigEntry, dcid: &[u8; MAX_CID_LEN], key: &mut ServerIdKey) {
+// The cache's key is built in per-CPU scratch memory rather than on the stack, in a
+// subprogram of its own: on the stack it would push the AES call chain past BPF's 512 octets.
+
+/// Builds the cache key of the CID (the first `len` octets of `dcid`, the rest zeroed) under
+/// `epoch` in the scratch slot, and returns its cached backend, or NO_BACKEND.
+#[inline(never)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "by value the key would be copied onto the stack this avoids"
+)]
+fn cache_lookup(epoch: u32, dcid: &[u8; MAX_CID_LEN], len: usize) -> u32 {
+    let Some(key) = CID_CACHE_KEY.get_ptr_mut(0) else {
+        return NO_BACKEND;
+    };
+    // SAFETY: this CPU's scratch slot; nothing else uses it during this program run.
+    let key = unsafe { &mut *key };
+    key.epoch = epoch;
+    key.len = len as u8;
+    for (i, (slot, &octet)) in key.cid.iter_mut().zip(dcid).enumerate() {
+        // 0xff below `len`, 0 from it on, without a branch per octet.
+        *slot = octet & ((i as isize).wrapping_sub(len as isize) >> (isize::BITS - 1)) as u8;
+    }
+    match CID_CACHE.get_ptr(&*key) {
+        // SAFETY: a pointer to the map's value, valid for this program run.
+        Some(backend) => unsafe { *backend },
+        None => NO_BACKEND,
+    }
+}
+
+/// Remembers `backend` under the key `cache_lookup` just built. A full cache evicts its least
+/// recently used entry; a failed insert only costs a decode later.
+#[inline(never)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "by value the key and backend would be copied onto the stack"
+)]
+fn cache_insert(backend: u32) -> u32 {
+    if let Some(key) = CID_CACHE_KEY.get_ptr(0) {
+        // SAFETY: this CPU's scratch slot, built by cache_lookup in this program run.
+        let _ = CID_CACHE.insert(unsafe { &*key }, &backend, 0);
+    }
+    backend
+}
+
+/// Decodes the server ID into `key.server_id`, zero-padded. A subprogram of its own: the
+/// codec's buffers get a frame that the cache's call chain does not add up with.
+#[inline(never)]
+fn decode_into_key(
+    config: &CidConfigEntry,
+    dcid: &[u8; MAX_CID_LEN],
+    key: &mut ServerIdKey,
+) -> u32 {
     let mut encoded = [0u8; MAX_PLAINTEXT_LEN];
     encoded.copy_from_slice(&dcid[1..]);
     let cipher = (config.encrypted != 0).then_some(&config.round_keys);
@@ -136,4 +214,5 @@ fn decode_into_key(config: &CidConfigEntry, dcid: &[u8; MAX_CID_LEN], key: &mut 
     );
     key.server_id
         .copy_from_slice(&head.to_be_bytes()[..MAX_SERVER_ID_LEN]);
+    server_id_len as u32
 }

@@ -2,16 +2,19 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, DevMap, DevMapHash, HashMap, PerCpuArray},
+    maps::{Array, DevMap, DevMapHash, HashMap, LruHashMap, PerCpuArray},
 };
 use router_common::maps::{
-    BackendCounters, BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, Control, FALLBACK_TABLE_SIZE,
-    GENERATIONS, ListenerKey, MAX_BACKENDS, MAX_LISTENERS, MAX_SERVER_IDS, Outcome, ServerIdKey,
-    Verdict,
+    BackendCounters, BackendEntry, CID_CACHE_ENTRIES, CID_CONFIG_SLOTS, CidCacheKey,
+    CidConfigEntry, Control, FALLBACK_TABLE_SIZE, GENERATIONS, ListenerKey, MAX_BACKENDS,
+    MAX_LISTENERS, MAX_SERVER_IDS, Outcome, PORTS, ServerIdKey, Verdict,
 };
 
 #[map]
 pub static CONTROL: Array<Control> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static LISTENER_PORTS: Array<u8> = Array::with_max_entries(GENERATIONS * PORTS, 0);
 
 #[map]
 pub static LISTENERS: HashMap<ListenerKey, u8> =
@@ -35,6 +38,14 @@ pub static FALLBACK: Array<u32> = Array::with_max_entries(GENERATIONS * FALLBACK
 pub static TX_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_BACKENDS, 0);
 
 #[map]
+pub static CID_CACHE: LruHashMap<CidCacheKey, u32> =
+    LruHashMap::with_max_entries(CID_CACHE_ENTRIES, 0);
+
+/// Where the CID cache's key is built (one per CPU).
+#[map]
+pub static CID_CACHE_KEY: PerCpuArray<CidCacheKey> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Outcome::COUNT, 0);
 
 #[map]
@@ -47,3 +58,7 @@ pub static VERDICT: Array<Verdict> = Array::with_max_entries(1, 0);
 /// The benchmark floor's one redirect target (slot 0).
 #[map]
 pub static FLOOR_PORTS: DevMap = DevMap::with_max_entries(1, 0);
+
+/// The Ethernet addresses the benchmark floor writes (destination, source).
+#[map]
+pub static FLOOR_MACS: Array<[u8; 12]> = Array::with_max_entries(1, 0);

@@ -7,13 +7,13 @@ use router_common::{
     flow_hash::flow_hash,
     maps::{
         Control, FALLBACK_TABLE_SIZE, LISTENER_HASH_INITIALS, ListenerKey, MAX_BACKENDS,
-        NO_BACKEND, Outcome, ServerIdKey,
+        NO_BACKEND, Outcome, PORTS, ServerIdKey,
     },
 };
 
 use crate::{
     cid::{CidRoute, route_by_cid},
-    maps::{BACKENDS, CONTROL, FALLBACK, LISTENERS, TX_PORTS},
+    maps::{BACKENDS, CONTROL, FALLBACK, LISTENER_PORTS, LISTENERS, TX_PORTS},
     parse::{Datagram, packet_len, parse_datagram, ptr_at},
     quic::parse_header,
     stats,
@@ -21,9 +21,18 @@ use crate::{
 
 #[inline(always)]
 pub fn try_route(ctx: &XdpContext) -> Result<u32, Outcome> {
-    let generation = CONTROL.get(0).map_or(0, Control::generation);
+    let epoch = CONTROL.get(0).map_or(0, |control| control.epoch);
+    let generation = Control { epoch }.generation();
     let mut datagram = Datagram::default();
     parse_datagram(ctx, &mut datagram)?;
+    // Most traffic that is not for a listener leaves on one array lookup by port.
+    let port = u32::from(u16::from_be(datagram.dst_port_be));
+    if LISTENER_PORTS
+        .get(generation * PORTS + port)
+        .is_none_or(|&any| any == 0)
+    {
+        return Err(Outcome::NotListener);
+    }
     let listener = ListenerKey {
         addr: datagram.dst,
         port_be: datagram.dst_port_be,
@@ -52,7 +61,7 @@ pub fn try_route(ctx: &XdpContext) -> Result<u32, Outcome> {
     let route = if hash_initials {
         CidRoute::Unroutable(Outcome::InitialHashed)
     } else {
-        route_by_cid(ctx, generation, &header, &mut key)
+        route_by_cid(ctx, epoch, &header, &mut key)
     };
     let (outcome, backend, decoded) = match route {
         CidRoute::Server(backend) => (Outcome::RoutedByServerId, Some(backend), true),
@@ -61,14 +70,20 @@ pub fn try_route(ctx: &XdpContext) -> Result<u32, Outcome> {
     };
     let backend = match backend {
         Some(backend) => backend,
-        None => fallback(generation, &datagram).ok_or(Outcome::NoBackend)?,
+        None => match fallback(generation, &datagram) {
+            NO_BACKEND => return Err(Outcome::NoBackend),
+            backend => backend,
+        },
     };
     deliver(ctx, generation, backend, outcome, decoded.then_some(&key))
 }
 
-/// The backend that the fallback table gives the packet's 4-tuple.
-#[inline(always)]
-fn fallback(generation: u32, datagram: &Datagram) -> Option<u32> {
+/// The backend that the fallback table gives the packet's 4-tuple, or NO_BACKEND.
+///
+/// A BPF subprogram (not inlined): the hash's registers would otherwise be spilled into the
+/// frame of the caller, which has to stay small for the server ID decoder's call chain.
+#[inline(never)]
+fn fallback(generation: u32, datagram: &Datagram) -> u32 {
     let hash = flow_hash(
         &datagram.src,
         &datagram.dst,
@@ -76,8 +91,7 @@ fn fallback(generation: u32, datagram: &Datagram) -> Option<u32> {
         datagram.dst_port_be,
     );
     let slot = generation * FALLBACK_TABLE_SIZE + hash % FALLBACK_TABLE_SIZE;
-    let backend = *FALLBACK.get(slot)?;
-    (backend != NO_BACKEND).then_some(backend)
+    FALLBACK.get(slot).copied().unwrap_or(NO_BACKEND)
 }
 
 #[inline(always)]

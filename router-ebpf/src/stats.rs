@@ -30,27 +30,41 @@ pub fn count_backend(backend: u32, bytes: u64) {
     }
 }
 
+/// Whether this program was loaded for `explain` (verdict tracing on).
+#[inline(always)]
+pub fn tracing() -> bool {
+    // SAFETY: a plain read of a static that the loader may have rewritten before loading.
+    unsafe { core::ptr::read_volatile(&TRACE_VERDICTS) != 0 }
+}
+
 /// Records the verdict for `explain` when tracing is on.
 #[inline(always)]
 pub fn trace(outcome: Outcome, backend: u32, server_id: Option<&ServerIdKey>) {
-    // SAFETY: a plain read of a static that the loader may have rewritten before loading.
-    if unsafe { core::ptr::read_volatile(&TRACE_VERDICTS) } == 0 {
-        return;
+    if tracing() {
+        record_verdict(outcome as u32, backend, server_id);
     }
-    if let Some(verdict) = VERDICT.get_ptr_mut(0) {
-        let mut value = Verdict {
-            outcome: outcome as u32,
-            backend,
-            ..Verdict::default()
-        };
-        if let Some(key) = server_id {
-            value.has_server_id = 1;
-            value.config_rotation = key.config_rotation;
-            value.server_id = key.server_id;
-        }
-        // SAFETY: only `explain` traces, and it runs one packet at a time.
-        unsafe { *verdict = value };
+}
+
+/// A BPF subprogram (not inlined): copying the server ID octet by octet would otherwise take
+/// room in the main frame, which the server ID decoder's call chain cannot spare.
+#[inline(never)]
+fn record_verdict(outcome: u32, backend: u32, server_id: Option<&ServerIdKey>) -> u32 {
+    let Some(verdict) = VERDICT.get_ptr_mut(0) else {
+        return 0;
+    };
+    let mut value = Verdict {
+        outcome,
+        backend,
+        ..Verdict::default()
+    };
+    if let Some(key) = server_id {
+        value.has_server_id = 1;
+        value.config_rotation = key.config_rotation;
+        value.server_id = key.server_id;
     }
+    // SAFETY: only `explain` traces, and it runs one packet at a time.
+    unsafe { *verdict = value };
+    1
 }
 
 /// One line per packet through aya-log. The loader sets the log level to off unless the

@@ -146,9 +146,9 @@ impl Controller {
         let replace = previous.as_ref().is_some_and(|p| p.debug != options.debug);
 
         let mut ebpf = ebpf::load(LoadOptions {
-            trace_verdicts: false,
             debug_log: options.debug,
             pin_dir: Some(&paths.pin_dir),
+            ..LoadOptions::default()
         })?;
         let mut dataplane = Dataplane::new(&mut ebpf)?;
         let mut indices =

@@ -13,7 +13,7 @@ use aya::{
 };
 use router_common::maps::{
     BackendCounters, BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, Control, FALLBACK_TABLE_SIZE,
-    GENERATIONS, ListenerKey, MAX_BACKENDS, Outcome, ServerIdKey,
+    GENERATIONS, ListenerKey, MAX_BACKENDS, Outcome, PORTS, ServerIdKey,
 };
 
 use crate::tables::RoutingTables;
@@ -57,6 +57,7 @@ impl Counters {
 
 pub struct Dataplane {
     control: Array<MapData, Control>,
+    listener_ports: Array<MapData, u8>,
     listeners: HashMap<MapData, ListenerKey, u8>,
     cid_configs: Array<MapData, CidConfigEntry>,
     server_ids: HashMap<MapData, ServerIdKey, u32>,
@@ -94,6 +95,7 @@ impl Dataplane {
         let epoch = control.get(&0, 0).map_err(map_error("CONTROL"))?.epoch;
         let dataplane = Self {
             control,
+            listener_ports: take(ebpf, "LISTENER_PORTS")?,
             listeners: take(ebpf, "LISTENERS")?,
             cid_configs: take(ebpf, "CID_CONFIGS")?,
             server_ids: take(ebpf, "SERVER_IDS")?,
@@ -114,6 +116,11 @@ impl Dataplane {
     /// sizes, this checks the number of entries.
     fn check_sizes(&self) -> Result<(), DataplaneError> {
         let sizes = [
+            (
+                "LISTENER_PORTS",
+                self.listener_ports.len(),
+                GENERATIONS * PORTS,
+            ),
             (
                 "CID_CONFIGS",
                 self.cid_configs.len(),
@@ -187,6 +194,24 @@ impl Dataplane {
         }
 
         // Arrays: write the slots that differ (every slot when the previous content is unknown).
+        let ports = |tables: &RoutingTables| -> BTreeSet<u32> {
+            tables
+                .listeners
+                .keys()
+                .map(|key| u32::from(u16::from_be(key.port_be)))
+                .collect()
+        };
+        let wanted_ports = ports(tables);
+        let previous_ports = previous.map(ports);
+        for port in 0..PORTS {
+            let wanted = u8::from(wanted_ports.contains(&port));
+            let had = previous_ports.as_ref().map(|p| u8::from(p.contains(&port)));
+            if had != Some(wanted) {
+                self.listener_ports
+                    .set(generation * PORTS + port, wanted, 0)
+                    .map_err(map_error("LISTENER_PORTS"))?;
+            }
+        }
         for slot in 0..CID_CONFIG_SLOTS as usize {
             let new = tables.cid_configs[slot];
             if previous.is_none_or(|p| p.cid_configs[slot] != new) {

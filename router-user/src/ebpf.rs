@@ -17,8 +17,9 @@ pub const PROGRAM_NAME: &str = "quic_router";
 
 /// The maps that hold the router's state, pinned so that the data path outlives the
 /// controller and a new controller adopts them.
-pub const PINNED_MAPS: [&str; 9] = [
+pub const PINNED_MAPS: [&str; 10] = [
     "CONTROL",
+    "LISTENER_PORTS",
     "LISTENERS",
     "CID_CONFIGS",
     "SERVER_IDS",
@@ -40,7 +41,7 @@ pub enum LoadError {
 }
 
 /// How to load the program.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct LoadOptions<'a> {
     /// Record each packet's verdict for `explain`.
     pub trace_verdicts: bool,
@@ -48,6 +49,19 @@ pub struct LoadOptions<'a> {
     pub debug_log: bool,
     /// Use (or create and pin) the state maps in this directory.
     pub pin_dir: Option<&'a Path>,
+    /// Remember the backends of encrypted CIDs, so that later packets skip the AES passes.
+    pub cid_cache: bool,
+}
+
+impl Default for LoadOptions<'_> {
+    fn default() -> Self {
+        Self {
+            trace_verdicts: false,
+            debug_log: false,
+            pin_dir: None,
+            cid_cache: true,
+        }
+    }
 }
 
 /// Loads the object and its XDP program into the kernel, not attached.
@@ -55,6 +69,7 @@ pub fn load(options: LoadOptions<'_>) -> Result<Ebpf, LoadError> {
     // aya-log's level: 0 is off, 4 is debug (every level up to it).
     let log_level: u8 = if options.debug_log { 4 } else { 0 };
     let trace = u8::from(options.trace_verdicts);
+    let cid_cache = u8::from(options.cid_cache);
     let pins: Vec<(&str, std::path::PathBuf)> = options
         .pin_dir
         .map(|dir| {
@@ -67,7 +82,8 @@ pub fn load(options: LoadOptions<'_>) -> Result<Ebpf, LoadError> {
     let mut loader = EbpfLoader::new();
     loader
         .override_global("TRACE_VERDICTS", &trace, true)
-        .override_global("AYA_LOG_LEVEL", &log_level, true);
+        .override_global("AYA_LOG_LEVEL", &log_level, true)
+        .override_global("CID_CACHE_ON", &cid_cache, true);
     for (name, path) in &pins {
         loader.map_pin_path(name, path.as_path());
     }

@@ -218,27 +218,29 @@ pub fn resume(fleet: &Fleet, clients: u16, port_base: u16) -> Round {
     let netns = fleet.client_netns();
     let resumed_before: u64 = fleet.backends.iter().map(Backend::resumed).sum();
     let results = fleet.runtime.block_on(async {
-        let mut set = JoinSet::new();
-        for i in 0..clients {
-            let (netns, tls) = (netns.clone(), ClientTls::new(&fleet.certificate));
-            set.spawn(async move {
-                let first = client_endpoint(&netns, client_addr(false, port_base + i));
-                let answer = connect_0rtt(&first, tls.config(None), vip(false)).await?;
-                let _ = tokio::time::timeout(Duration::from_secs(2), first.wait_idle()).await;
-                let second = client_endpoint(&netns, client_addr(false, port_base + 1000 + i));
-                let config = tls.config(Some(answer.answer.next_cid.clone()));
-                let resumed = connect_0rtt(&second, config, vip(false)).await?;
-                let _ = tokio::time::timeout(Duration::from_secs(2), second.wait_idle()).await;
-                Ok::<_, String>((answer.answer.backend, resumed))
-            });
-        }
         let mut results = Vec::new();
-        while let Some(result) = set.join_next().await {
-            results.push(
-                result
-                    .unwrap()
-                    .unwrap_or_else(|e| panic!("a client failed: {e}")),
-            );
+        for batch in (0..clients).collect::<Vec<_>>().chunks(20) {
+            let mut set = JoinSet::new();
+            for &i in batch {
+                let (netns, tls) = (netns.clone(), ClientTls::new(&fleet.certificate));
+                set.spawn(async move {
+                    let first = client_endpoint(&netns, client_addr(false, port_base + i));
+                    let answer = connect_0rtt(&first, tls.config(None), vip(false)).await?;
+                    let _ = tokio::time::timeout(Duration::from_secs(2), first.wait_idle()).await;
+                    let second = client_endpoint(&netns, client_addr(false, port_base + 1000 + i));
+                    let config = tls.config(Some(answer.answer.next_cid.clone()));
+                    let resumed = connect_0rtt(&second, config, vip(false)).await?;
+                    let _ = tokio::time::timeout(Duration::from_secs(2), second.wait_idle()).await;
+                    Ok::<_, String>((answer.answer.backend, resumed))
+                });
+            }
+            while let Some(result) = set.join_next().await {
+                results.push(
+                    result
+                        .unwrap()
+                        .unwrap_or_else(|e| panic!("a client failed: {e}")),
+                );
+            }
         }
         results
     });

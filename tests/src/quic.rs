@@ -24,6 +24,8 @@ use rustls::{
 use crate::topology;
 
 pub const SERVER_NAME: &str = "quic-router.test";
+/// How long a request may wait for its answer: generous, for loaded CI machines.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 const ALPN: &[u8] = b"quic-router-test";
 
 /// A self-signed certificate for [`SERVER_NAME`], shared by every backend.
@@ -354,9 +356,9 @@ pub async fn request(connection: &quinn::Connection) -> Result<Answer, String> {
     let (mut send, mut receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
     send.write_all(b"hello").await.map_err(|e| e.to_string())?;
     send.finish().map_err(|e| e.to_string())?;
-    let answer = tokio::time::timeout(Duration::from_secs(5), receive.read_to_end(1024))
+    let answer = tokio::time::timeout(ANSWER_TIMEOUT, receive.read_to_end(1024))
         .await
-        .map_err(|_| "no answer in 5 s".to_owned())?
+        .map_err(|_| format!("no answer in {ANSWER_TIMEOUT:?}"))?
         .map_err(|e| e.to_string())?;
     parse_answer(&answer)
 }
@@ -400,11 +402,10 @@ pub async fn connect_0rtt(
             send.write_all(b"hello").await.map_err(|e| e.to_string())?;
             send.finish().map_err(|e| e.to_string())?;
             let resumption = if accepted.await {
-                let answer =
-                    tokio::time::timeout(Duration::from_secs(5), receive.read_to_end(1024))
-                        .await
-                        .map_err(|_| "no answer in 5 s".to_owned())?
-                        .map_err(|e| e.to_string())?;
+                let answer = tokio::time::timeout(ANSWER_TIMEOUT, receive.read_to_end(1024))
+                    .await
+                    .map_err(|_| format!("no answer in {ANSWER_TIMEOUT:?}"))?
+                    .map_err(|e| e.to_string())?;
                 Resumption {
                     answer: parse_answer(&answer)?,
                     zero_rtt_accepted: true,

@@ -9,7 +9,7 @@ use std::{
 
 use aya::programs::{TestRun as _, TestRunOptions};
 use integration_tests::{
-    BACKENDS, ConfigFile, Router, XDP_REDIRECT, mint,
+    BACKENDS, ConfigFile, INTERFACES, Router, XDP_REDIRECT, mint,
     packet::{Datagram, short_header},
 };
 use router_user::{netif, tables::RoutingTables};
@@ -20,9 +20,10 @@ const SWAPS: usize = 200;
 fn packets_never_see_half_of_a_swap() {
     // A: server 0a01 is alpha's, alpha on be0, beta on be1.
     let config_a = ConfigFile::standard();
-    // B: server 0a01 is beta's, and alpha and beta trade interfaces and next hops. A packet
-    // that read B's server IDs with A's backends (or the reverse) would leave with a pair of
-    // MACs that neither A nor B gives.
+    // B: servers 0a01 (codepoint 0, plaintext) and 31441a (codepoint 2, four-pass: the CID
+    // cache's path) are beta's, and alpha and beta trade interfaces and next hops. A packet
+    // that read B's server IDs with A's backends (or the reverse), or a cached backend from
+    // the other config, would leave with a pair of MACs that neither A nor B gives.
     let (alpha, beta) = (BACKENDS[0], BACKENDS[1]);
     let swapped = [
         (
@@ -36,7 +37,7 @@ fn packets_never_see_half_of_a_swap() {
             beta.0,
             alpha.1,
             "02:00:00:00:0b:99",
-            ["0a01", "000000b1", "31441b", "b1b1b1b1b1b1b1b1"],
+            ["0a01", "000000b1", "31441a", "b1b1b1b1b1b1b1b1"],
             "active",
         ),
         BACKENDS[2],
@@ -47,73 +48,78 @@ fn packets_never_see_half_of_a_swap() {
     let tables_b =
         RoutingTables::build(&config_b.load(), &mut router.indices, netif::lookup).unwrap();
 
-    let packet = Datagram::new(
-        "198.18.1.7".parse().unwrap(),
-        "198.18.0.10".parse().unwrap(),
-        40_001,
-        443,
-        short_header(&mint(0, "0a01", 1)),
-    )
-    .frame();
-    let macs = |out: &[u8]| hex::encode(&out[..12]);
-    let (action_a, out_a) = router.run(&packet);
-    router.dataplane.apply(tables_b.clone()).unwrap();
-    let (action_b, out_b) = router.run(&packet);
-    assert_eq!((action_a, action_b), (XDP_REDIRECT, XDP_REDIRECT));
-    let allowed = BTreeSet::from([macs(&out_a), macs(&out_b)]);
-    assert_eq!(
-        allowed.len(),
-        2,
-        "A and B must route the packet differently"
-    );
+    for cid in [mint(0, "0a01", 1), mint(2, "31441a", 2)] {
+        router.dataplane.apply(tables_a.clone()).unwrap();
+        let packet = Datagram::new(
+            "198.18.1.7".parse().unwrap(),
+            "198.18.0.10".parse().unwrap(),
+            40_001,
+            443,
+            short_header(&cid),
+        )
+        .frame();
+        let macs = |out: &[u8]| hex::encode(&out[..12]);
+        let (action_a, out_a) = router.run(&packet);
+        router.dataplane.apply(tables_b.clone()).unwrap();
+        let (action_b, out_b) = router.run(&packet);
+        assert_eq!((action_a, action_b), (XDP_REDIRECT, XDP_REDIRECT));
+        // A sends it to alpha (next hop 0a:01) through be0; B to beta (next hop 0b:99),
+        // which B puts on be0.
+        let be0 = hex::encode(INTERFACES[0].1);
+        let expected_a = format!("020000000a01{be0}");
+        let expected_b = format!("020000000b99{be0}");
+        assert_eq!(macs(&out_a), expected_a, "config A");
+        assert_eq!(macs(&out_b), expected_b, "config B right after the swap");
+        let allowed = BTreeSet::from([expected_a, expected_b]);
 
-    let done = AtomicBool::new(false);
-    let Router {
-        ebpf, dataplane, ..
-    } = &mut router;
-    let seen = thread::scope(|scope| {
-        let runner = scope.spawn(|| {
-            let program = router_user::ebpf::xdp_program(ebpf).unwrap();
-            let mut seen = BTreeSet::new();
-            let mut runs = 0u64;
-            while !done.load(Ordering::Relaxed) || runs == 0 {
-                let mut out = vec![0u8; packet.len() + 512];
-                let result = program
-                    .test_run(TestRunOptions {
-                        data_in: Some(&packet),
-                        data_out: Some(&mut out),
-                        ..TestRunOptions::default()
-                    })
-                    .unwrap();
-                seen.insert((result.return_value, macs(&out)));
-                runs += 1;
+        let done = AtomicBool::new(false);
+        let Router {
+            ebpf, dataplane, ..
+        } = &mut router;
+        let seen = thread::scope(|scope| {
+            let runner = scope.spawn(|| {
+                let program = router_user::ebpf::xdp_program(ebpf).unwrap();
+                let mut seen = BTreeSet::new();
+                let mut runs = 0u64;
+                while !done.load(Ordering::Relaxed) || runs == 0 {
+                    let mut out = vec![0u8; packet.len() + 512];
+                    let result = program
+                        .test_run(TestRunOptions {
+                            data_in: Some(&packet),
+                            data_out: Some(&mut out),
+                            ..TestRunOptions::default()
+                        })
+                        .unwrap();
+                    seen.insert((result.return_value, macs(&out)));
+                    runs += 1;
+                }
+                (seen, runs)
+            });
+            for i in 0..SWAPS {
+                let tables = if i % 2 == 0 {
+                    tables_a.clone()
+                } else {
+                    tables_b.clone()
+                };
+                dataplane.apply(tables).unwrap();
             }
-            (seen, runs)
+            done.store(true, Ordering::Relaxed);
+            runner.join().unwrap()
         });
-        for i in 0..SWAPS {
-            let tables = if i % 2 == 0 {
-                tables_a.clone()
-            } else {
-                tables_b.clone()
-            };
-            dataplane.apply(tables).unwrap();
-        }
-        done.store(true, Ordering::Relaxed);
-        runner.join().unwrap()
-    });
-    let (seen, runs) = seen;
-    assert!(
-        runs > SWAPS as u64,
-        "only {runs} packets ran during {SWAPS} swaps"
-    );
-    for (action, macs) in &seen {
-        assert_eq!(
-            *action, XDP_REDIRECT,
-            "a packet was not redirected during a swap"
-        );
+        let (seen, runs) = seen;
         assert!(
-            allowed.contains(macs),
-            "a packet saw half of a swap: {macs}"
+            runs > SWAPS as u64,
+            "only {runs} packets ran during {SWAPS} swaps"
         );
+        for (action, macs) in &seen {
+            assert_eq!(
+                *action, XDP_REDIRECT,
+                "a packet was not redirected during a swap"
+            );
+            assert!(
+                allowed.contains(macs),
+                "a packet saw half of a swap: {macs}"
+            );
+        }
     }
 }
