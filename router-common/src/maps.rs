@@ -25,6 +25,11 @@
 //! | `STATS` | per-CPU array | [`Outcome`] | `u64` packets |
 //! | `BACKEND_STATS` | per-CPU array | backend index | [`BackendCounters`] |
 //! | `VERDICT` | array, 1 | 0 | [`Verdict`] (written only when tracing, for `explain`) |
+//!
+//! The benchmark's own programs (not the router) use `FLOOR_PORTS` (devmap) and `FLOOR_MACS`
+//! (array of destination + source MAC), both by slot `0..FLOOR_SLOTS`, `GENERATOR_PORT`
+//! (devmap, 1), `SINK_BACKEND` (array, 1: `u32` backend index) and `SINK_COUNTS` (per-CPU
+//! array by [`SinkCounter`]: `u64`).
 
 use crate::quic_lb::{AesRoundKeys, CONFIG_ROTATIONS, MAX_SERVER_ID_LEN};
 
@@ -47,6 +52,25 @@ pub const NO_BACKEND: u32 = u32::MAX;
 pub const PORTS: u32 = 65_536;
 /// Encrypted CIDs whose backend the program remembers (LRU).
 pub const CID_CACHE_ENTRIES: u32 = 65_536;
+/// Redirect targets of the benchmark floor: it sends a datagram to slot
+/// `source port % FLOOR_SLOTS`, so that a generator spreads load as the router would.
+pub const FLOOR_SLOTS: u32 = 4;
+/// The benchmark's generator writes the index of the backend a packet's CID names at this
+/// offset of the UDP payload; the benchmark's sink checks it.
+pub const BENCH_MARKER_OFFSET: usize = 100;
+
+/// Counters of a benchmark sink (indices of `SINK_COUNTS`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkCounter {
+    Delivered = 0,
+    /// Delivered to a backend that the packet's CID does not name.
+    Misrouted = 1,
+}
+
+impl SinkCounter {
+    pub const COUNT: u32 = 2;
+}
 
 /// Listener flag: set on every listener (a value of zero would read as absent).
 pub const LISTENER_PRESENT: u8 = 1;

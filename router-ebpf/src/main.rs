@@ -5,12 +5,13 @@
 //! Split by concern: `parse` (Ethernet, VLAN, IP, UDP), `quic` (QUIC headers), `cid` (server
 //! IDs, decoded with router-common's codec), `route` (fallback and delivery), `stats`
 //! (counters). The maps are in `maps`; their layouts are documented in router-common.
-//! `floors` holds the two programs that benchmarks measure the router against.
+//! `bench` holds the programs that only the benchmark loads: the floors it measures the
+//! router against, and the sink that counts what reaches a backend.
 #![no_std]
 #![no_main]
 
+mod bench;
 mod cid;
-mod floors;
 mod maps;
 mod parse;
 mod quic;

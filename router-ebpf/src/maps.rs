@@ -6,8 +6,8 @@ use aya_ebpf::{
 };
 use router_common::maps::{
     BackendCounters, BackendEntry, CID_CACHE_ENTRIES, CID_CONFIG_SLOTS, CidCacheKey,
-    CidConfigEntry, Control, FALLBACK_TABLE_SIZE, GENERATIONS, ListenerKey, MAX_BACKENDS,
-    MAX_LISTENERS, MAX_SERVER_IDS, Outcome, PORTS, ServerIdKey, Verdict,
+    CidConfigEntry, Control, FALLBACK_TABLE_SIZE, FLOOR_SLOTS, GENERATIONS, ListenerKey,
+    MAX_BACKENDS, MAX_LISTENERS, MAX_SERVER_IDS, Outcome, PORTS, ServerIdKey, SinkCounter, Verdict,
 };
 
 #[map]
@@ -55,10 +55,22 @@ pub static BACKEND_STATS: PerCpuArray<BackendCounters> =
 #[map]
 pub static VERDICT: Array<Verdict> = Array::with_max_entries(1, 0);
 
-/// The benchmark floor's one redirect target (slot 0).
+/// The benchmark floor's redirect targets.
 #[map]
-pub static FLOOR_PORTS: DevMap = DevMap::with_max_entries(1, 0);
+pub static FLOOR_PORTS: DevMap = DevMap::with_max_entries(FLOOR_SLOTS, 0);
 
-/// The Ethernet addresses the benchmark floor writes (destination, source).
+/// The Ethernet addresses the benchmark floor writes (destination, source), per slot.
 #[map]
-pub static FLOOR_MACS: Array<[u8; 12]> = Array::with_max_entries(1, 0);
+pub static FLOOR_MACS: Array<[u8; 12]> = Array::with_max_entries(FLOOR_SLOTS, 0);
+
+/// The interface the benchmark's generator sends through (slot 0).
+#[map]
+pub static GENERATOR_PORT: DevMap = DevMap::with_max_entries(1, 0);
+
+/// The index of the backend a benchmark sink counts for (slot 0).
+#[map]
+pub static SINK_BACKEND: Array<u32> = Array::with_max_entries(1, 0);
+
+/// A benchmark sink's counters, by [`SinkCounter`].
+#[map]
+pub static SINK_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(SinkCounter::COUNT, 0);

@@ -18,7 +18,7 @@ use crate::{
         Backend, Certificate, ClientTls, SERVER_NAME, Tickets, client_endpoint, connect_0rtt,
         request,
     },
-    topology::{VIP4, VIP6},
+    topology::{CLIENT4, CLIENT6, VIP4, VIP6},
 };
 
 pub const KEY0: &str = "8f95f09245765f80256934e50c66207f";
@@ -177,9 +177,7 @@ pub fn vip(v6: bool) -> SocketAddr {
 }
 
 pub fn client_addr(v6: bool, port: u16) -> SocketAddr {
-    let ip: IpAddr = if v6 { "2001:db8:1::2" } else { "198.18.1.2" }
-        .parse()
-        .unwrap();
+    let ip: IpAddr = if v6 { CLIENT6 } else { CLIENT4 }.parse().unwrap();
     SocketAddr::new(ip, port)
 }
 

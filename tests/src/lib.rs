@@ -19,7 +19,7 @@ use std::{
 
 use aya::{
     Ebpf,
-    programs::{TestRun as _, TestRunOptions},
+    programs::{TestRun as _, TestRunOptions, Xdp},
 };
 use rand::{SeedableRng as _, rngs::StdRng};
 use router_common::quic_lb::{Config, ConfigParams, Encoder, Key};
@@ -166,6 +166,41 @@ pub fn mint(codepoint: u8, server_id: &str, seed: u64) -> Vec<u8> {
         .to_vec()
 }
 
+/// The XDP program `name` of `ebpf`.
+pub fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut Xdp {
+    ebpf.program_mut(name)
+        .unwrap_or_else(|| panic!("no program {name}"))
+        .try_into()
+        .unwrap_or_else(|err| panic!("{name}: {err}"))
+}
+
+/// Takes the map `name` out of `ebpf`, as the kind of map `T`.
+pub fn take_map<T>(ebpf: &mut Ebpf, name: &str) -> T
+where
+    T: TryFrom<aya::maps::Map>,
+    T::Error: std::fmt::Display,
+{
+    let map = ebpf
+        .take_map(name)
+        .unwrap_or_else(|| panic!("no map {name}"));
+    T::try_from(map).unwrap_or_else(|err| panic!("{name}: {err}"))
+}
+
+/// Runs `packet` once through `program` (BPF_PROG_TEST_RUN): the action and the packet as
+/// it leaves.
+pub fn run_once(program: &Xdp, packet: &[u8]) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; packet.len() + 512];
+    let result = program
+        .test_run(TestRunOptions {
+            data_in: Some(packet),
+            data_out: Some(&mut out),
+            ..TestRunOptions::default()
+        })
+        .unwrap_or_else(|err| panic!("BPF_PROG_TEST_RUN: {err}"));
+    out.truncate(result.data_size_out as usize);
+    (result.return_value, out)
+}
+
 /// The router's program loaded (not attached) in an isolated namespace with the standard
 /// backend interfaces, and a config installed.
 pub struct Router {
@@ -179,12 +214,15 @@ pub struct Router {
 
 impl Router {
     pub fn new(config: &RouterConfig) -> Self {
+        Self::with_options(config, ebpf::LoadOptions::default())
+    }
+
+    pub fn with_options(config: &RouterConfig, options: ebpf::LoadOptions<'_>) -> Self {
         let netns = IsolatedNetns::enter();
         for (name, mac) in INTERFACES {
             netns.veth(name, mac);
         }
-        let mut ebpf =
-            ebpf::load(ebpf::LoadOptions::default()).unwrap_or_else(|err| panic!("{err}"));
+        let mut ebpf = ebpf::load(options).unwrap_or_else(|err| panic!("{err}"));
         let mut dataplane = Dataplane::new(&mut ebpf).unwrap_or_else(|err| panic!("{err}"));
         let mut indices = BackendIndices::default();
         let tables = RoutingTables::build(config, &mut indices, netif::lookup)
@@ -203,17 +241,7 @@ impl Router {
 
     /// Runs `packet` through the program: the action and the packet as it leaves.
     pub fn run(&mut self, packet: &[u8]) -> (u32, Vec<u8>) {
-        let mut out = vec![0u8; packet.len() + 512];
-        let result = ebpf::xdp_program(&mut self.ebpf)
-            .unwrap()
-            .test_run(TestRunOptions {
-                data_in: Some(packet),
-                data_out: Some(&mut out),
-                ..TestRunOptions::default()
-            })
-            .unwrap_or_else(|err| panic!("BPF_PROG_TEST_RUN: {err}"));
-        out.truncate(result.data_size_out as usize);
-        (result.return_value, out)
+        run_once(ebpf::xdp_program(&mut self.ebpf).unwrap(), packet)
     }
 
     pub fn counters(&self) -> Counters {

@@ -128,6 +128,10 @@ pub fn link(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
 pub const VIP4: &str = "198.18.0.10";
 pub const VIP6: &str = "2001:db8::10";
 
+/// The client's addresses on `c0`.
+pub const CLIENT4: &str = "198.18.1.2";
+pub const CLIENT6: &str = "2001:db8:1::2";
+
 /// Client -- router -- N backends (direct server return: backends own the VIP and answer
 /// the client through the router's ordinary forwarding).
 ///
@@ -145,12 +149,12 @@ impl Topology {
         let client = Netns::create("client");
         let router = Netns::create("router");
         link(&client, "c0", &router, "r0");
-        client.ip(&["addr", "add", "198.18.1.2/24", "dev", "c0"]);
+        client.ip(&["addr", "add", &format!("{CLIENT4}/24"), "dev", "c0"]);
         client.ip(&[
             "-6",
             "addr",
             "add",
-            "2001:db8:1::2/64",
+            &format!("{CLIENT6}/64"),
             "dev",
             "c0",
             "nodad",

@@ -7,15 +7,6 @@ use std::process::Command;
 use crate::run;
 
 pub fn run() -> anyhow::Result<()> {
-    run::cargo(&[
-        "build",
-        "--release",
-        "--package",
-        "router-user",
-        "--package",
-        "integration-tests",
-        "--bins",
-    ])?;
-    let target = run::workspace_root().join("target/release");
+    let target = run::build_release_binaries()?;
     run::status(Command::new(target.join("demo")).arg(target.join("quic-router")))
 }

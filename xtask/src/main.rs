@@ -1,8 +1,9 @@
-//! `cargo xtask`: build, provisioning, demo and test tasks for quic-router.
+//! `cargo xtask`: build, provisioning, demo, test and bench tasks for quic-router.
 //!
 //! Every task provisions first (nightly's rust-src, a bpf-linker that runs against nightly's
 //! LLVM, the Debian packages the tests use), so the README's commands work on a fresh machine.
 
+mod bench;
 mod demo;
 mod provision;
 mod run;
@@ -28,6 +29,13 @@ enum Task {
     Test,
     /// The main job on a built-in topology.
     Demo,
+    /// Benchmarks: per-packet cost in the kernel, forwarding rate end to end, control
+    /// plane. Writes bench/results.json, results.md and chart.svg. Needs root.
+    Bench {
+        /// A reduced set, in under two minutes.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -37,6 +45,7 @@ fn main() -> ExitCode {
         Task::Build => run::cargo(&["build", "--release", "--package", "router-user"]),
         Task::Test => test(),
         Task::Demo => demo::run(),
+        Task::Bench { quick } => bench::run(quick),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,21 @@ pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
     status(&mut command)
 }
 
+/// Builds `quic-router` and the tests crate's programs (demo, bench) in release mode; returns
+/// the directory they are in.
+pub fn build_release_binaries() -> anyhow::Result<std::path::PathBuf> {
+    cargo(&[
+        "build",
+        "--release",
+        "--package",
+        "router-user",
+        "--package",
+        "integration-tests",
+        "--bins",
+    ])?;
+    Ok(workspace_root().join("target/release"))
+}
+
 /// Runs `cargo <args>` with the nightly toolchain (for the BPF target).
 pub fn nightly_cargo(args: &[&str]) -> anyhow::Result<()> {
     let mut command = Command::new("rustup");

@@ -1,0 +1,76 @@
+//! Programs for the benchmarks (`cargo xtask bench`), loaded by nothing else: the floors that
+//! the router's cost and rate are measured next to, and the sink that counts, at a backend's
+//! interface, what the forwarder delivered there.
+
+use aya_ebpf::{
+    bindings::xdp_action::{XDP_DROP, XDP_PASS},
+    macros::xdp,
+    programs::XdpContext,
+};
+
+use router_common::maps::{BENCH_MARKER_OFFSET, FLOOR_SLOTS, SinkCounter};
+
+use crate::{
+    maps::{FLOOR_MACS, FLOOR_PORTS, GENERATOR_PORT, SINK_BACKEND, SINK_COUNTS},
+    parse::{Datagram, byte_at, parse_datagram, ptr_at},
+};
+
+/// Does nothing: the cost of running an XDP program at all.
+#[xdp]
+pub fn floor_pass(_ctx: XdpContext) -> u32 {
+    XDP_PASS
+}
+
+/// Parses Ethernet, IP and UDP as the router does, writes the Ethernet addresses and
+/// redirects every UDP datagram through a devmap: the least a redirecting router does. The
+/// slot is the source port modulo [`FLOOR_SLOTS`], one array lookup like a hash table's.
+#[xdp]
+pub fn floor_redirect(ctx: XdpContext) -> u32 {
+    let mut datagram = Datagram::default();
+    if parse_datagram(&ctx, &mut datagram).is_err() {
+        return XDP_PASS;
+    }
+    let slot = u32::from(u16::from_be(datagram.src_port_be)) % FLOOR_SLOTS;
+    let (Some(addresses), Ok(eth)) = (FLOOR_MACS.get(slot), ptr_at::<12>(&ctx, 0)) else {
+        return XDP_DROP;
+    };
+    // SAFETY: ptr_at checked the 12 octets.
+    unsafe { eth.write_unaligned(*addresses) };
+    FLOOR_PORTS
+        .redirect(slot, u64::from(XDP_DROP))
+        .unwrap_or(XDP_DROP)
+}
+
+/// The benchmark's traffic generator: BPF_PROG_TEST_RUN runs it in live-frames mode on the
+/// frames the benchmark builds, and each one leaves through [`GENERATOR_PORT`]'s interface
+/// as a NIC would deliver it: no socket, no skb on the sending side.
+#[xdp]
+pub fn bench_generate(_ctx: XdpContext) -> u32 {
+    GENERATOR_PORT.redirect(0, 0).unwrap_or(XDP_DROP)
+}
+
+/// Counts and drops the UDP datagrams that reach a backend's interface: every one, and those
+/// whose marker octet names another backend than [`SINK_BACKEND`]. Counting here, not in a
+/// socket, keeps the backend's own stack from bounding the rate measured.
+#[xdp]
+pub fn bench_sink(ctx: XdpContext) -> u32 {
+    let mut datagram = Datagram::default();
+    if parse_datagram(&ctx, &mut datagram).is_err() {
+        return XDP_PASS;
+    }
+    let marker = byte_at(&ctx, datagram.payload_offset + BENCH_MARKER_OFFSET);
+    let expected = SINK_BACKEND.get(0).copied();
+    count(SinkCounter::Delivered);
+    if marker.ok().map(u32::from) != expected {
+        count(SinkCounter::Misrouted);
+    }
+    XDP_DROP
+}
+
+#[inline(always)]
+fn count(counter: SinkCounter) {
+    if let Some(value) = SINK_COUNTS.get_ptr_mut(counter as u32) {
+        // SAFETY: a per-CPU slot, written by this CPU only.
+        unsafe { *value += 1 };
+    }
+}

@@ -1,0 +1,242 @@
+//! Per-packet cost in the kernel: each path through the router's XDP program, as
+//! BPF_PROG_TEST_RUN reports it, beside two floors measured in the same run (a program that
+//! only passes packets; one that parses Ethernet/IP/UDP and redirects through a devmap).
+
+use std::{net::IpAddr, time::Duration};
+
+use aya::{
+    maps::DevMap,
+    programs::{TestRun as _, TestRunOptions, Xdp},
+};
+use integration_tests::{
+    ConfigFile, Router, VIP4, VIP6, mint,
+    packet::{Datagram, QUIC_V1, long_header, short_header, v1},
+    take_map, xdp_program,
+};
+use router_common::maps::FLOOR_SLOTS;
+use router_user::{
+    dataplane::Dataplane,
+    ebpf::{self, LoadOptions},
+};
+
+pub struct Settings {
+    /// BPF_PROG_TEST_RUN's repeat count.
+    pub repeat: u32,
+    /// Runs per figure; the median is reported.
+    pub runs: usize,
+}
+
+/// Which program variant a figure is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// A floor program.
+    Floor,
+    /// The router as shipped; for encrypted CIDs, every packet after the first is a hit in
+    /// the CID cache.
+    Router,
+    /// The router loaded with the CID cache off: every packet decodes its CID.
+    Decoding,
+}
+
+impl Variant {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Floor => "floor",
+            Self::Router => "router",
+            Self::Decoding => "router, CID cache off",
+        }
+    }
+}
+
+/// One figure: nanoseconds per packet of `path` under `variant`.
+pub struct Row {
+    pub family: &'static str,
+    /// A short stable identifier of the path.
+    pub id: &'static str,
+    pub path: &'static str,
+    pub variant: Variant,
+    pub ns: f64,
+    /// The floors of the same family, same run.
+    pub pass_ns: f64,
+    pub redirect_ns: f64,
+}
+
+/// The paths: (id, description, whether the CID is encrypted, frame).
+fn paths(v6: bool) -> Vec<(&'static str, &'static str, bool, Vec<u8>)> {
+    let (client, vip): (IpAddr, IpAddr) = if v6 {
+        ("2001:db8:1::7".parse().unwrap(), VIP6.parse().unwrap())
+    } else {
+        ("198.18.1.7".parse().unwrap(), VIP4.parse().unwrap())
+    };
+    let udp = |payload: Vec<u8>| Datagram::new(client, vip, 40_001, 443, payload).frame();
+    vec![
+        (
+            "plaintext",
+            "short header, plaintext",
+            false,
+            udp(short_header(&mint(0, "0a01", 1))),
+        ),
+        (
+            "single_pass",
+            "short header, single-pass AES",
+            true,
+            udp(short_header(&mint(1, "000000a1", 2))),
+        ),
+        (
+            "four_pass_3",
+            "short header, four-pass (3 passes)",
+            true,
+            udp(short_header(&mint(2, "31441a", 3))),
+        ),
+        (
+            "four_pass_4",
+            "short header, four-pass (4 passes)",
+            true,
+            udp(short_header(&mint(3, "a1a1a1a1a1a1a1a1", 4))),
+        ),
+        (
+            "initial_hash",
+            "Initial, client-chosen DCID (fallback hash)",
+            false,
+            udp(long_header(
+                v1::INITIAL,
+                QUIC_V1,
+                &[0xe3, 1, 2, 3, 4, 5, 6, 7],
+                &[9; 8],
+                1200,
+            )),
+        ),
+        (
+            "initial_routable",
+            "Initial, routable DCID (four-pass, 3 passes)",
+            true,
+            udp(long_header(
+                v1::INITIAL,
+                QUIC_V1,
+                &mint(2, "31441b", 5),
+                &[9; 8],
+                1200,
+            )),
+        ),
+        // Its second octet selects the single-pass codepoint: decoded every time (an unknown
+        // server ID is not cached), then hashed.
+        (
+            "non_quic",
+            "non-QUIC UDP to a listener (a DNS query)",
+            false,
+            udp(dns_query()),
+        ),
+        (
+            "no_listener",
+            "UDP for no listener",
+            false,
+            Datagram::new(client, vip, 40_001, 8443, short_header(&mint(0, "0a01", 6))).frame(),
+        ),
+    ]
+}
+
+/// The median over `runs` runs of `repeat` repetitions, in nanoseconds per packet.
+fn cost(program: &mut Xdp, packet: &[u8], settings: &Settings) -> f64 {
+    let mut samples: Vec<Duration> = (0..settings.runs)
+        .map(|_| {
+            let mut out = vec![0u8; packet.len() + 512];
+            program
+                .test_run(TestRunOptions {
+                    data_in: Some(packet),
+                    data_out: Some(&mut out),
+                    repeat: settings.repeat,
+                    ..TestRunOptions::default()
+                })
+                .unwrap_or_else(|err| panic!("BPF_PROG_TEST_RUN: {err}"))
+                .duration
+        })
+        .collect();
+    samples.sort();
+    samples[samples.len() / 2].as_nanos() as f64
+}
+
+pub fn run(settings: &Settings) -> Vec<Row> {
+    let config = ConfigFile::standard().load();
+    let mut router = Router::new(&config);
+    // The same tables in a second instance that decodes every packet.
+    let mut decoding = ebpf::load(LoadOptions {
+        cid_cache: false,
+        ..LoadOptions::default()
+    })
+    .unwrap_or_else(|err| panic!("{err}"));
+    Dataplane::new(&mut decoding)
+        .and_then(|mut dataplane| dataplane.apply(router.tables.clone()))
+        .unwrap_or_else(|err| panic!("{err}"));
+
+    // The floors, from the router's object, in the same namespace.
+    for name in ["floor_pass", "floor_redirect"] {
+        xdp_program(&mut router.ebpf, name)
+            .load()
+            .unwrap_or_else(|err| panic!("{name}: {err}"));
+    }
+    let mut ports: DevMap<_> = take_map(&mut router.ebpf, "FLOOR_PORTS");
+    let be0 = router_user::netif::lookup("be0").unwrap_or_else(|err| panic!("{err}"));
+    for slot in 0..FLOOR_SLOTS {
+        ports.set(slot, be0.ifindex, None, 0).expect("FLOOR_PORTS");
+    }
+
+    let mut rows = Vec::new();
+    for v6 in [false, true] {
+        let family = if v6 { "IPv6" } else { "IPv4" };
+        let paths = paths(v6);
+        let floor_packet = &paths[0].3;
+        let pass_ns = cost(
+            xdp_program(&mut router.ebpf, "floor_pass"),
+            floor_packet,
+            settings,
+        );
+        let redirect_ns = cost(
+            xdp_program(&mut router.ebpf, "floor_redirect"),
+            floor_packet,
+            settings,
+        );
+        let row = |id, path, variant, ns| Row {
+            family,
+            id,
+            path,
+            variant,
+            ns,
+            pass_ns,
+            redirect_ns,
+        };
+        rows.push(row(
+            "floor_pass",
+            "floor: XDP_PASS program",
+            Variant::Floor,
+            pass_ns,
+        ));
+        rows.push(row(
+            "floor_redirect",
+            "floor: parse Eth/IP/UDP + devmap redirect",
+            Variant::Floor,
+            redirect_ns,
+        ));
+        for (id, path, encrypted, packet) in &paths {
+            let ns = cost(
+                ebpf::xdp_program(&mut router.ebpf).expect("the router's program"),
+                packet,
+                settings,
+            );
+            rows.push(row(id, path, Variant::Router, ns));
+            if *encrypted {
+                let ns = cost(
+                    ebpf::xdp_program(&mut decoding).expect("the router's program"),
+                    packet,
+                    settings,
+                );
+                rows.push(row(id, path, Variant::Decoding, ns));
+            }
+        }
+    }
+    rows
+}
+
+/// A DNS query for example.com: UDP to the listener that is not QUIC.
+fn dns_query() -> Vec<u8> {
+    hex::decode("12340100000100000000000003777777076578616d706c6503636f6d0000010001").expect("hex")
+}

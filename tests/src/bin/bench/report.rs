@@ -1,0 +1,456 @@
+//! The results: bench/results.json, a Markdown report (printed and written to
+//! bench/results.md) and a chart (bench/chart.svg).
+
+use std::{fmt::Write as _, path::Path};
+
+use plotters::prelude::*;
+use serde_json::{Value, json};
+
+use crate::{
+    control::Figure,
+    forwarding::{self, Forwarder, Run},
+    kernel::{Row, Variant},
+};
+
+/// Where the figures came from.
+pub struct Machine {
+    pub cpu: String,
+    pub cpus: usize,
+    pub kernel: String,
+    pub date: String,
+}
+
+impl Machine {
+    pub fn read() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|line| line.strip_prefix("model name"))
+            .and_then(|rest| rest.split_once(':'))
+            .map_or("unknown".to_owned(), |(_, name)| name.trim().to_owned());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let date = std::process::Command::new("date")
+            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+            .output()
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            .unwrap_or_default();
+        Self {
+            cpu,
+            cpus: std::thread::available_parallelism().map_or(1, usize::from),
+            kernel,
+            date,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} vCPU {}, Linux {}, {}",
+            self.cpus, self.cpu, self.kernel, self.date
+        )
+    }
+}
+
+/// The settings a report states.
+pub struct Settings {
+    pub quick: bool,
+    pub repeat: u32,
+    pub runs: usize,
+    pub seconds: f64,
+    pub rounds: usize,
+}
+
+pub struct Results<'a> {
+    pub machine: Machine,
+    pub settings: Settings,
+    pub kernel: &'a [Row],
+    pub forwarding: &'a [Run],
+    pub control: &'a [Figure],
+}
+
+/// A forwarder's median run (by delivered rate).
+fn median_run(runs: &[Run], forwarder: Forwarder) -> Option<&Run> {
+    let mut of: Vec<&Run> = runs.iter().filter(|r| r.forwarder == forwarder).collect();
+    of.sort_by(|a, b| a.delivered_pps().total_cmp(&b.delivered_pps()));
+    of.get(of.len() / 2).copied()
+}
+
+/// A target: what it says, the ratio measured, the bound, whether the ratio must stay at or
+/// below the bound (cost) or reach it (rate).
+struct Target {
+    what: String,
+    measured: f64,
+    bound: f64,
+    at_most: bool,
+}
+
+impl Target {
+    fn met(&self) -> bool {
+        if self.at_most {
+            self.measured <= self.bound
+        } else {
+            self.measured >= self.bound
+        }
+    }
+}
+
+impl Results<'_> {
+    fn kernel_row(&self, family: &str, id: &str, variant: Variant) -> Option<&Row> {
+        self.kernel
+            .iter()
+            .find(|r| r.family == family && r.id == id && r.variant == variant)
+    }
+
+    fn targets(&self) -> Vec<Target> {
+        let mut targets = Vec::new();
+        for family in ["IPv4", "IPv6"] {
+            let cost = [
+                ("plaintext", Variant::Router, "plaintext short header", 1.3),
+                (
+                    "four_pass_3",
+                    Variant::Decoding,
+                    "four-pass, 3 passes, decoded",
+                    4.0,
+                ),
+                (
+                    "four_pass_4",
+                    Variant::Decoding,
+                    "four-pass, 4 passes, decoded",
+                    4.0,
+                ),
+                (
+                    "four_pass_4",
+                    Variant::Router,
+                    "four-pass, CID cache hit",
+                    4.0,
+                ),
+            ];
+            for (id, variant, what, bound) in cost {
+                if let Some(row) = self.kernel_row(family, id, variant) {
+                    targets.push(Target {
+                        what: format!("{family} {what}: x parse+redirect floor"),
+                        measured: row.ns / row.redirect_ns,
+                        bound,
+                        at_most: true,
+                    });
+                }
+            }
+        }
+        let rate = |f| median_run(self.forwarding, f).map(Run::delivered_pps);
+        if let (Some(router), Some(floor), Some(user)) = (
+            rate(Forwarder::Router),
+            rate(Forwarder::Floor),
+            rate(Forwarder::UserSpace),
+        ) {
+            targets.push(Target {
+                what: "end to end: quic-router / floor program".to_owned(),
+                measured: router / floor,
+                bound: 0.9,
+                at_most: false,
+            });
+            targets.push(Target {
+                what: "end to end: quic-router / user-space router".to_owned(),
+                measured: router / user,
+                bound: 3.0,
+                at_most: false,
+            });
+        }
+        targets
+    }
+
+    pub fn json(&self) -> Value {
+        let kernel: Vec<Value> = self
+            .kernel
+            .iter()
+            .map(|r| {
+                json!({
+                    "family": r.family,
+                    "id": r.id,
+                    "path": r.path,
+                    "variant": r.variant.name(),
+                    "ns_per_packet": round(r.ns, 2),
+                    "vs_xdp_pass": round(r.ns / r.pass_ns, 3),
+                    "vs_parse_redirect": round(r.ns / r.redirect_ns, 3),
+                })
+            })
+            .collect();
+        let run_json = |r: &Run| {
+            json!({
+                "forwarder": r.forwarder.id(),
+                "sent": r.sent,
+                "delivered": r.delivered,
+                "lost": r.lost(),
+                "misrouted": r.misrouted,
+                "router_socket_overflows": r.router_overflows,
+                "forwarding_cpu_busy": round(r.forwarding_cpu_busy, 3),
+                "generator_cpu_busy": round(r.generator_cpu_busy, 3),
+                "seconds": round(r.seconds, 3),
+                "delivered_pps": round(r.delivered_pps(), 0),
+                "offered_pps": round(r.offered_pps(), 0),
+            })
+        };
+        let medians: Vec<Value> = Forwarder::ALL
+            .iter()
+            .filter_map(|&f| median_run(self.forwarding, f))
+            .map(run_json)
+            .collect();
+        json!({
+            "machine": {
+                "cpu": self.machine.cpu,
+                "cpus": self.machine.cpus,
+                "kernel": self.machine.kernel,
+                "date": self.machine.date,
+            },
+            "settings": {
+                "quick": self.settings.quick,
+                "test_run_repeat": self.settings.repeat,
+                "test_run_runs": self.settings.runs,
+                "forwarding_seconds": self.settings.seconds,
+                "forwarding_rounds": self.settings.rounds,
+                "payload_octets": forwarding::PAYLOAD_LEN,
+            },
+            "kernel_cost": kernel,
+            "forwarding": {
+                "median": medians,
+                "runs": self.forwarding.iter().map(run_json).collect::<Vec<_>>(),
+            },
+            "control_plane": self.control.iter().map(|f| json!({
+                "id": f.id,
+                "what": f.what,
+                "ms": round(f.ms, 3),
+            })).collect::<Vec<_>>(),
+            "targets": self.targets().iter().map(|t| json!({
+                "target": t.what,
+                "measured": round(t.measured, 3),
+                "bound": t.bound,
+                "at_most": t.at_most,
+                "met": t.met(),
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let mut line = |text: String| {
+            md.push_str(&text);
+            md.push('\n');
+        };
+        line(format!("Machine: {}.", self.machine.describe()));
+        line(format!(
+            "Kernel cost: BPF_PROG_TEST_RUN, repeat {}, median of {} runs.{}",
+            self.settings.repeat,
+            self.settings.runs,
+            if self.settings.quick {
+                " (--quick)"
+            } else {
+                ""
+            }
+        ));
+        line(String::new());
+        line("| family | path | program | ns/packet | x XDP_PASS | x parse+redirect |".into());
+        line("|---|---|---|---:|---:|---:|".into());
+        for r in self.kernel {
+            line(format!(
+                "| {} | {} | {} | {:.1} | {:.2} | {:.2} |",
+                r.family,
+                r.path,
+                r.variant.name(),
+                r.ns,
+                r.ns / r.pass_ns,
+                r.ns / r.redirect_ns
+            ));
+        }
+        line(String::new());
+        line(format!(
+            "Forwarding end to end (IPv4, {}-octet UDP payloads, 12 flows to 3 backends, about {:.0} s per run, median of {} runs; the generator offers more than any forwarder takes):",
+            forwarding::PAYLOAD_LEN,
+            self.settings.seconds,
+            self.settings.rounds
+        ));
+        line(String::new());
+        line("| forwarder | delivered pkt/s | offered pkt/s | delivered | lost | misrouted | forwarding CPU busy | x floor |".into());
+        line("|---|---:|---:|---:|---:|---:|---:|---:|".into());
+        let floor = median_run(self.forwarding, Forwarder::Floor).map(Run::delivered_pps);
+        for forwarder in Forwarder::ALL {
+            if let Some(r) = median_run(self.forwarding, forwarder) {
+                line(format!(
+                    "| {} | {:.0} | {:.0} | {} | {} | {} | {:.0}% | {} |",
+                    forwarder.name(),
+                    r.delivered_pps(),
+                    r.offered_pps(),
+                    r.delivered,
+                    r.lost(),
+                    r.misrouted,
+                    r.forwarding_cpu_busy * 100.0,
+                    floor.map_or("-".to_owned(), |f| format!("{:.2}", r.delivered_pps() / f)),
+                ));
+            }
+        }
+        line(String::new());
+        line("| control plane | ms |".into());
+        line("|---|---:|".into());
+        for f in self.control {
+            line(format!("| {} | {:.1} |", f.what, f.ms));
+        }
+        line(String::new());
+        line("| target | measured | bound | met |".into());
+        line("|---|---:|---:|---|".into());
+        for t in self.targets() {
+            let bound = if t.at_most { "<=" } else { ">=" };
+            line(format!(
+                "| {} | {:.2} | {bound} {} | {} |",
+                t.what,
+                t.measured,
+                t.bound,
+                if t.met() { "yes" } else { "no" }
+            ));
+        }
+        md
+    }
+
+    /// Two panels: per-packet cost in the kernel (IPv4) and the forwarding rates.
+    pub fn chart(&self, path: &Path) -> Result<(), String> {
+        let root = SVGBackend::new(path, (1100, 900)).into_drawing_area();
+        let error = |err: &dyn std::fmt::Display| format!("{}: {err}", path.display());
+        root.fill(&WHITE).map_err(|e| error(&e))?;
+        let (top, bottom) = root.split_vertically(620);
+
+        let rows: Vec<&Row> = self.kernel.iter().filter(|r| r.family == "IPv4").collect();
+        let labels: Vec<String> = rows
+            .iter()
+            .map(|r| match r.variant {
+                Variant::Decoding => format!("{} (CID cache off)", r.path),
+                _ => r.path.to_owned(),
+            })
+            .collect();
+        let values: Vec<f64> = rows.iter().map(|r| r.ns).collect();
+        let colors: Vec<RGBColor> = rows.iter().map(|r| variant_color(r.variant)).collect();
+        horizontal_bars(
+            &top,
+            &format!(
+                "Per-packet cost in the kernel, IPv4 (ns, BPF_PROG_TEST_RUN) - {}",
+                self.machine.describe()
+            ),
+            &labels,
+            &values,
+            &colors,
+            "ns",
+        )
+        .map_err(|e| error(&e))?;
+
+        let runs: Vec<&Run> = Forwarder::ALL
+            .iter()
+            .filter_map(|&f| median_run(self.forwarding, f))
+            .collect();
+        let labels: Vec<String> = runs.iter().map(|r| r.forwarder.name().to_owned()).collect();
+        let values: Vec<f64> = runs.iter().map(|r| r.delivered_pps() / 1e6).collect();
+        let colors: Vec<RGBColor> = runs
+            .iter()
+            .map(|r| match r.forwarder {
+                Forwarder::Floor => FLOOR_COLOR,
+                Forwarder::Router => ROUTER_COLOR,
+                Forwarder::UserSpace => OTHER_COLOR,
+            })
+            .collect();
+        horizontal_bars(
+            &bottom,
+            "Delivered end to end, one forwarding CPU (million packets/s)",
+            &labels,
+            &values,
+            &colors,
+            "Mpps",
+        )
+        .map_err(|e| error(&e))?;
+        root.present().map_err(|e| error(&e))
+    }
+}
+
+fn horizontal_bars<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    labels: &[String],
+    values: &[f64],
+    colors: &[RGBColor],
+    unit: &str,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let max = values.iter().copied().fold(0.0, f64::max).max(1e-9) * 1.6;
+    let n = labels.len() as f64;
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(30)
+        .build_cartesian_2d(0.0..max, -0.5..n - 0.5)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .disable_y_axis()
+        .x_desc(unit)
+        .draw()?;
+    chart.draw_series(
+        values
+            .iter()
+            .zip(colors)
+            .enumerate()
+            .map(|(i, (&v, color))| {
+                let y = n - 1.0 - i as f64;
+                Rectangle::new([(0.0, y - 0.35), (v, y + 0.35)], color.filled())
+            }),
+    )?;
+    chart.draw_series(
+        labels
+            .iter()
+            .zip(values)
+            .enumerate()
+            .map(|(i, (label, v))| {
+                let y = n - 1.0 - i as f64;
+                Text::new(
+                    format!("{label}: {v:.2}"),
+                    (v + max * 0.01, y + 0.2),
+                    ("sans-serif", 13),
+                )
+            }),
+    )?;
+    Ok(())
+}
+
+const FLOOR_COLOR: RGBColor = RGBColor(150, 150, 150);
+const ROUTER_COLOR: RGBColor = RGBColor(60, 110, 200);
+/// The router decoding every packet; the user-space router.
+const OTHER_COLOR: RGBColor = RGBColor(230, 140, 40);
+
+fn variant_color(variant: Variant) -> RGBColor {
+    match variant {
+        Variant::Floor => FLOOR_COLOR,
+        Variant::Router => ROUTER_COLOR,
+        Variant::Decoding => OTHER_COLOR,
+    }
+}
+
+fn round(value: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (value * scale).round() / scale
+}
+
+/// Writes results.json, results.md and chart.svg into `dir`.
+pub fn write(dir: &Path, results: &Results<'_>) -> Result<String, String> {
+    std::fs::create_dir_all(dir).map_err(|err| format!("{}: {err}", dir.display()))?;
+    let json = serde_json::to_string_pretty(&results.json()).expect("JSON");
+    let markdown = results.markdown();
+    for (name, text) in [
+        ("results.json", json + "\n"),
+        ("results.md", markdown.clone()),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|err| format!("{}: {err}", path.display()))?;
+    }
+    results.chart(&dir.join("chart.svg"))?;
+    let mut summary = markdown;
+    let _ = write!(
+        summary,
+        "\nWritten: {}/results.json, results.md, chart.svg",
+        dir.display()
+    );
+    Ok(summary)
+}
