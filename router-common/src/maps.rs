@@ -25,6 +25,8 @@
 //! | `STATS` | per-CPU array | [`Outcome`] | `u64` packets |
 //! | `BACKEND_STATS` | per-CPU array | backend index | [`BackendCounters`] |
 //! | `VERDICT` | array, 1 | 0 | [`Verdict`] (written only when tracing, for `explain`) |
+//! | `WORKER_SOCKETS` | reuseport socket array | [`worker_socket_index`] | a worker's UDP socket |
+//! | `LOCAL_STATS` | per-CPU array | [`LocalOutcome`] | `u64` datagrams |
 //!
 //! The benchmark's own programs (not the router) use `FLOOR_PORTS` (devmap) and `FLOOR_MACS`
 //! (array of destination + source MAC), both by slot `0..FLOOR_SLOTS`, `GENERATOR_PORT`
@@ -48,6 +50,19 @@ pub const FALLBACK_TABLE_SIZE: u32 = 65_537;
 pub const CID_CONFIG_SLOTS: u32 = 8;
 /// A fallback slot (or lookup) with no backend.
 pub const NO_BACKEND: u32 = u32::MAX;
+/// The `ifindex` of a [`BackendEntry`] for a worker on the router's own host: the XDP
+/// program passes its packets to the stack, where the `SO_REUSEPORT` program gives them to
+/// the worker's socket.
+pub const LOCAL_WORKER_IFINDEX: u32 = u32::MAX;
+/// Slots of `WORKER_SOCKETS`: one per backend and address family.
+pub const WORKER_SOCKET_SLOTS: u32 = 2 * MAX_BACKENDS;
+
+/// The `WORKER_SOCKETS` slot of backend `backend`'s socket for IPv4 or IPv6 (a socket is in
+/// one `SO_REUSEPORT` group, and each family's listener is a group of its own).
+#[inline(always)]
+pub const fn worker_socket_index(backend: u32, ipv6: bool) -> u32 {
+    backend + if ipv6 { MAX_BACKENDS } else { 0 }
+}
 /// Entries per generation of `LISTENER_PORTS`: one per UDP port.
 pub const PORTS: u32 = 65_536;
 /// Encrypted CIDs whose backend the program remembers (LRU).
@@ -248,6 +263,39 @@ impl Outcome {
 
     pub fn from_u32(value: u32) -> Option<Self> {
         Self::ALL.get(value as usize).copied()
+    }
+}
+
+/// What the `SO_REUSEPORT` program did with a datagram for local workers: one per-CPU
+/// counter each.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LocalOutcome {
+    /// Given to the socket of the worker its DCID names.
+    Worker = 0,
+    /// The DCID names no server (a new connection's client-chosen DCID, an unknown server
+    /// ID, an unroutable CID, not QUIC): the kernel's own choice by 4-tuple hash.
+    KernelChoice = 1,
+    /// The DCID names a backend with no socket in this group (a remote host, or a worker
+    /// that has not registered): the kernel's own choice.
+    NotRegistered = 2,
+}
+
+impl LocalOutcome {
+    pub const COUNT: u32 = 3;
+    pub const ALL: [LocalOutcome; Self::COUNT as usize] = [
+        LocalOutcome::Worker,
+        LocalOutcome::KernelChoice,
+        LocalOutcome::NotRegistered,
+    ];
+
+    /// The name operators see in stats.
+    pub const fn name(self) -> &'static str {
+        match self {
+            LocalOutcome::Worker => "local_worker_by_server_id",
+            LocalOutcome::KernelChoice => "local_kernel_choice",
+            LocalOutcome::NotRegistered => "local_not_registered",
+        }
     }
 }
 

@@ -1,7 +1,6 @@
 //! Server IDs from destination connection IDs, decoded with router-common's codec (the
 //! same `decode_server_id` that user space runs) on the table-based AES.
 
-use aya_ebpf::programs::XdpContext;
 use router_common::{
     maps::{CID_CONFIG_SLOTS, CidConfigEntry, Control, NO_BACKEND, Outcome, ServerIdKey},
     quic_lb::{
@@ -11,7 +10,7 @@ use router_common::{
 
 use crate::{
     maps::{CID_CACHE, CID_CACHE_KEY, CID_CONFIGS, SERVER_IDS},
-    parse::{load, load_into},
+    parse::{Packet, load},
     quic::Header,
     stats,
 };
@@ -29,7 +28,7 @@ pub enum CidRoute {
 /// Copies up to 20 octets of the DCID at `offset` (`len` octets long) from the packet, with
 /// zeros where it ends.
 #[inline(always)]
-fn read_dcid(ctx: &XdpContext, offset: usize, len: usize) -> [u8; MAX_CID_LEN] {
+fn read_dcid(ctx: &impl Packet, offset: usize, len: usize) -> [u8; MAX_CID_LEN] {
     // The usual case: the packet holds 20 octets from the DCID on (QUIC packets carry at
     // least a 16-octet AEAD tag after it), so one bounds check covers a fixed-size copy.
     if let Ok(dcid) = load::<MAX_CID_LEN>(ctx, offset) {
@@ -39,7 +38,7 @@ fn read_dcid(ctx: &XdpContext, offset: usize, len: usize) -> [u8; MAX_CID_LEN] {
     let mut dcid = [0u8; MAX_CID_LEN];
     let len = if len > MAX_CID_LEN { MAX_CID_LEN } else { len };
     if len > 0 {
-        let _ = load_into(ctx, offset, &mut dcid[..len]);
+        let _ = ctx.load_into(offset, &mut dcid[..len]);
     }
     dcid
 }
@@ -48,7 +47,7 @@ fn read_dcid(ctx: &XdpContext, offset: usize, len: usize) -> [u8; MAX_CID_LEN] {
 /// holds the decoded server ID.
 #[inline(always)]
 pub fn route_by_cid(
-    ctx: &XdpContext,
+    ctx: &impl Packet,
     epoch: u32,
     header: &Header,
     key: &mut ServerIdKey,
@@ -91,7 +90,7 @@ const UNROUTABLE_LENGTH: u32 = u32::MAX - 3;
 /// of the codes above), as BPF requires.
 #[inline(never)]
 fn server_id_route(
-    ctx: &XdpContext,
+    ctx: &impl Packet,
     dcid_offset: usize,
     dcid_len: usize,
     epoch_and_short: u64,

@@ -4,7 +4,8 @@
 //!
 //! Split by concern: `parse` (Ethernet, VLAN, IP, UDP), `quic` (QUIC headers), `cid` (server
 //! IDs, decoded with router-common's codec), `route` (fallback and delivery), `stats`
-//! (counters). The maps are in `maps`; their layouts are documented in router-common.
+//! (counters). `local` is the `SO_REUSEPORT` program that gives a local worker's datagrams
+//! to its socket. The maps are in `maps`; their layouts are documented in router-common.
 //! `bench` holds the programs that only the benchmark loads: the floors it measures the
 //! router against, and the sink that counts what reaches a backend.
 #![no_std]
@@ -12,6 +13,7 @@
 
 mod bench;
 mod cid;
+mod local;
 mod maps;
 mod parse;
 mod quic;

@@ -2,12 +2,13 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, DevMap, DevMapHash, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, DevMap, DevMapHash, HashMap, LruHashMap, PerCpuArray, ReusePortSockArray},
 };
 use router_common::maps::{
     BackendCounters, BackendEntry, CID_CACHE_ENTRIES, CID_CONFIG_SLOTS, CidCacheKey,
     CidConfigEntry, Control, FALLBACK_TABLE_SIZE, FLOOR_SLOTS, GENERATIONS, ListenerKey,
-    MAX_BACKENDS, MAX_LISTENERS, MAX_SERVER_IDS, Outcome, PORTS, ServerIdKey, SinkCounter, Verdict,
+    LocalOutcome, MAX_BACKENDS, MAX_LISTENERS, MAX_SERVER_IDS, Outcome, PORTS, ServerIdKey,
+    SinkCounter, Verdict, WORKER_SOCKET_SLOTS,
 };
 
 #[map]
@@ -51,6 +52,13 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Outcome::COUN
 #[map]
 pub static BACKEND_STATS: PerCpuArray<BackendCounters> =
     PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+
+#[map]
+pub static WORKER_SOCKETS: ReusePortSockArray =
+    ReusePortSockArray::with_max_entries(WORKER_SOCKET_SLOTS, 0);
+
+#[map]
+pub static LOCAL_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(LocalOutcome::COUNT, 0);
 
 #[map]
 pub static VERDICT: Array<Verdict> = Array::with_max_entries(1, 0);

@@ -1,6 +1,9 @@
 //! Ethernet (with up to one 802.1Q tag), IPv4 (options included), IPv6 and UDP.
 
-use aya_ebpf::{helpers::generated::bpf_xdp_load_bytes, programs::XdpContext};
+use aya_ebpf::{
+    helpers::generated::{bpf_skb_load_bytes, bpf_xdp_load_bytes},
+    programs::{SkReuseportContext, XdpContext},
+};
 use router_common::{flow_hash::FlowAddr, maps::Outcome};
 
 const ETH_HLEN: usize = 14;
@@ -13,72 +16,121 @@ const IPV4_HLEN: usize = 20;
 const IPV6_HLEN: usize = 40;
 const UDP_HLEN: usize = 8;
 
+/// Packet data that the programs read: an XDP frame from its Ethernet header on, or the
+/// datagram that an `SO_REUSEPORT` program sees from its UDP header on.
+pub trait Packet {
+    /// The start and end of the directly readable data.
+    fn bounds(&self) -> (usize, usize);
+
+    /// Copies `buf.len()` octets from `offset` through the program type's helper, for lengths
+    /// that are not constant, and for single octets (see [`ptr_at`]).
+    fn load_into(&self, offset: usize, buf: &mut [u8]) -> Result<(), Outcome>;
+}
+
+impl Packet for XdpContext {
+    /// Volatile reads: otherwise LLVM hands subprograms these two fields as 32-bit arguments
+    /// and zero-extends them with shifts, which the verifier rejects as arithmetic on packet
+    /// pointers.
+    #[inline(always)]
+    fn bounds(&self) -> (usize, usize) {
+        // SAFETY: `self.ctx` is the program's context, valid for the whole run.
+        unsafe {
+            (
+                core::ptr::read_volatile(&(*self.ctx).data) as usize,
+                core::ptr::read_volatile(&(*self.ctx).data_end) as usize,
+            )
+        }
+    }
+
+    #[inline(always)]
+    fn load_into(&self, offset: usize, buf: &mut [u8]) -> Result<(), Outcome> {
+        // SAFETY: the helper writes at most `buf.len()` octets into `buf`.
+        let status = unsafe {
+            bpf_xdp_load_bytes(
+                self.ctx,
+                offset as u32,
+                buf.as_mut_ptr().cast(),
+                buf.len() as u32,
+            )
+        };
+        loaded(status)
+    }
+}
+
+impl Packet for SkReuseportContext {
+    /// Volatile reads, as for XDP.
+    #[inline(always)]
+    fn bounds(&self) -> (usize, usize) {
+        // SAFETY: `self.md` is the program's context, valid for the whole run.
+        unsafe {
+            (
+                core::ptr::read_volatile(&(*self.md).__bindgen_anon_1.data) as usize,
+                core::ptr::read_volatile(&(*self.md).__bindgen_anon_2.data_end) as usize,
+            )
+        }
+    }
+
+    #[inline(always)]
+    fn load_into(&self, offset: usize, buf: &mut [u8]) -> Result<(), Outcome> {
+        // SAFETY: the helper writes at most `buf.len()` octets into `buf`.
+        let status = unsafe {
+            bpf_skb_load_bytes(
+                self.md.cast(),
+                offset as u32,
+                buf.as_mut_ptr().cast(),
+                buf.len() as u32,
+            )
+        };
+        loaded(status)
+    }
+}
+
+/// The result of a load helper: 0 when all octets were copied.
+#[inline(always)]
+fn loaded(status: i64) -> Result<(), Outcome> {
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(Outcome::NotListener)
+    }
+}
+
 /// A pointer to `N` octets at `offset` in the packet, if the packet holds all of them.
 ///
 /// `N` must be at least 2: for one octet LLVM turns `p + 1 > end` into `p >= end`, which the
 /// verifier does not accept as a bounds check. Single octets go through [`byte_at`].
 #[inline(always)]
-pub fn ptr_at<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<*mut [u8; N], Outcome> {
+pub fn ptr_at<const N: usize>(
+    packet: &impl Packet,
+    offset: usize,
+) -> Result<*mut [u8; N], Outcome> {
     const { assert!(N >= 2) };
-    let (start, end) = bounds(ctx);
+    let (start, end) = packet.bounds();
     if start + offset + N > end {
         return Err(Outcome::NotListener);
     }
     Ok((start + offset) as *mut [u8; N])
 }
 
-/// The packet's start and end. Volatile reads: otherwise LLVM hands subprograms these two
-/// fields as 32-bit arguments and zero-extends them with shifts, which the verifier rejects
-/// as arithmetic on packet pointers.
-#[inline(always)]
-pub fn bounds(ctx: &XdpContext) -> (usize, usize) {
-    // SAFETY: `ctx.ctx` is the program's context, valid for the whole run.
-    unsafe {
-        (
-            core::ptr::read_volatile(&(*ctx.ctx).data) as usize,
-            core::ptr::read_volatile(&(*ctx.ctx).data_end) as usize,
-        )
-    }
-}
-
 /// The packet's length.
 #[inline(always)]
-pub fn packet_len(ctx: &XdpContext) -> usize {
-    let (start, end) = bounds(ctx);
+pub fn packet_len(packet: &impl Packet) -> usize {
+    let (start, end) = packet.bounds();
     end - start
 }
 
 /// The `N` octets at `offset`.
 #[inline(always)]
-pub fn load<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<[u8; N], Outcome> {
+pub fn load<const N: usize>(packet: &impl Packet, offset: usize) -> Result<[u8; N], Outcome> {
     // SAFETY: ptr_at checked all N octets; packet data has no alignment to rely on.
-    Ok(unsafe { ptr_at::<N>(ctx, offset)?.read_unaligned() })
-}
-
-/// Copies `buf.len()` octets from `offset` through the `bpf_xdp_load_bytes` helper, for
-/// lengths that are not constant, and for single octets (see [`ptr_at`]).
-#[inline(always)]
-pub fn load_into(ctx: &XdpContext, offset: usize, buf: &mut [u8]) -> Result<(), Outcome> {
-    // SAFETY: the helper writes at most `buf.len()` octets into `buf`.
-    let status = unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            offset as u32,
-            buf.as_mut_ptr().cast(),
-            buf.len() as u32,
-        )
-    };
-    if status != 0 {
-        return Err(Outcome::NotListener);
-    }
-    Ok(())
+    Ok(unsafe { ptr_at::<N>(packet, offset)?.read_unaligned() })
 }
 
 /// One octet.
 #[inline(always)]
-pub fn byte_at(ctx: &XdpContext, offset: usize) -> Result<u8, Outcome> {
+pub fn byte_at(packet: &impl Packet, offset: usize) -> Result<u8, Outcome> {
     let mut octet = [0u8];
-    load_into(ctx, offset, &mut octet)?;
+    packet.load_into(offset, &mut octet)?;
     Ok(octet[0])
 }
 

@@ -1,10 +1,9 @@
 //! QUIC headers, as far as routing needs them: where the destination connection ID is and
 //! whether the packet is an Initial or 0-RTT.
 
-use aya_ebpf::programs::XdpContext;
 use router_common::maps::Outcome;
 
-use crate::parse::{byte_at, load};
+use crate::parse::{Packet, byte_at, load};
 
 const QUIC_V1: u32 = 0x0000_0001;
 /// RFC 9369.
@@ -33,7 +32,7 @@ pub struct Header {
 /// 20 octets). An unknown version or a
 /// Version Negotiation packet is never malformed for that reason alone (draft-21 §8).
 #[inline(always)]
-pub fn parse_header(ctx: &XdpContext, offset: usize, len: usize) -> Result<Header, Outcome> {
+pub fn parse_header(ctx: &impl Packet, offset: usize, len: usize) -> Result<Header, Outcome> {
     let malformed = |_| Outcome::MalformedQuic;
     // First octet, version, DCID length, DCID, SCID length: a long header has at least 7.
     if len < LONG_PREFIX_LEN + 1 {

@@ -1,13 +1,17 @@
 //! Routing: by server ID when the DCID names a known server, else by the fallback hash of
 //! the 4-tuple (draft-21 §4.2); delivery by rewriting the Ethernet addresses and redirecting
-//! through the devmap. IP, UDP and QUIC bytes are never changed.
+//! through the devmap, or, for a worker on this host, by passing the packet to the stack.
+//! IP, UDP and QUIC bytes are never changed.
 
-use aya_ebpf::{bindings::xdp_action::XDP_DROP, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action::{XDP_DROP, XDP_PASS},
+    programs::XdpContext,
+};
 use router_common::{
     flow_hash::flow_hash,
     maps::{
-        Control, FALLBACK_TABLE_SIZE, LISTENER_HASH_INITIALS, ListenerKey, MAX_BACKENDS,
-        NO_BACKEND, Outcome, PORTS, ServerIdKey,
+        BackendEntry, Control, FALLBACK_TABLE_SIZE, LISTENER_HASH_INITIALS, LOCAL_WORKER_IFINDEX,
+        ListenerKey, MAX_BACKENDS, NO_BACKEND, Outcome, PORTS, ServerIdKey,
     },
 };
 
@@ -111,6 +115,23 @@ fn deliver(
     if entry.ifindex == 0 {
         return Err(Outcome::RedirectFailed);
     }
+    // A worker on this host: the stack delivers, and the SO_REUSEPORT program picks the
+    // worker's socket by the same DCID.
+    let action = if entry.ifindex == LOCAL_WORKER_IFINDEX {
+        XDP_PASS
+    } else {
+        redirect(ctx, entry)?
+    };
+    stats::count(outcome);
+    stats::count_backend(backend, packet_len(ctx) as u64);
+    stats::trace(outcome, backend, server_id);
+    stats::log(ctx, outcome, backend);
+    Ok(action)
+}
+
+/// Writes the next hop's and the egress interface's MACs and redirects to the interface.
+#[inline(always)]
+fn redirect(ctx: &XdpContext, entry: &BackendEntry) -> Result<u32, Outcome> {
     let eth = ptr_at::<12>(ctx, 0)?;
     let mut addresses = [0u8; 12];
     addresses[..6].copy_from_slice(&entry.dst_mac);
@@ -118,12 +139,7 @@ fn deliver(
     // SAFETY: ptr_at checked the 12 octets; XDP may write packet data.
     unsafe { eth.write_unaligned(addresses) };
 
-    let action = TX_PORTS
+    TX_PORTS
         .redirect(entry.ifindex, u64::from(XDP_DROP))
-        .map_err(|_| Outcome::RedirectFailed)?;
-    stats::count(outcome);
-    stats::count_backend(backend, packet_len(ctx) as u64);
-    stats::trace(outcome, backend, server_id);
-    stats::log(ctx, outcome, backend);
-    Ok(action)
+        .map_err(|_| Outcome::RedirectFailed)
 }

@@ -2,9 +2,9 @@
 //! the per-packet log line of debug mode.
 
 use aya_ebpf::programs::XdpContext;
-use router_common::maps::{NO_BACKEND, Outcome, ServerIdKey, Verdict};
+use router_common::maps::{LocalOutcome, NO_BACKEND, Outcome, ServerIdKey, Verdict};
 
-use crate::maps::{BACKEND_STATS, STATS, VERDICT};
+use crate::maps::{BACKEND_STATS, LOCAL_STATS, STATS, VERDICT};
 
 /// Set to 1 by `quic-router explain` at load time; 0 in the data path, where the verifier
 /// then drops the tracing code as dead.
@@ -15,6 +15,15 @@ static TRACE_VERDICTS: u8 = 0;
 pub fn count(outcome: Outcome) {
     if let Some(counter) = STATS.get_ptr_mut(outcome as u32) {
         // SAFETY: this CPU's slot; XDP does not preempt itself on one CPU.
+        unsafe { *counter += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn count_local(outcome: LocalOutcome) {
+    if let Some(counter) = LOCAL_STATS.get_ptr_mut(outcome as u32) {
+        // SAFETY: this CPU's slot; socket selection runs with bottom halves off, so nothing
+        // else on this CPU writes it meanwhile.
         unsafe { *counter += 1 };
     }
 }

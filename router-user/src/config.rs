@@ -66,16 +66,28 @@ pub enum BackendState {
     Draining,
 }
 
-/// A server host: where to send the packets whose connection IDs carry its server IDs.
+/// A server: where to send the packets whose connection IDs carry its server IDs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
     pub name: String,
     /// (config rotation codepoint, server ID) pairs.
     pub server_ids: Vec<(u8, Vec<u8>)>,
-    pub interface: String,
-    pub next_hop_mac: [u8; 6],
+    pub reach: Reach,
     pub weight: u32,
     pub state: BackendState,
+}
+
+/// How the router reaches a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// A host behind `interface`: the packet's Ethernet destination becomes `next_hop_mac`.
+    Host {
+        interface: String,
+        next_hop_mac: [u8; 6],
+    },
+    /// A worker on the router's own host: its socket in the listener's `SO_REUSEPORT` group
+    /// gets the packets (the worker registers it, see `router_user::local`).
+    LocalWorker,
 }
 
 /// The largest weight: the fallback table has 65,537 slots to share.
@@ -133,8 +145,9 @@ struct RawBackend {
     name: Spanned<String>,
     #[serde(default)]
     server_ids: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
-    interface: Spanned<String>,
-    next_hop_mac: Spanned<String>,
+    interface: Option<Spanned<String>>,
+    next_hop_mac: Option<Spanned<String>>,
+    local_worker: Option<bool>,
     weight: Option<Spanned<u32>>,
     #[serde(default)]
     state: BackendState,
@@ -368,15 +381,6 @@ impl Context<'_> {
                     format!("more than {MAX_SERVER_IDS} server IDs in all"),
                 ));
             }
-            let next_hop_mac = parse_mac(entry.next_hop_mac.get_ref()).ok_or_else(|| {
-                self.error(
-                    entry.next_hop_mac.span(),
-                    format!(
-                        "backend {name}: next_hop_mac {:?} is not a MAC address (aa:bb:cc:dd:ee:ff)",
-                        entry.next_hop_mac.get_ref()
-                    ),
-                )
-            })?;
             let weight = match &entry.weight {
                 None => 1,
                 Some(weight) if (1..=MAX_WEIGHT).contains(weight.get_ref()) => *weight.get_ref(),
@@ -390,23 +394,70 @@ impl Context<'_> {
                     ));
                 }
             };
-            let interface = entry.interface.get_ref().clone();
-            if interface.is_empty() || interface.len() > 15 || interface.contains('/') {
-                return Err(self.error(
-                    entry.interface.span(),
-                    format!("backend {name}: {interface:?} is not an interface name"),
-                ));
-            }
+            let reach = self.reach(&name, entry)?;
             backends.push(Backend {
                 name,
                 server_ids,
-                interface,
-                next_hop_mac,
+                reach,
                 weight,
                 state: entry.state,
             });
         }
         Ok(backends)
+    }
+
+    /// A host's interface and next hop, or a local worker (which has neither).
+    fn reach(&self, name: &str, entry: &RawBackend) -> Result<Reach, ConfigError> {
+        if entry.local_worker == Some(true) {
+            if let Some(given) = entry
+                .interface
+                .as_ref()
+                .map(Spanned::span)
+                .or_else(|| entry.next_hop_mac.as_ref().map(Spanned::span))
+            {
+                return Err(self.error(
+                    given,
+                    format!(
+                        "backend {name}: a local worker has no interface or next_hop_mac (its socket is on this host)"
+                    ),
+                ));
+            }
+            return Ok(Reach::LocalWorker);
+        }
+        let missing = |field: &str| {
+            self.error(
+                entry.name.span(),
+                format!("backend {name}: {field} is missing (or set local_worker = true)"),
+            )
+        };
+        let interface = entry
+            .interface
+            .as_ref()
+            .ok_or_else(|| missing("interface"))?;
+        let next_hop_mac = entry
+            .next_hop_mac
+            .as_ref()
+            .ok_or_else(|| missing("next_hop_mac"))?;
+        let mac = parse_mac(next_hop_mac.get_ref()).ok_or_else(|| {
+            self.error(
+                next_hop_mac.span(),
+                format!(
+                    "backend {name}: next_hop_mac {:?} is not a MAC address (aa:bb:cc:dd:ee:ff)",
+                    next_hop_mac.get_ref()
+                ),
+            )
+        })?;
+        let interface_name = interface.get_ref().clone();
+        if interface_name.is_empty() || interface_name.len() > 15 || interface_name.contains('/') {
+            return Err(self.error(
+                interface.span(),
+                format!("backend {name}: {interface_name:?} is not an interface name"),
+            ));
+        }
+        Ok(Reach::Host {
+            interface: interface_name,
+            next_hop_mac: mac,
+        })
     }
 }
 

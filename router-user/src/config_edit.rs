@@ -18,8 +18,12 @@ use crate::config::{self, BackendState, ConfigError, RouterConfig};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendSpec {
     pub name: String,
-    pub interface: String,
-    pub next_hop_mac: String,
+    /// A host's interface and next hop (none for a local worker).
+    pub interface: Option<String>,
+    pub next_hop_mac: Option<String>,
+    /// A worker on the router's own host.
+    #[serde(default)]
+    pub local_worker: bool,
     /// Server IDs in hex, per config rotation codepoint (a string, as in the file).
     pub server_ids: BTreeMap<String, Vec<String>>,
     pub weight: Option<u32>,
@@ -120,8 +124,15 @@ pub fn edit_text(text: &str, edit: &Edit) -> Result<String, EditError> {
                 server_ids.insert(codepoint, ids.iter().collect::<Array>().into());
             }
             table.insert("server_ids", value(server_ids));
-            table.insert("interface", value(&backend.interface));
-            table.insert("next_hop_mac", value(&backend.next_hop_mac));
+            if let Some(interface) = &backend.interface {
+                table.insert("interface", value(interface));
+            }
+            if let Some(next_hop_mac) = &backend.next_hop_mac {
+                table.insert("next_hop_mac", value(next_hop_mac));
+            }
+            if backend.local_worker {
+                table.insert("local_worker", value(true));
+            }
             if let Some(weight) = backend.weight {
                 table.insert("weight", value(i64::from(weight)));
             }

@@ -69,6 +69,11 @@ pub enum ControllerError {
         attached: &'static str,
         requested: &'static str,
     },
+    #[error("cannot pin {path}: {source}")]
+    PinProgram {
+        path: String,
+        source: aya::pin::PinError,
+    },
     #[error("a controller already runs for {0}")]
     AlreadyRunning(String),
     #[error("control socket {path}: {source}")]
@@ -85,6 +90,19 @@ pub enum ControllerError {
     DebugLog(String),
     #[error("signal handling: {0}")]
     Signal(std::io::Error),
+}
+
+/// Pins this controller's `SO_REUSEPORT` program where local workers find it, in place of
+/// an earlier controller's (groups that run that one keep it: it uses the same pinned maps).
+fn pin_worker_program(ebpf: &mut Ebpf, paths: &RouterPaths) -> Result<(), ControllerError> {
+    let path = paths.worker_program();
+    let _ = fs::remove_file(&path);
+    ebpf::worker_program(ebpf)?
+        .pin(&path)
+        .map_err(|source| ControllerError::PinProgram {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 /// What a file looked like: a change to any of these means it changed.
@@ -151,6 +169,7 @@ impl Controller {
             ..LoadOptions::default()
         })?;
         let mut dataplane = Dataplane::new(&mut ebpf)?;
+        pin_worker_program(&mut ebpf, &paths)?;
         let mut indices =
             BackendIndices::from_map(previous.as_ref().map(RunState::indices).unwrap_or_default());
         let tables = RoutingTables::build(&config, &mut indices, netif::lookup)?;

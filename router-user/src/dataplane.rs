@@ -13,7 +13,7 @@ use aya::{
 };
 use router_common::maps::{
     BackendCounters, BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, Control, FALLBACK_TABLE_SIZE,
-    GENERATIONS, ListenerKey, MAX_BACKENDS, Outcome, PORTS, ServerIdKey,
+    GENERATIONS, ListenerKey, LocalOutcome, MAX_BACKENDS, Outcome, PORTS, ServerIdKey,
 };
 
 use crate::tables::RoutingTables;
@@ -45,6 +45,9 @@ fn map_error(map: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
 pub struct Counters {
     /// Packets per [`Outcome`], in `Outcome::ALL` order.
     pub outcomes: Vec<u64>,
+    /// Datagrams per [`LocalOutcome`] (local workers' socket selection), in
+    /// `LocalOutcome::ALL` order.
+    pub local: Vec<u64>,
     /// Delivered packets and bytes per backend index (backends with traffic only).
     pub backends: BTreeMap<u32, BackendCounters>,
 }
@@ -52,6 +55,10 @@ pub struct Counters {
 impl Counters {
     pub fn outcome(&self, outcome: Outcome) -> u64 {
         self.outcomes.get(outcome as usize).copied().unwrap_or(0)
+    }
+
+    pub fn local(&self, outcome: LocalOutcome) -> u64 {
+        self.local.get(outcome as usize).copied().unwrap_or(0)
     }
 }
 
@@ -65,6 +72,7 @@ pub struct Dataplane {
     fallback: Array<MapData, u32>,
     tx_port_map: DevMapHash<MapData>,
     stats: PerCpuArray<MapData, u64>,
+    local_stats: PerCpuArray<MapData, u64>,
     backend_stats: PerCpuArray<MapData, BackendCounters>,
     /// The epoch in CONTROL: changes applied; its low bit is the generation packets use.
     epoch: u32,
@@ -103,6 +111,7 @@ impl Dataplane {
             fallback: take(ebpf, "FALLBACK")?,
             tx_port_map: take(ebpf, "TX_PORTS")?,
             stats: take(ebpf, "STATS")?,
+            local_stats: take(ebpf, "LOCAL_STATS")?,
             backend_stats: take(ebpf, "BACKEND_STATS")?,
             epoch,
             installed: [None, None],
@@ -133,6 +142,7 @@ impl Dataplane {
                 GENERATIONS * FALLBACK_TABLE_SIZE,
             ),
             ("STATS", self.stats.len(), Outcome::COUNT),
+            ("LOCAL_STATS", self.local_stats.len(), LocalOutcome::COUNT),
             ("BACKEND_STATS", self.backend_stats.len(), MAX_BACKENDS),
         ];
         for (map, actual, expected) in sizes {
@@ -257,7 +267,7 @@ impl Dataplane {
 
     /// Every counter, summed over CPUs.
     pub fn counters(&self) -> Result<Counters, DataplaneError> {
-        Counters::read(&self.stats, &self.backend_stats)
+        Counters::read(&self.stats, &self.local_stats, &self.backend_stats)
     }
 }
 
@@ -265,16 +275,21 @@ impl Counters {
     /// Reads and sums the per-CPU counter maps.
     pub fn read(
         stats: &PerCpuArray<MapData, u64>,
+        local_stats: &PerCpuArray<MapData, u64>,
         backend_stats: &PerCpuArray<MapData, BackendCounters>,
     ) -> Result<Self, DataplaneError> {
+        let sum = |map: &PerCpuArray<MapData, u64>, name: &'static str, index: u32| {
+            map.get(&index, 0)
+                .map(|values| values.iter().sum())
+                .map_err(map_error(name))
+        };
         let outcomes = Outcome::ALL
             .iter()
-            .map(|&outcome| {
-                stats
-                    .get(&(outcome as u32), 0)
-                    .map(|values| values.iter().sum())
-                    .map_err(map_error("STATS"))
-            })
+            .map(|&outcome| sum(stats, "STATS", outcome as u32))
+            .collect::<Result<_, _>>()?;
+        let local = LocalOutcome::ALL
+            .iter()
+            .map(|&outcome| sum(local_stats, "LOCAL_STATS", outcome as u32))
             .collect::<Result<_, _>>()?;
         let mut backends = BTreeMap::new();
         for index in 0..MAX_BACKENDS {
@@ -292,7 +307,11 @@ impl Counters {
                 backends.insert(index, total);
             }
         }
-        Ok(Self { outcomes, backends })
+        Ok(Self {
+            outcomes,
+            local,
+            backends,
+        })
     }
 
     /// Opens the counter maps that a router pinned in `pin_dir` and reads them.
@@ -303,9 +322,11 @@ impl Counters {
                 .map_err(map_error(name))
         };
         let stats = PerCpuArray::try_from(open("STATS")?).map_err(map_error("STATS"))?;
+        let local_stats =
+            PerCpuArray::try_from(open("LOCAL_STATS")?).map_err(map_error("LOCAL_STATS"))?;
         let backend_stats =
             PerCpuArray::try_from(open("BACKEND_STATS")?).map_err(map_error("BACKEND_STATS"))?;
-        Self::read(&stats, &backend_stats)
+        Self::read(&stats, &local_stats, &backend_stats)
     }
 }
 

@@ -1,10 +1,11 @@
-//! Loading the XDP program built by `build.rs`.
+//! Loading the programs built by `build.rs`: the XDP router and the `SO_REUSEPORT` program
+//! that selects local workers' sockets.
 
 use std::path::Path;
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    programs::{ProgramError, Xdp},
+    programs::{ProgramError, SkReuseport, Xdp},
 };
 
 /// The router-ebpf object file, aligned for aya's ELF parser.
@@ -14,10 +15,12 @@ pub fn program_bytes() -> &'static [u8] {
 
 /// The name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "quic_router";
+/// The name of the `SO_REUSEPORT` program that selects local workers' sockets.
+pub const WORKER_PROGRAM_NAME: &str = "select_worker";
 
 /// The maps that hold the router's state, pinned so that the data path outlives the
 /// controller and a new controller adopts them.
-pub const PINNED_MAPS: [&str; 10] = [
+pub const PINNED_MAPS: [&str; 12] = [
     "CONTROL",
     "LISTENER_PORTS",
     "LISTENERS",
@@ -28,16 +31,18 @@ pub const PINNED_MAPS: [&str; 10] = [
     "TX_PORTS",
     "STATS",
     "BACKEND_STATS",
+    "WORKER_SOCKETS",
+    "LOCAL_STATS",
 ];
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot load the XDP object (needs root): {0}")]
+    #[error("cannot load the router's BPF object (needs root): {0}")]
     Object(#[from] EbpfError),
-    #[error("the kernel refused the XDP program: {0}")]
+    #[error("the kernel refused a program of the router: {0}")]
     Program(#[from] ProgramError),
-    #[error("the object has no XDP program {PROGRAM_NAME}")]
-    NoProgram,
+    #[error("the object has no program {0}")]
+    NoProgram(&'static str),
 }
 
 /// How to load the program.
@@ -89,13 +94,22 @@ pub fn load(options: LoadOptions<'_>) -> Result<Ebpf, LoadError> {
     }
     let mut ebpf = loader.load(program_bytes())?;
     xdp_program(&mut ebpf)?.load()?;
+    worker_program(&mut ebpf)?.load()?;
     Ok(ebpf)
 }
 
 /// The router's XDP program in `ebpf`.
 pub fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
     ebpf.program_mut(PROGRAM_NAME)
-        .ok_or(LoadError::NoProgram)?
+        .ok_or(LoadError::NoProgram(PROGRAM_NAME))?
         .try_into()
-        .map_err(|_| LoadError::NoProgram)
+        .map_err(|_| LoadError::NoProgram(PROGRAM_NAME))
+}
+
+/// The `SO_REUSEPORT` program in `ebpf` that selects local workers' sockets.
+pub fn worker_program(ebpf: &mut Ebpf) -> Result<&mut SkReuseport, LoadError> {
+    ebpf.program_mut(WORKER_PROGRAM_NAME)
+        .ok_or(LoadError::NoProgram(WORKER_PROGRAM_NAME))?
+        .try_into()
+        .map_err(|_| LoadError::NoProgram(WORKER_PROGRAM_NAME))
 }

@@ -12,6 +12,7 @@ pub mod ebpf;
 pub mod explain;
 pub mod fallback;
 pub mod key;
+pub mod local;
 pub mod metrics;
 pub mod netif;
 pub mod pcap;

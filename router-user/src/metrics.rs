@@ -12,7 +12,7 @@ use prometheus_client::{
     metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
     registry::Registry,
 };
-use router_common::maps::Outcome;
+use router_common::maps::{LocalOutcome, Outcome};
 use tokio::net::TcpListener;
 
 use crate::{
@@ -42,6 +42,16 @@ impl Collector for RouterCollector {
         for outcome in Outcome::ALL {
             let labels = [("outcome", outcome.name())];
             ConstCounter::new(counters.outcome(outcome)).encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "quic_router_local_datagrams",
+            "Datagrams for local workers by socket selection outcome",
+            None,
+            MetricType::Counter,
+        )?;
+        for outcome in LocalOutcome::ALL {
+            let labels = [("outcome", outcome.name())];
+            ConstCounter::new(counters.local(outcome)).encode(family.encode_family(&labels)?)?;
         }
         let names = RunState::load(&self.state_file)
             .map(|s| s.backends)

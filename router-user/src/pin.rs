@@ -54,6 +54,16 @@ impl RouterPaths {
         self.pin_dir.join("link")
     }
 
+    /// The pinned `SO_REUSEPORT` program that local workers' socket groups run.
+    pub fn worker_program(&self) -> PathBuf {
+        self.pin_dir.join("select_worker")
+    }
+
+    /// The pinned map of local workers' sockets.
+    pub fn worker_sockets(&self) -> PathBuf {
+        self.pin_dir.join("WORKER_SOCKETS")
+    }
+
     /// The run state (`state.json`).
     pub fn state(&self) -> PathBuf {
         self.run_dir.join("state.json")

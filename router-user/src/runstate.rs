@@ -7,7 +7,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{BackendState, RouterConfig};
+use crate::config::{BackendState, Reach, RouterConfig};
 
 /// How the program is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,8 +35,12 @@ pub struct BackendRecord {
     pub name: String,
     /// The index of its entries and counters in the maps.
     pub index: u32,
-    pub interface: String,
-    pub next_hop_mac: String,
+    /// A host's interface and next hop; none for a local worker.
+    pub interface: Option<String>,
+    pub next_hop_mac: Option<String>,
+    /// A worker on the router's own host.
+    #[serde(default)]
+    pub local_worker: bool,
     pub weight: u32,
     pub state: String,
     /// `codepoint:hex` per server ID.
@@ -150,8 +154,17 @@ impl RunState {
                 Some(BackendRecord {
                     name: b.name.clone(),
                     index: *indices.get(&b.name)?,
-                    interface: b.interface.clone(),
-                    next_hop_mac: b.next_hop_mac.map(|o| format!("{o:02x}")).join(":"),
+                    interface: match &b.reach {
+                        Reach::Host { interface, .. } => Some(interface.clone()),
+                        Reach::LocalWorker => None,
+                    },
+                    next_hop_mac: match &b.reach {
+                        Reach::Host { next_hop_mac, .. } => {
+                            Some(next_hop_mac.map(|o| format!("{o:02x}")).join(":"))
+                        }
+                        Reach::LocalWorker => None,
+                    },
+                    local_worker: b.reach == Reach::LocalWorker,
                     weight: b.weight,
                     state: match b.state {
                         BackendState::Active => "active",

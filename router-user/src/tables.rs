@@ -6,13 +6,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use router_common::{
     maps::{
         BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, FALLBACK_TABLE_SIZE,
-        LISTENER_HASH_INITIALS, LISTENER_PRESENT, ListenerKey, MAX_BACKENDS, ServerIdKey,
+        LISTENER_HASH_INITIALS, LISTENER_PRESENT, LOCAL_WORKER_IFINDEX, ListenerKey, MAX_BACKENDS,
+        ServerIdKey,
     },
     quic_lb::AesRoundKeys,
 };
 
 use crate::{
-    config::{BackendState, InitialRouting, Listener, RouterConfig},
+    config::{BackendState, InitialRouting, Listener, Reach, RouterConfig},
     fallback::{Member, maglev_table},
     netif::{Interface, NetifError},
 };
@@ -143,20 +144,29 @@ impl RoutingTables {
         let mut members = Vec::new();
         for backend in &config.backends {
             let index = indices.index(&backend.name)?;
-            let Interface { ifindex, mac } =
-                interface(&backend.interface).map_err(|source| TablesError::Interface {
-                    backend: backend.name.clone(),
-                    source,
-                })?;
-            tables.backends.insert(
-                index,
-                BackendEntry {
-                    ifindex,
-                    dst_mac: backend.next_hop_mac,
-                    src_mac: mac,
+            let entry = match &backend.reach {
+                Reach::Host {
+                    interface: name,
+                    next_hop_mac,
+                } => {
+                    let Interface { ifindex, mac } =
+                        interface(name).map_err(|source| TablesError::Interface {
+                            backend: backend.name.clone(),
+                            source,
+                        })?;
+                    tables.tx_ports.insert(ifindex);
+                    BackendEntry {
+                        ifindex,
+                        dst_mac: *next_hop_mac,
+                        src_mac: mac,
+                    }
+                }
+                Reach::LocalWorker => BackendEntry {
+                    ifindex: LOCAL_WORKER_IFINDEX,
+                    ..BackendEntry::default()
                 },
-            );
-            tables.tx_ports.insert(ifindex);
+            };
+            tables.backends.insert(index, entry);
             tables.backend_names.insert(index, backend.name.clone());
             for (config_rotation, server_id) in &backend.server_ids {
                 let mut key = ServerIdKey {

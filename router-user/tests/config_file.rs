@@ -3,7 +3,7 @@
 
 use std::{fs, os::unix::fs::PermissionsExt as _, path::Path};
 
-use router_user::config::{self, BackendState};
+use router_user::config::{self, BackendState, Reach};
 
 const EXAMPLE: &str = include_str!("../../config/router.example.toml");
 
@@ -21,6 +21,37 @@ fn the_readme_shows_the_example_config() {
         readme.contains(EXAMPLE),
         "README.md's config example differs from config/router.example.toml"
     );
+}
+
+const LOCAL_EXAMPLE: &str = include_str!("../../config/router.local.example.toml");
+
+#[test]
+fn the_readme_shows_the_local_workers_example() {
+    let readme = include_str!("../../README.md");
+    assert!(
+        readme.contains(LOCAL_EXAMPLE),
+        "README.md's local workers example differs from config/router.local.example.toml"
+    );
+}
+
+#[test]
+fn the_local_workers_example_parses() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("keys")).unwrap();
+    let key = dir.path().join("keys/cr0.key");
+    fs::write(&key, "fdf726a9893ec05c0632d3956680baf0\n").unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    let path = dir.path().join("router.toml");
+    fs::write(&path, LOCAL_EXAMPLE).unwrap();
+    let config = config::load(&path).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.backends.len(), 4);
+    assert!(
+        config
+            .backends
+            .iter()
+            .all(|b| b.reach == Reach::LocalWorker)
+    );
+    assert_eq!(config.backends[2].state, BackendState::Draining);
 }
 
 #[test]
@@ -161,6 +192,18 @@ fn every_error_names_file_line_and_problem() {
         "not an interface name",
     );
     assert_error("weight = 1 ", "wieght = 1 ", 39, "unknown field");
+    assert_error(
+        "interface = \"eth2\"\n",
+        "",
+        50,
+        "backend gamma: interface is missing (or set local_worker = true)",
+    );
+    assert_error(
+        "next_hop_mac = \"02:00:00:00:0c:01\"",
+        "local_worker = true",
+        52,
+        "backend gamma: a local worker has no interface or next_hop_mac",
+    );
     assert_error(
         "initial_routing = \"cid\"",
         "initial_routing = \"dcid\"",

@@ -328,7 +328,52 @@ fn backends_are_added_drained_and_removed_while_traffic_flows() {
         stderr.contains("belongs to both beta and delta"),
         "{stderr}"
     );
+    // A local worker has no interface: both at once is refused before anything is sent.
+    let (status, _, stderr) = setup.cli(&[
+        "backend",
+        "add",
+        "--iface",
+        "r0",
+        "--name",
+        "delta",
+        "--local-worker",
+        "--interface",
+        "r3",
+        "--server-id",
+        "0:0a04",
+    ]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
     assert_eq!(fs::read_to_string(setup.config_path()).unwrap(), text);
+
+    // A local worker joins like a host, written to the file as one.
+    setup.cli_ok(&[
+        "backend",
+        "add",
+        "--iface",
+        "r0",
+        "--name",
+        "delta",
+        "--local-worker",
+        "--server-id",
+        "0:0a04",
+    ]);
+    let list: Value =
+        serde_json::from_str(&setup.cli_ok(&["backend", "list", "--iface", "r0", "--json"]))
+            .unwrap();
+    let delta = list["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "delta")
+        .expect("delta listed");
+    assert_eq!(delta["local_worker"], true);
+    assert!(delta["interface"].is_null());
+    assert!(
+        fs::read_to_string(setup.config_path())
+            .unwrap()
+            .contains("local_worker = true")
+    );
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! A fleet for the end-to-end tests and the demo: the router (`quic-router run`) in front of
-//! three quinn backends that mint QUIC-LB CIDs, and the client-side steps of the scenarios.
+//! quinn servers that mint QUIC-LB CIDs, three hosts or four local workers, and the
+//! client-side steps of the scenarios.
 
 use std::{
     net::{IpAddr, SocketAddr},
+    os::fd::AsFd as _,
     path::Path,
     time::Duration,
 };
@@ -16,7 +18,7 @@ use crate::{
     process::Controller,
     quic::{
         Backend, Certificate, ClientTls, SERVER_NAME, Tickets, client_endpoint, connect_0rtt,
-        request,
+        request, reuseport_socket_in, socket_in,
     },
     topology::{CLIENT4, CLIENT6, VIP4, VIP6},
 };
@@ -27,6 +29,20 @@ pub const NAMES: [&str; 3] = ["alpha", "beta", "gamma"];
 /// Server IDs under codepoint 0 (2 octets) and codepoint 1 (3 octets).
 pub const SERVER_IDS_0: [&str; 3] = ["a0a0", "b0b0", "c0c0"];
 pub const SERVER_IDS_1: [&str; 3] = ["a1a1a1", "b1b1b1", "c1c1c1"];
+/// The local workers, and their server IDs under codepoint 0.
+pub const WORKER_NAMES: [&str; 4] = ["worker0", "worker1", "worker2", "worker3"];
+pub const WORKER_SERVER_IDS_0: [&str; 4] = ["d0d0", "d1d1", "d2d2", "d3d3"];
+
+/// Where a fleet's servers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Servers {
+    /// Three hosts behind the router, in namespaces of their own.
+    Hosts,
+    /// Four workers in the router's namespace sharing the VIPs' port 443 through
+    /// `SO_REUSEPORT`. `registered`: each registers its sockets with the router, which then
+    /// picks the socket by CID; otherwise the kernel picks by its 4-tuple hash.
+    LocalWorkers { registered: bool },
+}
 
 /// Codepoint 0: four-pass (2 + 6 octets); codepoint 1: four-pass (3 + 5), same CID length.
 pub fn params(codepoint: u8) -> ConfigParams {
@@ -55,48 +71,90 @@ pub fn server_id(hex: &str) -> Vec<u8> {
         .collect()
 }
 
-/// Three backends behind the router, serving QUIC on both VIPs.
+/// Servers behind the router, serving QUIC on both VIPs.
 pub struct Fleet {
     pub deployment: Deployment,
     pub runtime: tokio::runtime::Runtime,
     pub backends: Vec<Backend>,
     pub certificate: Certificate,
+    pub servers: Servers,
     _controller: Controller,
 }
 
 impl Fleet {
-    /// Three backends behind the router that `binary` (quic-router) runs; servers keep
+    /// Three hosts behind the router that `binary` (quic-router) runs; servers keep
     /// `tickets`; with `cid_lifetime`, their CIDs retire after it.
     pub fn new(binary: &Path, tickets: Tickets, cid_lifetime: Option<Duration>) -> Self {
-        let deployment = Deployment::new(binary, 3);
+        Self::with_servers(binary, Servers::Hosts, tickets, cid_lifetime)
+    }
+
+    pub fn with_servers(
+        binary: &Path,
+        servers: Servers,
+        tickets: Tickets,
+        cid_lifetime: Option<Duration>,
+    ) -> Self {
+        let hosts = match servers {
+            Servers::Hosts => NAMES.len(),
+            Servers::LocalWorkers { .. } => 0,
+        };
+        let deployment = Deployment::new(binary, hosts);
         deployment.write_key("cr0.key", KEY0);
         deployment.write_key("cr1.key", KEY1);
-        let fleet_config = config_text(&deployment, "cid", &[0], &[0]);
+        let fleet_config = config_text(&deployment, servers, "cid", &[0], &[0]);
         deployment.write_config(&fleet_config);
+        let router = deployment.topology.router.name.clone();
+        if let Servers::LocalWorkers { .. } = servers {
+            // The router's host serves the VIPs itself.
+            let topology = &deployment.topology;
+            topology
+                .router
+                .ip(&["addr", "add", &format!("{VIP4}/32"), "dev", "lo"]);
+            topology
+                .router
+                .ip(&["-6", "addr", "add", &format!("{VIP6}/128"), "dev", "lo"]);
+        }
         let controller = deployment.start(&[]);
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let certificate = Certificate::new();
+        let (names, server_ids): (&[&str], &[&str]) = match servers {
+            Servers::Hosts => (&NAMES, &SERVER_IDS_0),
+            Servers::LocalWorkers { .. } => (&WORKER_NAMES, &WORKER_SERVER_IDS_0),
+        };
+        let vips: [IpAddr; 2] = [VIP4.parse().unwrap(), VIP6.parse().unwrap()];
         let backends = runtime.block_on(async {
-            (0..3)
+            (0..names.len())
                 .map(|i| {
                     let mut issuer = CidIssuer::new(IssuerConfig {
                         params: params(0),
                         key: Some(key(KEY0)),
-                        server_id: server_id(SERVER_IDS_0[i]),
+                        server_id: server_id(server_ids[i]),
                     })
                     .unwrap();
                     if let Some(lifetime) = cid_lifetime {
                         issuer = issuer.with_lifetime(lifetime);
                     }
-                    let vips = [VIP4.parse().unwrap(), VIP6.parse().unwrap()];
-                    Backend::start(
-                        &deployment.topology.backends[i].name,
-                        NAMES[i],
-                        &vips,
-                        issuer,
-                        tickets,
-                        &certificate,
-                    )
+                    let sockets = vips
+                        .iter()
+                        .map(|&vip| match servers {
+                            Servers::Hosts => {
+                                socket_in(&deployment.topology.backends[i].name, vip_port(vip))
+                            }
+                            Servers::LocalWorkers { registered } => {
+                                let socket = reuseport_socket_in(&router, vip_port(vip));
+                                if registered {
+                                    router_user::local::register_worker(
+                                        "r0",
+                                        names[i],
+                                        socket.as_fd(),
+                                    )
+                                    .unwrap_or_else(|err| panic!("{err}"));
+                                }
+                                socket
+                            }
+                        })
+                        .collect();
+                    Backend::on_sockets(names[i], sockets, issuer, tickets, &certificate)
                 })
                 .collect()
         });
@@ -105,6 +163,7 @@ impl Fleet {
             runtime,
             backends,
             certificate,
+            servers,
             _controller: controller,
         }
     }
@@ -117,6 +176,7 @@ impl Fleet {
     pub fn reconfigure(&self, initial_routing: &str, codepoints: &[u8], server_codepoints: &[u8]) {
         self.deployment.write_config(&config_text(
             &self.deployment,
+            self.servers,
             initial_routing,
             codepoints,
             server_codepoints,
@@ -132,9 +192,10 @@ impl Fleet {
 }
 
 /// The router's config: listeners (both VIPs), the QUIC-LB `codepoints`, and backends with
-/// server IDs under `server_codepoints`.
+/// server IDs under `server_codepoints` (local workers: under codepoint 0).
 pub fn config_text(
     deployment: &Deployment,
+    servers: Servers,
     initial_routing: &str,
     codepoints: &[u8],
     server_codepoints: &[u8],
@@ -151,6 +212,14 @@ pub fn config_text(
             "[[quic_lb]]\nconfig_rotation = {codepoint}\nserver_id_len = {}\nnonce_len = {}\nkey_file = \"cr{codepoint}.key\"\n\n",
             p.server_id_len, p.nonce_len
         );
+    }
+    if let Servers::LocalWorkers { .. } = servers {
+        for (name, id) in WORKER_NAMES.iter().zip(WORKER_SERVER_IDS_0) {
+            text += &format!(
+                "\n[[backend]]\nname = \"{name}\"\nserver_ids = {{ 0 = [\"{id}\"] }}\nlocal_worker = true\n"
+            );
+        }
+        return text;
     }
     for (i, name) in NAMES.iter().enumerate() {
         let ids: Vec<String> = server_codepoints
@@ -173,7 +242,11 @@ pub fn config_text(
 
 pub fn vip(v6: bool) -> SocketAddr {
     let ip: IpAddr = if v6 { VIP6 } else { VIP4 }.parse().unwrap();
-    SocketAddr::new(ip, 443)
+    vip_port(ip)
+}
+
+fn vip_port(vip: IpAddr) -> SocketAddr {
+    SocketAddr::new(vip, 443)
 }
 
 pub fn client_addr(v6: bool, port: u16) -> SocketAddr {
@@ -318,6 +391,49 @@ pub fn migrate(fleet: &Fleet) -> Result<Vec<String>, String> {
         }
         connection.close(0u32.into(), b"done");
         Ok(backends)
+    })
+}
+
+/// `count` connections from ports from `port_base`, 50 at a time, that each move to another
+/// port (`port_base + 1000 + i`) after their first request: for each, the server that
+/// answered before the move, or why the request after it failed or went to another server
+/// (3 s without an answer: the packets went to a server without the connection).
+pub fn migrate_each(fleet: &Fleet, count: u16, port_base: u16) -> Vec<Result<String, String>> {
+    let netns = fleet.client_netns();
+    let tls = ClientTls::new(&fleet.certificate);
+    fleet.runtime.block_on(async {
+        let mut results = Vec::new();
+        for batch in (0..count).collect::<Vec<_>>().chunks(50) {
+            let mut set = JoinSet::new();
+            for &i in batch {
+                let (netns, tls) = (netns.clone(), tls.clone());
+                set.spawn(async move {
+                    let endpoint = client_endpoint(&netns, client_addr(false, port_base + i));
+                    let connection = endpoint
+                        .connect_with(tls.config(None), vip(false), SERVER_NAME)
+                        .map_err(|e| e.to_string())?
+                        .await
+                        .map_err(|e| format!("handshake: {e}"))?;
+                    let before = request(&connection).await?.backend;
+                    endpoint
+                        .rebind(socket_in(&netns, client_addr(false, port_base + 1000 + i)))
+                        .map_err(|e| e.to_string())?;
+                    let after = tokio::time::timeout(Duration::from_secs(3), request(&connection))
+                        .await
+                        .map_err(|_| format!("no answer after the move (was on {before})"))??
+                        .backend;
+                    connection.close(0u32.into(), b"done");
+                    if after != before {
+                        return Err(format!("moved from {before} to {after}"));
+                    }
+                    Ok(before)
+                });
+            }
+            while let Some(result) = set.join_next().await {
+                results.push(result.unwrap_or_else(|e| Err(e.to_string())));
+            }
+        }
+        results
     })
 }
 

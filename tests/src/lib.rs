@@ -70,6 +70,26 @@ pub const BACKENDS: [(&str, &str, &str, [&str; 4], &str); 3] = [
     ),
 ];
 
+/// Local workers for the standard configs: (name, server IDs per codepoint 0..=3).
+pub const LOCAL_WORKERS: [(&str, [&str; 4]); 4] = [
+    (
+        "worker0",
+        ["0e00", "000000e0", "e00000", "e0e0e0e0e0e0e0e0"],
+    ),
+    (
+        "worker1",
+        ["0e01", "000000e1", "e00001", "e1e1e1e1e1e1e1e1"],
+    ),
+    (
+        "worker2",
+        ["0e02", "000000e2", "e00002", "e2e2e2e2e2e2e2e2"],
+    ),
+    (
+        "worker3",
+        ["0e03", "000000e3", "e00003", "e3e3e3e3e3e3e3e3"],
+    ),
+];
+
 /// The backend interfaces and their MACs.
 pub const INTERFACES: [(&str, [u8; 6]); 2] = [
     ("be0", [0x02, 0, 0, 0, 0, 0xe0]),
@@ -107,12 +127,7 @@ impl ConfigFile {
             }
         }
         for (name, interface, mac, server_ids, state) in backends {
-            let ids = server_ids
-                .iter()
-                .enumerate()
-                .map(|(codepoint, id)| format!("{codepoint} = [\"{id}\"]"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let ids = server_ids_text(server_ids);
             text += &format!(
                 "\n[[backend]]\nname = \"{name}\"\nserver_ids = {{ {ids} }}\ninterface = \"{interface}\"\nnext_hop_mac = \"{mac}\"\nstate = \"{state}\"\n"
             );
@@ -122,9 +137,29 @@ impl ConfigFile {
         Self { dir, path }
     }
 
+    /// Adds a local worker with `server_ids` under codepoints 0..=3.
+    pub fn add_local_worker(&self, name: &str, server_ids: [&str; 4]) {
+        let ids = server_ids_text(&server_ids);
+        let mut text = fs::read_to_string(&self.path).expect("read config");
+        text += &format!(
+            "\n[[backend]]\nname = \"{name}\"\nserver_ids = {{ {ids} }}\nlocal_worker = true\n"
+        );
+        fs::write(&self.path, text).expect("write config");
+    }
+
     pub fn load(&self) -> RouterConfig {
         config::load(&self.path).unwrap_or_else(|err| panic!("{err}"))
     }
+}
+
+/// `0 = ["..."], 1 = ["..."], ...`: one server ID per codepoint.
+fn server_ids_text(server_ids: &[&str; 4]) -> String {
+    server_ids
+        .iter()
+        .enumerate()
+        .map(|(codepoint, id)| format!("{codepoint} = [\"{id}\"]"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn write_key(dir: &Path, codepoint: u8, hex_key: &str) -> PathBuf {

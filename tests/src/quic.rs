@@ -196,6 +196,31 @@ pub fn socket_in(netns: &str, addr: SocketAddr) -> UdpSocket {
     .expect("socket thread")
 }
 
+/// A UDP socket bound in namespace `netns` with `SO_REUSEPORT`, sharing its port with the
+/// other workers' (IPv6 sockets take IPv6 only: each family's sockets are a group).
+pub fn reuseport_socket_in(netns: &str, addr: SocketAddr) -> UdpSocket {
+    let netns = netns.to_owned();
+    std::thread::spawn(move || {
+        let _inside = topology::enter(&netns);
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::DGRAM,
+            None,
+        )
+        .expect("UDP socket");
+        socket.set_reuse_port(true).expect("SO_REUSEPORT");
+        if addr.is_ipv6() {
+            socket.set_only_v6(true).expect("IPV6_V6ONLY");
+        }
+        socket
+            .bind(&addr.into())
+            .unwrap_or_else(|err| panic!("bind {addr} in {netns}: {err}"));
+        UdpSocket::from(socket)
+    })
+    .join()
+    .expect("socket thread")
+}
+
 impl Backend {
     /// Serves on each of `vips`, port 443, in namespace `netns`. Call inside the runtime.
     pub fn start(
@@ -206,16 +231,31 @@ impl Backend {
         tickets: Tickets,
         certificate: &Certificate,
     ) -> Self {
-        let counters = Arc::new(BackendCounters::default());
-        let endpoints = vips
+        let sockets = vips
             .iter()
-            .map(|&vip| {
+            .map(|&vip| socket_in(netns, SocketAddr::new(vip, 443)))
+            .collect();
+        Self::on_sockets(name, sockets, issuer, tickets, certificate)
+    }
+
+    /// Serves on `sockets`, bound already. Call inside the runtime.
+    pub fn on_sockets(
+        name: &str,
+        sockets: Vec<UdpSocket>,
+        issuer: CidIssuer,
+        tickets: Tickets,
+        certificate: &Certificate,
+    ) -> Self {
+        let counters = Arc::new(BackendCounters::default());
+        let endpoints = sockets
+            .into_iter()
+            .map(|socket| {
                 let mut endpoint_config = EndpointConfig::default();
                 endpoint_config.cid_generator(issuer.factory());
                 let endpoint = Endpoint::new(
                     endpoint_config,
                     Some(server_config(certificate, tickets, &counters)),
-                    socket_in(netns, SocketAddr::new(vip, 443)),
+                    socket,
                     Arc::new(TokioRuntime),
                 )
                 .expect("server endpoint");

@@ -9,7 +9,7 @@ use integration_tests::{
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
 use router_common::quic_lb::{Config, ConfigParams, Decoder, Encoder, Key};
 use router_user::{
-    config::{Backend, BackendState, CidConfig, InitialRouting, Listener, RouterConfig},
+    config::{Backend, BackendState, CidConfig, InitialRouting, Listener, Reach, RouterConfig},
     explain::Explainer,
 };
 
@@ -100,8 +100,10 @@ fn every_length_pair_decodes_alike() {
         backends: vec![Backend {
             name: "only".into(),
             server_ids: Vec::new(),
-            interface: "lo".into(),
-            next_hop_mac: [2, 0, 0, 0, 0, 9],
+            reach: Reach::Host {
+                interface: "lo".into(),
+                next_hop_mac: [2, 0, 0, 0, 0, 9],
+            },
             weight: 1,
             state: BackendState::Active,
         }],

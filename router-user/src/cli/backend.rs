@@ -39,12 +39,15 @@ pub struct AddArgs {
     /// The backend's name.
     #[arg(long)]
     name: String,
-    /// The interface it is reached through.
-    #[arg(long, value_name = "IF")]
-    interface: String,
-    /// Its MAC (or the next hop's).
-    #[arg(long, value_name = "MAC")]
-    next_hop_mac: String,
+    /// The interface a host is reached through.
+    #[arg(long, value_name = "IF", required_unless_present = "local_worker")]
+    interface: Option<String>,
+    /// The host's MAC (or the next hop's).
+    #[arg(long, value_name = "MAC", required_unless_present = "local_worker")]
+    next_hop_mac: Option<String>,
+    /// A worker on this host (its socket registers with the router), not a host.
+    #[arg(long, conflicts_with_all = ["interface", "next_hop_mac"])]
+    local_worker: bool,
     /// A server ID, as CODEPOINT:HEX; repeat for more.
     #[arg(long = "server-id", value_name = "CODEPOINT:HEX")]
     server_ids: Vec<String>,
@@ -94,6 +97,7 @@ pub fn run(command: BackendCommand) -> anyhow::Result<()> {
                 name: args.name,
                 interface: args.interface,
                 next_hop_mac: args.next_hop_mac,
+                local_worker: args.local_worker,
                 server_ids,
                 weight: args.weight,
                 state: if args.draining {
@@ -141,7 +145,8 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
                 let d = delivered(b.index);
                 json!({
                     "name": b.name, "state": b.state, "weight": b.weight, "interface": b.interface,
-                    "next_hop_mac": b.next_hop_mac, "server_ids": b.server_ids,
+                    "next_hop_mac": b.next_hop_mac, "local_worker": b.local_worker,
+                    "server_ids": b.server_ids,
                     "packets": d.packets, "bytes": d.bytes,
                 })
             })
@@ -160,8 +165,8 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
             b.name,
             b.state,
             b.weight,
-            b.interface,
-            b.next_hop_mac,
+            b.interface.as_deref().unwrap_or("(local)"),
+            b.next_hop_mac.as_deref().unwrap_or("(worker)"),
             d.packets,
             d.bytes,
             b.server_ids.join(" ")

@@ -191,8 +191,9 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         );
     }
     let draining = backends.iter().filter(|b| b.state == "draining").count();
+    let local = backends.iter().filter(|b| b.local_worker).count();
     println!(
-        "backends    {} ({} active, {draining} draining)",
+        "backends    {} ({} active, {draining} draining; {local} local workers)",
         backends.len(),
         backends.len() - draining
     );

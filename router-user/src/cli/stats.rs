@@ -7,7 +7,7 @@ use std::{
 };
 
 use clap::Args;
-use router_common::maps::Outcome;
+use router_common::maps::{LocalOutcome, Outcome};
 use router_user::{dataplane::Counters, runstate::RunState};
 use serde_json::json;
 
@@ -56,15 +56,24 @@ pub fn run(args: StatsArgs) -> anyhow::Result<()> {
             _ => None,
         };
         let old = previous.as_ref().map(|(_, c)| c);
+        // (name, value now, value before) of every outcome, the XDP program's and then the
+        // local workers' socket selection.
+        let outcome_rows: Vec<(&str, u64, Option<u64>)> = Outcome::ALL
+            .iter()
+            .map(|&o| (o.name(), counters.outcome(o), old.map(|c| c.outcome(o))))
+            .chain(
+                LocalOutcome::ALL
+                    .iter()
+                    .map(|&o| (o.name(), counters.local(o), old.map(|c| c.local(o)))),
+            )
+            .collect();
         if args.json {
-            let outcomes: serde_json::Map<String, serde_json::Value> = Outcome::ALL
+            let outcomes: serde_json::Map<String, serde_json::Value> = outcome_rows
                 .iter()
-                .map(|&o| {
-                    let value = counters.outcome(o);
-                    let per_second = rate(value, old.map(|c| c.outcome(o)));
+                .map(|&(name, value, before)| {
                     (
-                        o.name().to_owned(),
-                        json!({ "packets": value, "per_second": per_second }),
+                        name.to_owned(),
+                        json!({ "packets": value, "per_second": rate(value, before) }),
                     )
                 })
                 .collect();
@@ -79,14 +88,13 @@ pub fn run(args: StatsArgs) -> anyhow::Result<()> {
             println!("{}", json!({ "outcomes": outcomes, "backends": backends }));
         } else {
             let show = |value: Option<f64>| value.map_or(String::new(), |v| format!("{v:.1}"));
-            println!("{:<24} {:>14} {:>12}", "outcome", "packets", "per second");
-            for o in Outcome::ALL {
-                let value = counters.outcome(o);
+            println!("{:<26} {:>14} {:>12}", "outcome", "packets", "per second");
+            for &(name, value, before) in &outcome_rows {
                 println!(
-                    "{:<24} {:>14} {:>12}",
-                    o.name(),
+                    "{:<26} {:>14} {:>12}",
+                    name,
                     value,
-                    show(rate(value, old.map(|c| c.outcome(o))))
+                    show(rate(value, before))
                 );
             }
             println!(

@@ -14,42 +14,38 @@
 
 use std::{
     collections::HashMap,
-    io,
-    mem::MaybeUninit,
     net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4},
-    os::fd::{AsRawFd as _, RawFd},
+    os::fd::AsRawFd as _,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
         mpsc,
     },
     thread::{self, JoinHandle},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use aya::{
-    maps::{Array, DevMap, MapData, PerCpuArray},
-    programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
-};
+use aya::maps::{Array, DevMap, MapData, PerCpuArray};
 use integration_tests::{
-    BACKENDS, ConfigFile, mint,
-    packet::{Datagram, short_header},
-    take_map,
-    topology::{self, CLIENT4, Topology, VIP4},
-    xdp_program,
+    BACKENDS, ConfigFile, take_map,
+    topology::{self, Topology, VIP4},
 };
 use router_common::{
     flow_hash::{FlowAddr, flow_hash},
-    maps::{BENCH_MARKER_OFFSET, FALLBACK_TABLE_SIZE, ServerIdKey, SinkCounter},
+    maps::{FALLBACK_TABLE_SIZE, ServerIdKey, SinkCounter},
     quic_lb::{Config, Decoder},
 };
 use router_user::{
     config::RouterConfig,
-    dataplane::Dataplane,
     ebpf, netif,
     tables::{BackendIndices, RoutingTables},
 };
-use socket2::{Domain, Socket, Type};
+
+use crate::traffic::{
+    GENERATOR_CPU, Generator, MessageBatch, QUIC_PORT, attach_router, busy, cpu_times,
+    flow_payloads, forwarding_cpu, load_and_attach, parse_mac, pin_napi_threads, pin_to_cpu,
+    receiving_socket, sockaddr_in, udp_rcvbuf_errors_in,
+};
 
 pub struct Settings {
     /// How long the generator sends, per measurement.
@@ -60,13 +56,8 @@ pub struct Settings {
     pub rounds: usize,
 }
 
-/// UDP payload octets per packet: a short header, its CID, then padding, with the index of
-/// the backend the CID names at [`BENCH_MARKER_OFFSET`].
-pub const PAYLOAD_LEN: usize = 128;
-const BATCH: usize = 32;
 const FLOWS: usize = 12;
 const BACKEND_COUNT: usize = 3;
-const QUIC_PORT: u16 = 443;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forwarder {
@@ -128,47 +119,15 @@ impl Run {
 
 /// The frames the generator sends, one per flow. Flow `j` carries a CID of backend `j % 3`
 /// under codepoint `(j / 3) % 4`, from a source port that the floor maps to the same backend.
-fn frames(client_mac: [u8; 6], router_mac: [u8; 6]) -> Vec<Vec<u8>> {
-    (0..FLOWS)
-        .map(|j| {
-            let backend = j % BACKEND_COUNT;
-            let codepoint = (j / BACKEND_COUNT) % 4;
-            let cid = mint(
-                codepoint as u8,
-                BACKENDS[backend].3[codepoint],
-                j as u64 + 1,
-            );
-            let mut payload = short_header(&cid);
-            payload.resize(PAYLOAD_LEN, 0);
-            payload[BENCH_MARKER_OFFSET] = backend as u8;
-            let port = 41_000 + 4 * j as u16 + backend as u16;
-            let mut frame = Datagram::new(
-                IpAddr::V4(CLIENT4.parse().expect("client address")),
-                IpAddr::V4(VIP4.parse().expect("VIP")),
-                port,
-                QUIC_PORT,
-                payload,
-            )
-            .frame();
-            frame[..6].copy_from_slice(&router_mac);
-            frame[6..12].copy_from_slice(&client_mac);
-            set_ipv4_checksum(&mut frame[14..34]);
-            frame
+fn frames(generator: &Generator) -> Vec<Vec<u8>> {
+    let servers: Vec<[&str; 4]> = BACKENDS[..BACKEND_COUNT].iter().map(|b| b.3).collect();
+    flow_payloads(&servers, FLOWS)
+        .into_iter()
+        .enumerate()
+        .map(|(j, (backend, payload))| {
+            generator.frame(41_000 + 4 * j as u16 + backend as u16, payload)
         })
         .collect()
-}
-
-/// Fills in an IPv4 header's checksum (the stack checks it on the user-space router's path;
-/// the UDP checksum may stay zero).
-fn set_ipv4_checksum(header: &mut [u8]) {
-    header[10..12].fill(0);
-    let sum: u32 = header
-        .chunks(2)
-        .map(|pair| u32::from(u16::from_be_bytes([pair[0], pair[1]])))
-        .sum();
-    let folded = (sum & 0xffff) + (sum >> 16);
-    let folded = (folded & 0xffff) + (folded >> 16);
-    header[10..12].copy_from_slice(&(!(folded as u16)).to_be_bytes());
 }
 
 pub fn run(settings: &Settings) -> Vec<Run> {
@@ -197,6 +156,7 @@ pub fn run(settings: &Settings) -> Vec<Run> {
             .unwrap_or_else(|err| panic!("{err}"))
     };
     let mut generator = Generator::new(&topology);
+    let frames = frames(&generator);
     topology.router.exec("ethtool", &["-K", "r0", "gro", "on"]);
     topology
         .router
@@ -216,7 +176,14 @@ pub fn run(settings: &Settings) -> Vec<Run> {
                 Forwarder::Floor | Forwarder::Router => forwarding_cpu(),
             };
             pin_napi_threads("r0", napi_cpu);
-            let run = measure(forwarder, &mut generator, &sinks, settings, &forwarding);
+            let run = measure(
+                forwarder,
+                &mut generator,
+                &frames,
+                &sinks,
+                settings,
+                &forwarding,
+            );
             drop(forwarding);
             // Round 0 warms up (neighbour entries, caches) and is not reported.
             if round > 0 {
@@ -249,18 +216,9 @@ impl Forwarding {
     ) -> Self {
         let _inside = topology.router.enter();
         match forwarder {
-            Forwarder::Router => {
-                let mut ebpf =
-                    ebpf::load(ebpf::LoadOptions::default()).unwrap_or_else(|err| panic!("{err}"));
-                Dataplane::new(&mut ebpf)
-                    .and_then(|mut dataplane| dataplane.apply(tables.clone()))
-                    .unwrap_or_else(|err| panic!("{err}"));
-                ebpf::xdp_program(&mut ebpf)
-                    .expect("the router's program")
-                    .attach("r0", XdpMode::Driver)
-                    .unwrap_or_else(|err| panic!("attach quic-router: {err}"));
-                Self::Xdp { _ebpf: ebpf }
-            }
+            Forwarder::Router => Self::Xdp {
+                _ebpf: attach_router(topology, tables),
+            },
             Forwarder::Floor => {
                 let mut ebpf =
                     ebpf::load(ebpf::LoadOptions::default()).unwrap_or_else(|err| panic!("{err}"));
@@ -328,17 +286,10 @@ impl Drop for Forwarding {
     }
 }
 
-fn parse_mac(text: &str) -> [u8; 6] {
-    let octets: Vec<u8> = text
-        .split(':')
-        .map(|octet| u8::from_str_radix(octet, 16).expect("a MAC"))
-        .collect();
-    octets.try_into().expect("six octets")
-}
-
 fn measure(
     forwarder: Forwarder,
     generator: &mut Generator,
+    frames: &[Vec<u8>],
     sinks: &[Sink],
     settings: &Settings,
     forwarding: &Forwarding,
@@ -349,7 +300,7 @@ fn measure(
     };
     let before: Vec<SinkCounts> = sinks.iter().map(Sink::counts).collect();
     let cpu_before = cpu_times();
-    let (sent, seconds) = generator.send(settings);
+    let (sent, seconds) = generator.send(frames, settings.seconds, settings.max_packets);
     let cpu_after = cpu_times();
     // What is in flight arrives.
     thread::sleep(Duration::from_millis(300));
@@ -377,121 +328,6 @@ fn measure(
         forwarding_cpu_busy: busy(&cpu_before, &cpu_after, forwarding_cpu()),
         generator_cpu_busy: busy(&cpu_before, &cpu_after, GENERATOR_CPU),
     }
-}
-
-/// (busy, total) jiffies of each CPU, from /proc/stat.
-fn cpu_times() -> Vec<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
-    stat.lines()
-        .filter(|line| line.starts_with("cpu") && !line.starts_with("cpu "))
-        .map(|line| {
-            let fields: Vec<u64> = line
-                .split_whitespace()
-                .skip(1)
-                .filter_map(|field| field.parse().ok())
-                .collect();
-            let total: u64 = fields.iter().take(8).sum();
-            // idle and iowait
-            let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
-            (total - idle, total)
-        })
-        .collect()
-}
-
-fn busy(before: &[(u64, u64)], after: &[(u64, u64)], cpu: usize) -> f64 {
-    let (busy, total) = (
-        after[cpu].0 - before[cpu].0,
-        (after[cpu].1 - before[cpu].1).max(1),
-    );
-    busy as f64 / total as f64
-}
-
-/// The generator: the bench's `bench_generate` program run by BPF_PROG_TEST_RUN in
-/// live-frames mode in the client namespace, so that frames leave `c0` as from a NIC, without
-/// a socket or an skb on the way out: cheap enough that the forwarder, not the generator,
-/// bounds the rate.
-struct Generator {
-    netns: String,
-    frames: Vec<Vec<u8>>,
-    ebpf: aya::Ebpf,
-}
-
-/// Frames per BPF_PROG_TEST_RUN call (one flow's; the kernel sends them in batches of 64).
-/// Each call also sets up and tears down a page pool, which sleeps for a few tens of
-/// milliseconds: large calls, and two threads, so that one sends while the other sleeps.
-const FRAMES_PER_CALL: u32 = 1 << 20;
-const GENERATOR_THREADS: usize = 2;
-
-impl Generator {
-    fn new(topology: &Topology) -> Self {
-        let _inside = topology.client.enter();
-        let mut ebpf =
-            ebpf::load(ebpf::LoadOptions::default()).unwrap_or_else(|err| panic!("{err}"));
-        let mut port: DevMap<_> = take_map(&mut ebpf, "GENERATOR_PORT");
-        let c0 = netif::lookup("c0").unwrap_or_else(|err| panic!("{err}"));
-        port.set(0, c0.ifindex, None, 0).expect("GENERATOR_PORT");
-        xdp_program(&mut ebpf, "bench_generate")
-            .load()
-            .unwrap_or_else(|err| panic!("bench_generate: {err}"));
-        let router_mac = parse_mac(&topology.router.mac("r0"));
-        Self {
-            netns: topology.client.name.clone(),
-            frames: frames(c0.mac, router_mac),
-            ebpf,
-        }
-    }
-
-    /// Sends a call's worth of each flow in turn until the time or the count is reached, from
-    /// two threads on the generator's CPU: (frames handed to the kernel, seconds).
-    fn send(&mut self, settings: &Settings) -> (u64, f64) {
-        let program: &Xdp = xdp_program(&mut self.ebpf, "bench_generate");
-        let (netns, frames) = (&self.netns, &self.frames);
-        let deadline = Duration::from_secs_f64(settings.seconds);
-        let per_thread = settings.max_packets / GENERATOR_THREADS as u64;
-        let started = Instant::now();
-        let sent: u64 = thread::scope(|scope| {
-            let threads: Vec<_> = (0..GENERATOR_THREADS)
-                .map(|first| {
-                    scope.spawn(move || {
-                        pin_to_cpu(0, GENERATOR_CPU);
-                        let _inside = topology::enter(netns);
-                        let mut sent = 0u64;
-                        for frame in frames.iter().cycle().skip(first) {
-                            if started.elapsed() >= deadline || sent >= per_thread {
-                                break;
-                            }
-                            program
-                                .test_run(TestRunOptions {
-                                    data_in: Some(frame),
-                                    repeat: FRAMES_PER_CALL,
-                                    attrs: TestRunAttrs::new().xdp_live_frames(0),
-                                    ..TestRunOptions::default()
-                                })
-                                .unwrap_or_else(|err| {
-                                    panic!("BPF_PROG_TEST_RUN (live frames): {err}")
-                                });
-                            sent += u64::from(FRAMES_PER_CALL);
-                        }
-                        sent
-                    })
-                })
-                .collect();
-            threads
-                .into_iter()
-                .map(|thread| thread.join().expect("generator thread"))
-                .sum()
-        });
-        (sent, started.elapsed().as_secs_f64())
-    }
-}
-
-/// Loads the bench program `name` and attaches it to `interface` in native mode.
-fn load_and_attach(ebpf: &mut aya::Ebpf, name: &str, interface: &str) {
-    let program = xdp_program(ebpf, name);
-    program.load().unwrap_or_else(|err| panic!("{name}: {err}"));
-    program
-        .attach(interface, XdpMode::Driver)
-        .unwrap_or_else(|err| panic!("attach {name} to {interface}: {err}"));
 }
 
 /// The bench's sink program at a backend's interface.
@@ -534,60 +370,6 @@ impl Sink {
             misrouted: read(SinkCounter::Misrouted),
         }
     }
-}
-
-const GENERATOR_CPU: usize = 0;
-
-/// The CPU the forwarder runs on: the last one.
-fn forwarding_cpu() -> usize {
-    thread::available_parallelism().map_or(1, usize::from) - 1
-}
-
-/// Restricts task `tid` (0: the calling thread) to `cpu`.
-fn pin_to_cpu(tid: libc::pid_t, cpu: usize) {
-    // SAFETY: cpu_set_t is plain data; CPU_SET stays within it for cpu < CPU_SETSIZE.
-    let status = unsafe {
-        let mut set: libc::cpu_set_t = MaybeUninit::zeroed().assume_init();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    assert_eq!(
-        status,
-        0,
-        "pin task {tid} to CPU {cpu}: {}",
-        io::Error::last_os_error()
-    );
-}
-
-/// Pins the threaded NAPI kthreads of interfaces named `interface` to `cpu`. Kernel threads
-/// are not in any namespace: this takes every `napi/<interface>-*` (the bench runs alone).
-fn pin_napi_threads(interface: &str, cpu: usize) {
-    let prefix = format!("napi/{interface}-");
-    let mut pinned = 0;
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<libc::pid_t>() else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        if comm.trim_end().starts_with(&prefix) {
-            pin_to_cpu(pid, cpu);
-            pinned += 1;
-        }
-    }
-    assert!(pinned > 0, "no threaded NAPI for {interface}");
-}
-
-/// A UDP socket bound to `addr` with a large receive buffer and a 50 ms receive timeout.
-fn receiving_socket(addr: SocketAddr) -> Socket {
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None).expect("UDP socket");
-    socket.set_recv_buffer_size(16 << 20).expect("SO_RCVBUF");
-    socket
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .expect("SO_RCVTIMEO");
-    socket
-        .bind(&addr.into())
-        .unwrap_or_else(|err| panic!("bind {addr}: {err}"));
-    socket
 }
 
 /// The router's tables as a user-space router holds them.
@@ -633,7 +415,7 @@ fn user_space_router(
 ) {
     let _inside = topology::enter(netns);
     let vip = SocketAddr::new(IpAddr::V4(VIP4.parse().expect("VIP")), QUIC_PORT);
-    let socket = receiving_socket(vip);
+    let socket = receiving_socket(vip, false);
     // Sends leave from the router's own address: a backend drops datagrams from the VIP,
     // which is one of its own addresses (a proxy without IP_TRANSPARENT cannot keep the
     // client's address either).
@@ -702,17 +484,6 @@ fn dcid(datagram: &[u8]) -> Option<&[u8]> {
     datagram.get(6..6 + len)
 }
 
-fn sockaddr_in(addr: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: addr.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*addr.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
-}
-
 fn flow_addr(addr: SocketAddr) -> FlowAddr {
     let mut flow = [0u8; 16];
     match addr.ip() {
@@ -720,124 +491,4 @@ fn flow_addr(addr: SocketAddr) -> FlowAddr {
         IpAddr::V6(v6) => flow = v6.octets(),
     }
     flow
-}
-
-/// A batch of datagrams for sendmmsg / recvmmsg, with the buffers and IPv4 addresses they
-/// use (the bench's traffic is IPv4).
-struct MessageBatch {
-    buffers: Vec<[u8; 2048]>,
-    lens: Vec<usize>,
-    addresses: Vec<libc::sockaddr_in>,
-    iovecs: Vec<libc::iovec>,
-    headers: Vec<libc::mmsghdr>,
-}
-
-impl MessageBatch {
-    fn new() -> Self {
-        Self {
-            buffers: vec![[0u8; 2048]; BATCH],
-            lens: vec![0; BATCH],
-            addresses: vec![sockaddr_in(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)); BATCH],
-            iovecs: Vec::with_capacity(BATCH),
-            headers: Vec::with_capacity(BATCH),
-        }
-    }
-
-    /// Points the headers at the buffers and the addresses.
-    fn prepare(&mut self, count: usize) {
-        self.iovecs.clear();
-        self.headers.clear();
-        for i in 0..count {
-            self.iovecs.push(libc::iovec {
-                iov_base: self.buffers[i].as_mut_ptr().cast(),
-                iov_len: self.lens[i],
-            });
-        }
-        for i in 0..count {
-            // SAFETY: msghdr is plain data; all zeros is a valid value.
-            let mut header: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
-            header.msg_iov = &mut self.iovecs[i];
-            header.msg_iovlen = 1;
-            header.msg_name = (&mut self.addresses[i] as *mut libc::sockaddr_in).cast();
-            header.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            self.headers.push(libc::mmsghdr {
-                msg_hdr: header,
-                msg_len: 0,
-            });
-        }
-    }
-
-    /// Sends the first `count` datagrams to their addresses: how many the kernel took.
-    fn send(&mut self, fd: RawFd, count: usize) -> io::Result<usize> {
-        if count == 0 {
-            return Ok(0);
-        }
-        self.prepare(count);
-        // SAFETY: the headers point into buffers this batch owns, alive for the call.
-        let sent = unsafe { libc::sendmmsg(fd, self.headers.as_mut_ptr(), count as u32, 0) };
-        usize::try_from(sent).map_err(|_| io::Error::last_os_error())
-    }
-
-    /// Receives up to a batch (waits for the first, up to the socket's timeout).
-    fn receive(&mut self, fd: RawFd) -> io::Result<usize> {
-        self.lens.fill(2048);
-        self.prepare(BATCH);
-        // SAFETY: as in `send`; the kernel writes at most the lengths given.
-        let received = unsafe {
-            libc::recvmmsg(
-                fd,
-                self.headers.as_mut_ptr(),
-                BATCH as u32,
-                libc::MSG_WAITFORONE,
-                std::ptr::null_mut(),
-            )
-        };
-        let received = usize::try_from(received).map_err(|_| io::Error::last_os_error())?;
-        for i in 0..received {
-            self.lens[i] = self.headers[i].msg_len as usize;
-        }
-        Ok(received)
-    }
-
-    fn datagram(&self, i: usize) -> &[u8] {
-        &self.buffers[i][..self.lens[i]]
-    }
-
-    fn source(&self, i: usize) -> SocketAddr {
-        let addr = &self.addresses[i];
-        SocketAddr::V4(SocketAddrV4::new(
-            Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)),
-            u16::from_be(addr.sin_port),
-        ))
-    }
-
-    /// Places `datagram` for `destination` at position `i` of an outgoing batch.
-    fn load(&mut self, i: usize, datagram: &[u8], destination: &libc::sockaddr_in) {
-        self.buffers[i][..datagram.len()].copy_from_slice(datagram);
-        self.lens[i] = datagram.len();
-        self.addresses[i] = *destination;
-    }
-}
-
-/// UdpRcvbufErrors of the calling thread's network namespace.
-fn udp_rcvbuf_errors() -> u64 {
-    let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp").expect("/proc/net/snmp");
-    let mut udp = snmp.lines().filter(|line| line.starts_with("Udp:"));
-    let (names, values) = (udp.next().expect("Udp header"), udp.next().expect("Udp"));
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(name, _)| *name == "RcvbufErrors")
-        .and_then(|(_, value)| value.parse().ok())
-        .expect("RcvbufErrors")
-}
-
-fn udp_rcvbuf_errors_in(netns: &str) -> u64 {
-    let netns = netns.to_owned();
-    thread::spawn(move || {
-        let _inside = topology::enter(&netns);
-        udp_rcvbuf_errors()
-    })
-    .join()
-    .expect("snmp thread")
 }

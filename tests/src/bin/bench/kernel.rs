@@ -9,7 +9,7 @@ use aya::{
     programs::{TestRun as _, TestRunOptions, Xdp},
 };
 use integration_tests::{
-    ConfigFile, Router, VIP4, VIP6, mint,
+    ConfigFile, LOCAL_WORKERS, Router, VIP4, VIP6, mint,
     packet::{Datagram, QUIC_V1, long_header, short_header, v1},
     take_map, xdp_program,
 };
@@ -127,6 +127,12 @@ fn paths(v6: bool) -> Vec<(&'static str, &'static str, bool, Vec<u8>)> {
             udp(dns_query()),
         ),
         (
+            "local_worker",
+            "short header, plaintext, for a local worker (to the stack)",
+            false,
+            udp(short_header(&mint(0, LOCAL_WORKERS[0].1[0], 7))),
+        ),
+        (
             "no_listener",
             "UDP for no listener",
             false,
@@ -156,7 +162,10 @@ fn cost(program: &mut Xdp, packet: &[u8], settings: &Settings) -> f64 {
 }
 
 pub fn run(settings: &Settings) -> Vec<Row> {
-    let config = ConfigFile::standard().load();
+    let config_file = ConfigFile::standard();
+    let (worker, worker_ids) = LOCAL_WORKERS[0];
+    config_file.add_local_worker(worker, worker_ids);
+    let config = config_file.load();
     let mut router = Router::new(&config);
     // The same tables in a second instance that decodes every packet.
     let mut decoding = ebpf::load(LoadOptions {

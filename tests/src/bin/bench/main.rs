@@ -8,7 +8,9 @@
 mod control;
 mod forwarding;
 mod kernel;
+mod local;
 mod report;
+mod traffic;
 
 use std::path::PathBuf;
 
@@ -73,6 +75,8 @@ fn main() {
     };
     eprintln!("bench: forwarding end to end");
     let forwarding = forwarding::run(&forwarding_settings);
+    eprintln!("bench: local delivery");
+    let local = local::run(&forwarding_settings);
     eprintln!("bench: control plane");
     let control = control::run(&control_settings);
 
@@ -87,6 +91,7 @@ fn main() {
         },
         kernel: &kernel,
         forwarding: &forwarding,
+        local: &local,
         control: &control,
     };
     match report::write(&options.out, &results) {

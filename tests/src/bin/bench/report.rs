@@ -8,8 +8,10 @@ use serde_json::{Value, json};
 
 use crate::{
     control::Figure,
-    forwarding::{self, Forwarder, Run},
+    forwarding::{Forwarder, Run},
     kernel::{Row, Variant},
+    local::{self, Selection},
+    traffic,
 };
 
 /// Where the figures came from.
@@ -67,7 +69,15 @@ pub struct Results<'a> {
     pub settings: Settings,
     pub kernel: &'a [Row],
     pub forwarding: &'a [Run],
+    pub local: &'a [local::Run],
     pub control: &'a [Figure],
+}
+
+/// A selection's median run (by delivered rate).
+fn median_local(runs: &[local::Run], selection: Selection) -> Option<&local::Run> {
+    let mut of: Vec<&local::Run> = runs.iter().filter(|r| r.selection == selection).collect();
+    of.sort_by(|a, b| a.delivered_pps().total_cmp(&b.delivered_pps()));
+    of.get(of.len() / 2).copied()
 }
 
 /// A forwarder's median run (by delivered rate).
@@ -196,6 +206,24 @@ impl Results<'_> {
             .filter_map(|&f| median_run(self.forwarding, f))
             .map(run_json)
             .collect();
+        let local_json = |r: &local::Run| {
+            json!({
+                "selection": r.selection.id(),
+                "sent": r.sent,
+                "delivered": r.delivered,
+                "misdelivered": r.misdelivered,
+                "socket_overflows": r.socket_overflows,
+                "seconds": round(r.seconds, 3),
+                "delivered_pps": round(r.delivered_pps(), 0),
+                "xdp_ns_per_run": round(r.xdp_ns, 1),
+                "select_worker_ns_per_run": r.select_ns.map(|ns| round(ns, 1)),
+            })
+        };
+        let local_medians: Vec<Value> = Selection::ALL
+            .iter()
+            .filter_map(|&s| median_local(self.local, s))
+            .map(local_json)
+            .collect();
         json!({
             "machine": {
                 "cpu": self.machine.cpu,
@@ -209,12 +237,16 @@ impl Results<'_> {
                 "test_run_runs": self.settings.runs,
                 "forwarding_seconds": self.settings.seconds,
                 "forwarding_rounds": self.settings.rounds,
-                "payload_octets": forwarding::PAYLOAD_LEN,
+                "payload_octets": traffic::PAYLOAD_LEN,
             },
             "kernel_cost": kernel,
             "forwarding": {
                 "median": medians,
                 "runs": self.forwarding.iter().map(run_json).collect::<Vec<_>>(),
+            },
+            "local_delivery": {
+                "median": local_medians,
+                "runs": self.local.iter().map(local_json).collect::<Vec<_>>(),
             },
             "control_plane": self.control.iter().map(|f| json!({
                 "id": f.id,
@@ -265,7 +297,7 @@ impl Results<'_> {
         line(String::new());
         line(format!(
             "Forwarding end to end (IPv4, {}-octet UDP payloads, 12 flows to 3 backends, about {:.0} s per run, median of {} runs; the generator offers more than any forwarder takes):",
-            forwarding::PAYLOAD_LEN,
+            traffic::PAYLOAD_LEN,
             self.settings.seconds,
             self.settings.rounds
         ));
@@ -285,6 +317,26 @@ impl Results<'_> {
                     r.misrouted,
                     r.forwarding_cpu_busy * 100.0,
                     floor.map_or("-".to_owned(), |f| format!("{:.2}", r.delivered_pps() / f)),
+                ));
+            }
+        }
+        line(String::new());
+        line(format!(
+            "Local delivery (4 workers on the router's host sharing the VIP's port through SO_REUSEPORT; 16 flows; stack and workers on one CPU; median of {} runs; per-run costs from the kernel's BPF statistics under this traffic):",
+            self.settings.rounds
+        ));
+        line(String::new());
+        line("| socket selection | delivered pkt/s | to the right worker | XDP ns/packet | select_worker ns/datagram |".into());
+        line("|---|---:|---:|---:|---:|".into());
+        for selection in Selection::ALL {
+            if let Some(r) = median_local(self.local, selection) {
+                line(format!(
+                    "| {} | {:.0} | {:.1}% | {:.1} | {} |",
+                    selection.name(),
+                    r.delivered_pps(),
+                    100.0 * (r.delivered - r.misdelivered) as f64 / r.delivered.max(1) as f64,
+                    r.xdp_ns,
+                    r.select_ns.map_or("-".to_owned(), |ns| format!("{ns:.1}")),
                 ));
             }
         }
@@ -344,8 +396,24 @@ impl Results<'_> {
             .iter()
             .filter_map(|&f| median_run(self.forwarding, f))
             .collect();
-        let labels: Vec<String> = runs.iter().map(|r| r.forwarder.name().to_owned()).collect();
-        let values: Vec<f64> = runs.iter().map(|r| r.delivered_pps() / 1e6).collect();
+        let locals: Vec<&local::Run> = Selection::ALL
+            .iter()
+            .filter_map(|&s| median_local(self.local, s))
+            .collect();
+        let labels: Vec<String> = runs
+            .iter()
+            .map(|r| r.forwarder.name().to_owned())
+            .chain(
+                locals
+                    .iter()
+                    .map(|r| format!("local workers: {}", r.selection.name())),
+            )
+            .collect();
+        let values: Vec<f64> = runs
+            .iter()
+            .map(|r| r.delivered_pps() / 1e6)
+            .chain(locals.iter().map(|r| r.delivered_pps() / 1e6))
+            .collect();
         let colors: Vec<RGBColor> = runs
             .iter()
             .map(|r| match r.forwarder {
@@ -353,10 +421,14 @@ impl Results<'_> {
                 Forwarder::Router => ROUTER_COLOR,
                 Forwarder::UserSpace => OTHER_COLOR,
             })
+            .chain(locals.iter().map(|r| match r.selection {
+                Selection::ByCid => ROUTER_COLOR,
+                Selection::KernelHash => OTHER_COLOR,
+            }))
             .collect();
         horizontal_bars(
             &bottom,
-            "Delivered end to end, one forwarding CPU (million packets/s)",
+            "Delivered, one forwarding CPU (million packets/s)",
             &labels,
             &values,
             &colors,

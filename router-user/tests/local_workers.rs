@@ -1,0 +1,175 @@
+//! Local delivery: four quinn workers on the router's own host share the VIPs' port 443
+//! through SO_REUSEPORT, each with its own server ID and its own session tickets: a ticket
+//! key of its own, or stateful tickets (no key at all; rustls takes 0-RTT only with these).
+//! The same scenarios run with the workers registered with the router, whose SO_REUSEPORT
+//! program gives each datagram to the worker its DCID names, and without (the kernel's
+//! 4-tuple hash, what SO_REUSEPORT does by itself). Through the router every connection
+//! survives a move to a new port and every resumption lands on the worker that issued the
+//! session; without it, most do not. Needs root.
+
+use std::{collections::BTreeMap, path::Path};
+
+use integration_tests::{
+    fleet::{Fleet, Servers, WORKER_NAMES, connections, migrate_each, resume},
+    quic::Tickets,
+};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_quic-router");
+const CONNECTIONS: u16 = 200;
+const RESUMPTIONS: u16 = 100;
+
+/// What one fleet of workers did.
+struct Rates {
+    /// Connections whose exchange completed, per worker.
+    spread: BTreeMap<String, u64>,
+    connections_failed: Vec<String>,
+    /// Connections still on their worker after moving to a new port.
+    migrated: usize,
+    migration_failures: Vec<String>,
+    /// Resumptions on the worker of the first connection, sessions resumed, 0-RTT accepted.
+    same_worker: usize,
+    resumed: u64,
+    zero_rtt: usize,
+    /// The SO_REUSEPORT program's counters.
+    by_server_id: u64,
+    not_registered: u64,
+}
+
+fn run(registered: bool, tickets: Tickets) -> Rates {
+    let fleet = Fleet::with_servers(
+        Path::new(BINARY),
+        Servers::LocalWorkers { registered },
+        tickets,
+        None,
+    );
+    let mut spread = BTreeMap::new();
+    let mut connections_failed = Vec::new();
+    for v6 in [false, true] {
+        for result in connections(&fleet, v6, CONNECTIONS / 2, 40_000) {
+            match result {
+                Ok(worker) => *spread.entry(worker).or_default() += 1,
+                Err(err) => connections_failed.push(err),
+            }
+        }
+    }
+    let (migrated, migration_failures): (Vec<_>, Vec<_>) =
+        migrate_each(&fleet, CONNECTIONS, 42_000)
+            .into_iter()
+            .partition(Result::is_ok);
+    let round = resume(&fleet, RESUMPTIONS, 50_000);
+    let stats = fleet.deployment.stats();
+    let local = |name: &str| stats["outcomes"][name]["packets"].as_u64().unwrap();
+    Rates {
+        spread,
+        connections_failed,
+        migrated: migrated.len(),
+        migration_failures: migration_failures
+            .into_iter()
+            .filter_map(Result::err)
+            .collect(),
+        same_worker: round.same_server,
+        resumed: round.resumed,
+        zero_rtt: round.zero_rtt,
+        by_server_id: local("local_worker_by_server_id"),
+        not_registered: local("local_not_registered"),
+    }
+}
+
+fn percent(part: u64, whole: u16) -> String {
+    format!(
+        "{part}/{whole} ({:.0}%)",
+        100.0 * part as f64 / f64::from(whole)
+    )
+}
+
+#[test]
+fn workers_get_their_connections_through_migration_and_resumption_only_with_the_router() {
+    let routed = run(true, Tickets::OwnKey);
+    let plain = run(false, Tickets::OwnKey);
+    let stateful = run(true, Tickets::Stateful);
+    println!("4 local workers, own ticket keys     router selects by CID   kernel hash only");
+    println!(
+        "  connections completed              {:>22} {:>18}",
+        percent(routed.spread.values().sum(), CONNECTIONS),
+        percent(plain.spread.values().sum(), CONNECTIONS)
+    );
+    println!(
+        "  still on their worker after a move {:>22} {:>18}",
+        percent(routed.migrated as u64, CONNECTIONS),
+        percent(plain.migrated as u64, CONNECTIONS)
+    );
+    println!(
+        "  resumed on the issuing worker      {:>22} {:>18}",
+        percent(routed.same_worker as u64, RESUMPTIONS),
+        percent(plain.same_worker as u64, RESUMPTIONS)
+    );
+    println!(
+        "  sessions resumed                   {:>22} {:>18}",
+        percent(routed.resumed, RESUMPTIONS),
+        percent(plain.resumed, RESUMPTIONS)
+    );
+    println!(
+        "  0-RTT accepted                     {:>22} {:>18}",
+        percent(routed.zero_rtt as u64, RESUMPTIONS),
+        percent(plain.zero_rtt as u64, RESUMPTIONS)
+    );
+    println!(
+        "  with stateful tickets through the router: 0-RTT accepted {}",
+        percent(stateful.zero_rtt as u64, RESUMPTIONS)
+    );
+    println!("  spread through the router: {:?}", routed.spread);
+
+    // Through the router: everything, on the right worker.
+    assert!(
+        routed.connections_failed.is_empty(),
+        "{:?}",
+        routed.connections_failed
+    );
+    for worker in WORKER_NAMES {
+        assert!(
+            routed.spread.get(worker).copied().unwrap_or(0) > 0,
+            "{worker} got no connection: {:?}",
+            routed.spread
+        );
+    }
+    assert_eq!(
+        routed.migrated,
+        usize::from(CONNECTIONS),
+        "{:?}",
+        routed.migration_failures
+    );
+    assert!(routed.same_worker * 100 >= usize::from(RESUMPTIONS) * 99);
+    assert!(routed.resumed * 100 >= u64::from(RESUMPTIONS) * 99);
+    assert!(routed.by_server_id > u64::from(CONNECTIONS) * 3);
+    assert_eq!(routed.not_registered, 0);
+    assert_eq!(
+        stateful.migrated,
+        usize::from(CONNECTIONS),
+        "{:?}",
+        stateful.migration_failures
+    );
+    assert!(stateful.same_worker * 100 >= usize::from(RESUMPTIONS) * 99);
+    assert!(stateful.zero_rtt * 100 >= usize::from(RESUMPTIONS) * 99);
+
+    // By the kernel's hash alone: new connections work (one 4-tuple, one socket), but a move
+    // or a resumption from a new port lands on the right worker only by chance (1 in 4).
+    assert!(
+        plain.connections_failed.is_empty(),
+        "{:?}",
+        plain.connections_failed
+    );
+    assert!(
+        plain.migrated * 100 < usize::from(CONNECTIONS) * 60,
+        "{} of {CONNECTIONS} moves kept their worker without the router",
+        plain.migrated
+    );
+    assert!(
+        plain.same_worker * 100 < usize::from(RESUMPTIONS) * 60,
+        "{} of {RESUMPTIONS} resumptions found their worker without the router",
+        plain.same_worker
+    );
+    assert_eq!(
+        plain.by_server_id, 0,
+        "the program ran without registration"
+    );
+}
