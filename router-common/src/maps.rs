@@ -274,27 +274,33 @@ pub enum LocalOutcome {
     /// Given to the socket of the worker its DCID names.
     Worker = 0,
     /// The DCID names no server (a new connection's client-chosen DCID, an unknown server
-    /// ID, an unroutable CID, not QUIC): the kernel's own choice by 4-tuple hash.
-    KernelChoice = 1,
+    /// ID, an unroutable CID, not QUIC): given to the worker the fallback table picks for the
+    /// 4-tuple, the one the XDP program passed it for.
+    Fallback = 1,
     /// The DCID names a backend with no socket in this group (a remote host, or a worker
-    /// that has not registered): the kernel's own choice.
+    /// that has not registered): the kernel's own choice by 4-tuple hash.
     NotRegistered = 2,
+    /// The DCID names no server and the fallback table's backend has no socket in this
+    /// group (none active, a remote host): the kernel's own choice.
+    KernelChoice = 3,
 }
 
 impl LocalOutcome {
-    pub const COUNT: u32 = 3;
+    pub const COUNT: u32 = 4;
     pub const ALL: [LocalOutcome; Self::COUNT as usize] = [
         LocalOutcome::Worker,
-        LocalOutcome::KernelChoice,
+        LocalOutcome::Fallback,
         LocalOutcome::NotRegistered,
+        LocalOutcome::KernelChoice,
     ];
 
     /// The name operators see in stats.
     pub const fn name(self) -> &'static str {
         match self {
             LocalOutcome::Worker => "local_worker_by_server_id",
-            LocalOutcome::KernelChoice => "local_kernel_choice",
+            LocalOutcome::Fallback => "local_worker_by_fallback",
             LocalOutcome::NotRegistered => "local_not_registered",
+            LocalOutcome::KernelChoice => "local_kernel_choice",
         }
     }
 }

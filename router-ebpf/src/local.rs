@@ -1,20 +1,27 @@
 //! Local workers: the `SO_REUSEPORT` program of a listener's socket group on the router's own
 //! host. It finds the server that a datagram's DCID names with the same code and maps as the
 //! XDP program, and gives the datagram to that worker's socket in `WORKER_SOCKETS`. When the
-//! DCID names no server (a new connection, an unroutable CID) or one without a socket here,
-//! it leaves the choice to the kernel (its 4-tuple hash).
+//! DCID names no server (a new connection, an unroutable CID), it takes the fallback table's
+//! backend for the 4-tuple, as the XDP program does, so that weights and draining hold for
+//! workers too. When that backend has no socket here, the kernel chooses (its 4-tuple hash).
 
 use aya_ebpf::{
-    bindings::{sk_action::SK_PASS, sk_reuseport_md},
+    bindings::{bpf_hdr_start_off::BPF_HDR_START_NET, sk_action::SK_PASS, sk_reuseport_md},
+    helpers::generated::bpf_skb_load_bytes_relative,
     macros::sk_reuseport,
     programs::SkReuseportContext,
 };
-use router_common::maps::{LocalOutcome, ServerIdKey, worker_socket_index};
+use router_common::{
+    flow_hash::FlowAddr,
+    maps::{Control, LocalOutcome, NO_BACKEND, ServerIdKey, worker_socket_index},
+};
 
 use crate::{
     cid::{CidRoute, route_by_cid},
     maps::{CONTROL, WORKER_SOCKETS},
+    parse::Packet,
     quic::parse_header,
+    route::fallback_backend,
     stats,
 };
 
@@ -32,20 +39,82 @@ pub fn select_worker(ctx: SkReuseportContext) -> u32 {
 fn try_select_worker(ctx: &SkReuseportContext) -> LocalOutcome {
     // SAFETY: the program's context, valid for the whole run.
     let md: &sk_reuseport_md = unsafe { &*ctx.md };
-    let Some(payload_len) = (md.len as usize).checked_sub(UDP_HLEN) else {
-        return LocalOutcome::KernelChoice;
-    };
-    let Ok(header) = parse_header(ctx, UDP_HLEN, payload_len) else {
-        return LocalOutcome::KernelChoice;
-    };
+    let ipv6 = md.eth_protocol == ETH_P_IPV6_BE;
     let epoch = CONTROL.get(0).map_or(0, |control| control.epoch);
-    let mut key = ServerIdKey::default();
-    let CidRoute::Server(backend) = route_by_cid(ctx, epoch, &header, &mut key) else {
-        return LocalOutcome::KernelChoice;
-    };
-    let index = worker_socket_index(backend, md.eth_protocol == ETH_P_IPV6_BE);
-    match WORKER_SOCKETS.select_reuseport(ctx, index) {
-        Ok(()) => LocalOutcome::Worker,
-        Err(_) => LocalOutcome::NotRegistered,
+    let by_cid = (md.len as usize)
+        .checked_sub(UDP_HLEN)
+        .and_then(|payload_len| parse_header(ctx, UDP_HLEN, payload_len).ok())
+        .and_then(|header| {
+            let mut key = ServerIdKey::default();
+            match route_by_cid(ctx, epoch, &header, &mut key) {
+                CidRoute::Server(backend) => Some(backend),
+                CidRoute::UnknownServerId | CidRoute::Unroutable(_) => None,
+            }
+        });
+    if let Some(backend) = by_cid {
+        return if select(ctx, backend, ipv6) {
+            LocalOutcome::Worker
+        } else {
+            LocalOutcome::NotRegistered
+        };
     }
+    let generation = Control { epoch }.generation();
+    match fallback_of(ctx, generation, ipv6) {
+        Some(backend) if select(ctx, backend, ipv6) => LocalOutcome::Fallback,
+        _ => LocalOutcome::KernelChoice,
+    }
+}
+
+/// Selects `backend`'s socket for the family; false if it has none in this group.
+#[inline(always)]
+fn select(ctx: &SkReuseportContext, backend: u32, ipv6: bool) -> bool {
+    WORKER_SOCKETS
+        .select_reuseport(ctx, worker_socket_index(backend, ipv6))
+        .is_ok()
+}
+
+/// The fallback table's backend for the datagram's 4-tuple: the addresses from the IP header,
+/// the ports from the UDP header.
+#[inline(always)]
+fn fallback_of(ctx: &SkReuseportContext, generation: u32, ipv6: bool) -> Option<u32> {
+    let (mut src, mut dst): (FlowAddr, FlowAddr) = ([0; 16], [0; 16]);
+    if ipv6 {
+        let addresses: [u8; 32] = load_network(ctx, IPV6_ADDRESSES)?;
+        src.copy_from_slice(&addresses[..16]);
+        dst.copy_from_slice(&addresses[16..]);
+    } else {
+        let addresses: [u8; 8] = load_network(ctx, IPV4_ADDRESSES)?;
+        src[..4].copy_from_slice(&addresses[..4]);
+        dst[..4].copy_from_slice(&addresses[4..]);
+    }
+    let ports: [u8; 4] = ctx.load_array(0).ok()?;
+    let backend = fallback_backend(
+        generation,
+        &src,
+        &dst,
+        u16::from_ne_bytes([ports[0], ports[1]]),
+        u16::from_ne_bytes([ports[2], ports[3]]),
+    );
+    (backend != NO_BACKEND).then_some(backend)
+}
+
+/// Offsets of the source and destination addresses in the IP header.
+const IPV4_ADDRESSES: u32 = 12;
+const IPV6_ADDRESSES: u32 = 8;
+
+/// `N` octets from `offset` in the network (IP) header.
+#[inline(always)]
+fn load_network<const N: usize>(ctx: &SkReuseportContext, offset: u32) -> Option<[u8; N]> {
+    let mut octets = [0u8; N];
+    // SAFETY: the helper writes at most N octets into `octets`.
+    let status = unsafe {
+        bpf_skb_load_bytes_relative(
+            ctx.md.cast(),
+            offset,
+            octets.as_mut_ptr().cast(),
+            N as u32,
+            BPF_HDR_START_NET,
+        )
+    };
+    (status == 0).then_some(octets)
 }

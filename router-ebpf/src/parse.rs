@@ -19,29 +19,15 @@ const UDP_HLEN: usize = 8;
 /// Packet data that the programs read: an XDP frame from its Ethernet header on, or the
 /// datagram that an `SO_REUSEPORT` program sees from its UDP header on.
 pub trait Packet {
-    /// The start and end of the directly readable data.
-    fn bounds(&self) -> (usize, usize);
-
     /// Copies `buf.len()` octets from `offset` through the program type's helper, for lengths
     /// that are not constant, and for single octets (see [`ptr_at`]).
     fn load_into(&self, offset: usize, buf: &mut [u8]) -> Result<(), Outcome>;
+
+    /// The `N` octets at `offset`.
+    fn load_array<const N: usize>(&self, offset: usize) -> Result<[u8; N], Outcome>;
 }
 
 impl Packet for XdpContext {
-    /// Volatile reads: otherwise LLVM hands subprograms these two fields as 32-bit arguments
-    /// and zero-extends them with shifts, which the verifier rejects as arithmetic on packet
-    /// pointers.
-    #[inline(always)]
-    fn bounds(&self) -> (usize, usize) {
-        // SAFETY: `self.ctx` is the program's context, valid for the whole run.
-        unsafe {
-            (
-                core::ptr::read_volatile(&(*self.ctx).data) as usize,
-                core::ptr::read_volatile(&(*self.ctx).data_end) as usize,
-            )
-        }
-    }
-
     #[inline(always)]
     fn load_into(&self, offset: usize, buf: &mut [u8]) -> Result<(), Outcome> {
         // SAFETY: the helper writes at most `buf.len()` octets into `buf`.
@@ -55,21 +41,18 @@ impl Packet for XdpContext {
         };
         loaded(status)
     }
+
+    /// By direct access: an XDP frame is all readable so.
+    #[inline(always)]
+    fn load_array<const N: usize>(&self, offset: usize) -> Result<[u8; N], Outcome> {
+        // SAFETY: ptr_at checked all N octets; packet data has no alignment to rely on.
+        Ok(unsafe { ptr_at::<N>(self, offset)?.read_unaligned() })
+    }
 }
 
+/// A datagram at socket lookup: only the skb's linear part is directly readable, and drivers
+/// may leave the UDP payload in page fragments, so every read goes through the helper.
 impl Packet for SkReuseportContext {
-    /// Volatile reads, as for XDP.
-    #[inline(always)]
-    fn bounds(&self) -> (usize, usize) {
-        // SAFETY: `self.md` is the program's context, valid for the whole run.
-        unsafe {
-            (
-                core::ptr::read_volatile(&(*self.md).__bindgen_anon_1.data) as usize,
-                core::ptr::read_volatile(&(*self.md).__bindgen_anon_2.data_end) as usize,
-            )
-        }
-    }
-
     #[inline(always)]
     fn load_into(&self, offset: usize, buf: &mut [u8]) -> Result<(), Outcome> {
         // SAFETY: the helper writes at most `buf.len()` octets into `buf`.
@@ -83,6 +66,13 @@ impl Packet for SkReuseportContext {
         };
         loaded(status)
     }
+
+    #[inline(always)]
+    fn load_array<const N: usize>(&self, offset: usize) -> Result<[u8; N], Outcome> {
+        let mut octets = [0u8; N];
+        self.load_into(offset, &mut octets)?;
+        Ok(octets)
+    }
 }
 
 /// The result of a load helper: 0 when all octets were copied.
@@ -95,35 +85,45 @@ fn loaded(status: i64) -> Result<(), Outcome> {
     }
 }
 
-/// A pointer to `N` octets at `offset` in the packet, if the packet holds all of them.
+/// The frame's start and end. Volatile reads: otherwise LLVM hands subprograms these two
+/// fields as 32-bit arguments and zero-extends them with shifts, which the verifier rejects
+/// as arithmetic on packet pointers.
+#[inline(always)]
+fn bounds(ctx: &XdpContext) -> (usize, usize) {
+    // SAFETY: `ctx.ctx` is the program's context, valid for the whole run.
+    unsafe {
+        (
+            core::ptr::read_volatile(&(*ctx.ctx).data) as usize,
+            core::ptr::read_volatile(&(*ctx.ctx).data_end) as usize,
+        )
+    }
+}
+
+/// A pointer to `N` octets at `offset` in the frame, if the frame holds all of them.
 ///
 /// `N` must be at least 2: for one octet LLVM turns `p + 1 > end` into `p >= end`, which the
 /// verifier does not accept as a bounds check. Single octets go through [`byte_at`].
 #[inline(always)]
-pub fn ptr_at<const N: usize>(
-    packet: &impl Packet,
-    offset: usize,
-) -> Result<*mut [u8; N], Outcome> {
+pub fn ptr_at<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<*mut [u8; N], Outcome> {
     const { assert!(N >= 2) };
-    let (start, end) = packet.bounds();
+    let (start, end) = bounds(ctx);
     if start + offset + N > end {
         return Err(Outcome::NotListener);
     }
     Ok((start + offset) as *mut [u8; N])
 }
 
-/// The packet's length.
+/// The frame's length.
 #[inline(always)]
-pub fn packet_len(packet: &impl Packet) -> usize {
-    let (start, end) = packet.bounds();
+pub fn packet_len(ctx: &XdpContext) -> usize {
+    let (start, end) = bounds(ctx);
     end - start
 }
 
 /// The `N` octets at `offset`.
 #[inline(always)]
 pub fn load<const N: usize>(packet: &impl Packet, offset: usize) -> Result<[u8; N], Outcome> {
-    // SAFETY: ptr_at checked all N octets; packet data has no alignment to rely on.
-    Ok(unsafe { ptr_at::<N>(packet, offset)?.read_unaligned() })
+    packet.load_array(offset)
 }
 
 /// One octet.

@@ -8,7 +8,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use router_common::{
-    flow_hash::flow_hash,
+    flow_hash::{FlowAddr, flow_hash},
     maps::{
         BackendEntry, Control, FALLBACK_TABLE_SIZE, LISTENER_HASH_INITIALS, LOCAL_WORKER_IFINDEX,
         ListenerKey, MAX_BACKENDS, NO_BACKEND, Outcome, PORTS, ServerIdKey,
@@ -88,12 +88,26 @@ pub fn try_route(ctx: &XdpContext) -> Result<u32, Outcome> {
 /// frame of the caller, which has to stay small for the server ID decoder's call chain.
 #[inline(never)]
 fn fallback(generation: u32, datagram: &Datagram) -> u32 {
-    let hash = flow_hash(
+    fallback_backend(
+        generation,
         &datagram.src,
         &datagram.dst,
         datagram.src_port_be,
         datagram.dst_port_be,
-    );
+    )
+}
+
+/// The fallback table's backend for a 4-tuple (ports in network byte order), or NO_BACKEND.
+/// The socket selection for local workers takes the same, so that both agree.
+#[inline(always)]
+pub fn fallback_backend(
+    generation: u32,
+    src: &FlowAddr,
+    dst: &FlowAddr,
+    src_port_be: u16,
+    dst_port_be: u16,
+) -> u32 {
+    let hash = flow_hash(src, dst, src_port_be, dst_port_be);
     let slot = generation * FALLBACK_TABLE_SIZE + hash % FALLBACK_TABLE_SIZE;
     FALLBACK.get(slot).copied().unwrap_or(NO_BACKEND)
 }

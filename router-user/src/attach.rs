@@ -6,6 +6,7 @@ use std::path::Path;
 
 use aya::{
     Ebpf,
+    maps::{Map, MapData, ReusePortSockArray},
     pin::PinError,
     programs::{
         ProgramError, XdpMode,
@@ -14,6 +15,8 @@ use aya::{
         xdp::XdpLink,
     },
 };
+
+use router_common::maps::WORKER_SOCKET_SLOTS;
 
 use crate::{
     ebpf::{self, LoadError},
@@ -146,6 +149,15 @@ pub fn detach(pin_dir: &Path) -> Result<bool, AttachError> {
             path: link_path.display().to_string(),
             source,
         })?);
+    }
+    // Socket groups keep running the selection program after the pins go: with no sockets
+    // left to select, it leaves every choice to the kernel.
+    if let Ok(map) = MapData::from_pin(pin_dir.join("WORKER_SOCKETS"))
+        && let Ok(mut sockets) = ReusePortSockArray::try_from(Map::ReusePortSockArray(map))
+    {
+        for index in 0..WORKER_SOCKET_SLOTS {
+            let _ = sockets.clear_index(&index);
+        }
     }
     if pin_dir.exists() {
         let _ = std::fs::remove_dir_all(pin_dir);

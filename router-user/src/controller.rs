@@ -74,6 +74,11 @@ pub enum ControllerError {
         path: String,
         source: aya::pin::PinError,
     },
+    #[error("cannot put the pin in place at {path}: {source}")]
+    RenamePin {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("a controller already runs for {0}")]
     AlreadyRunning(String),
     #[error("control socket {path}: {source}")]
@@ -94,15 +99,24 @@ pub enum ControllerError {
 
 /// Pins this controller's `SO_REUSEPORT` program where local workers find it, in place of
 /// an earlier controller's (groups that run that one keep it: it uses the same pinned maps).
+/// Pinned under a temporary name and renamed over the old pin: a worker registering meanwhile
+/// always finds one.
 fn pin_worker_program(ebpf: &mut Ebpf, paths: &RouterPaths) -> Result<(), ControllerError> {
     let path = paths.worker_program();
-    let _ = fs::remove_file(&path);
+    // bpffs refuses names with a dot.
+    let fresh = path.with_file_name("select_worker_new");
+    let _ = fs::remove_file(&fresh);
+    let error = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| ControllerError::PinProgram { path, source }
+    };
     ebpf::worker_program(ebpf)?
-        .pin(&path)
-        .map_err(|source| ControllerError::PinProgram {
-            path: path.display().to_string(),
-            source,
-        })
+        .pin(&fresh)
+        .map_err(error(&fresh))?;
+    fs::rename(&fresh, &path).map_err(|source| ControllerError::RenamePin {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// What a file looked like: a change to any of these means it changed.

@@ -9,11 +9,15 @@ use std::{
 
 use aya::{
     Ebpf,
-    maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray, xdp::XdpMapError},
+    maps::{
+        Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray, ReusePortSockArray,
+        xdp::XdpMapError,
+    },
 };
 use router_common::maps::{
     BackendCounters, BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, Control, FALLBACK_TABLE_SIZE,
-    GENERATIONS, ListenerKey, LocalOutcome, MAX_BACKENDS, Outcome, PORTS, ServerIdKey,
+    GENERATIONS, LOCAL_WORKER_IFINDEX, ListenerKey, LocalOutcome, MAX_BACKENDS, Outcome, PORTS,
+    ServerIdKey, worker_socket_index,
 };
 
 use crate::tables::RoutingTables;
@@ -82,6 +86,9 @@ pub struct Dataplane {
     /// devmap-hash entry by unlinking the old one before linking the new, and a packet that
     /// looks it up in between finds nothing.
     tx_ports: BTreeSet<u32>,
+    worker_sockets: ReusePortSockArray<MapData>,
+    /// Local workers by backend index as the last apply left them; `None` before the first.
+    local_workers: Option<BTreeMap<u32, String>>,
 }
 
 fn take<T: TryFrom<Map, Error = MapError>>(
@@ -116,6 +123,8 @@ impl Dataplane {
             epoch,
             installed: [None, None],
             tx_ports: BTreeSet::new(),
+            worker_sockets: take(ebpf, "WORKER_SOCKETS")?,
+            local_workers: None,
         };
         dataplane.check_sizes()?;
         Ok(dataplane)
@@ -187,8 +196,39 @@ impl Dataplane {
                 .map_err(map_error("TX_PORTS"))?;
             self.tx_ports.remove(&ifindex);
         }
+        self.clear_worker_sockets(&tables);
         self.installed[target as usize] = Some(tables);
         Ok(())
+    }
+
+    /// Empties the socket slots of backend indices that are no longer the same local worker
+    /// (removed, now a host, or reused for another name), so that a departed worker's process
+    /// stops getting packets that name its index. The first apply clears every slot that is
+    /// not a local worker's.
+    fn clear_worker_sockets(&mut self, tables: &RoutingTables) {
+        let now: BTreeMap<u32, String> = tables
+            .backends
+            .iter()
+            .filter(|(_, entry)| entry.ifindex == LOCAL_WORKER_IFINDEX)
+            .filter_map(|(index, _)| Some((*index, tables.backend_names.get(index)?.clone())))
+            .collect();
+        let stale: Vec<u32> = match &self.local_workers {
+            None => (0..MAX_BACKENDS).filter(|i| !now.contains_key(i)).collect(),
+            Some(before) => before
+                .iter()
+                .filter(|(index, name)| now.get(index) != Some(name))
+                .map(|(index, _)| *index)
+                .collect(),
+        };
+        for index in stale {
+            for ipv6 in [false, true] {
+                // An empty slot answers ENOENT: nothing to clear.
+                let _ = self
+                    .worker_sockets
+                    .clear_index(&worker_socket_index(index, ipv6));
+            }
+        }
+        self.local_workers = Some(now);
     }
 
     fn write_generation(

@@ -20,7 +20,7 @@ pub const WORKER_PROGRAM_NAME: &str = "select_worker";
 
 /// The maps that hold the router's state, pinned so that the data path outlives the
 /// controller and a new controller adopts them.
-pub const PINNED_MAPS: [&str; 12] = [
+pub const PINNED_MAPS: [&str; 14] = [
     "CONTROL",
     "LISTENER_PORTS",
     "LISTENERS",
@@ -33,6 +33,10 @@ pub const PINNED_MAPS: [&str; 12] = [
     "BACKEND_STATS",
     "WORKER_SOCKETS",
     "LOCAL_STATS",
+    // Shared by the XDP program and the local workers' selection program, also when a new
+    // controller adopts an older XDP program.
+    "CID_CACHE",
+    "CID_CACHE_KEY",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -81,6 +81,26 @@ pub fn register_worker(
         .map_err(program_error)
 }
 
+/// Whether the IPv6 `socket` takes IPv6 only.
+fn v6_only(socket: BorrowedFd<'_>) -> Result<bool, LocalError> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` octets into `value`.
+    let status = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if status != 0 {
+        return Err(LocalError::Socket(io::Error::last_os_error()));
+    }
+    Ok(value != 0)
+}
+
 /// Whether `socket` is an IPv6 socket (its group takes the IPv6 listener's datagrams).
 fn is_ipv6(socket: BorrowedFd<'_>) -> Result<bool, LocalError> {
     // SAFETY: sockaddr_storage is plain data; all zeros is a valid value.
@@ -99,7 +119,11 @@ fn is_ipv6(socket: BorrowedFd<'_>) -> Result<bool, LocalError> {
     }
     match i32::from(addr.ss_family) {
         libc::AF_INET => Ok(false),
-        libc::AF_INET6 => Ok(true),
+        libc::AF_INET6 if v6_only(socket)? => Ok(true),
+        libc::AF_INET6 => Err(LocalError::Socket(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "an IPv6 socket must be IPV6_V6ONLY: IPv4 datagrams to a dual-stack socket are not in the IPv6 group's selection",
+        ))),
         family => Err(LocalError::Socket(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("address family {family} is not IP"),

@@ -5,7 +5,8 @@
 //! program gives each datagram to the worker its DCID names, and without (the kernel's
 //! 4-tuple hash, what SO_REUSEPORT does by itself). Through the router every connection
 //! survives a move to a new port and every resumption lands on the worker that issued the
-//! session; without it, most do not. Needs root.
+//! session, and a drained worker gets no new connection; without it, most do not, and the
+//! drained worker gets its share. Needs root.
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -17,6 +18,8 @@ use integration_tests::{
 const BINARY: &str = env!("CARGO_BIN_EXE_quic-router");
 const CONNECTIONS: u16 = 200;
 const RESUMPTIONS: u16 = 100;
+/// New connections after one of the four workers is drained.
+const DRAINED: u16 = 60;
 
 /// What one fleet of workers did.
 struct Rates {
@@ -30,8 +33,12 @@ struct Rates {
     same_worker: usize,
     resumed: u64,
     zero_rtt: usize,
+    /// New connections, after worker0 was drained, that worker0 took anyway.
+    on_drained: usize,
+    drained_failures: Vec<String>,
     /// The SO_REUSEPORT program's counters.
     by_server_id: u64,
+    by_fallback: u64,
     not_registered: u64,
 }
 
@@ -57,6 +64,17 @@ fn run(registered: bool, tickets: Tickets) -> Rates {
             .into_iter()
             .partition(Result::is_ok);
     let round = resume(&fleet, RESUMPTIONS, 50_000);
+    fleet
+        .deployment
+        .cli_ok(&["backend", "drain", "--iface", "r0", WORKER_NAMES[0]]);
+    let (after_drain, drained_failures): (Vec<_>, Vec<_>) =
+        connections(&fleet, false, DRAINED, 46_000)
+            .into_iter()
+            .partition(Result::is_ok);
+    let on_drained = after_drain
+        .iter()
+        .filter(|r| r.as_deref() == Ok(WORKER_NAMES[0]))
+        .count();
     let stats = fleet.deployment.stats();
     let local = |name: &str| stats["outcomes"][name]["packets"].as_u64().unwrap();
     Rates {
@@ -70,7 +88,13 @@ fn run(registered: bool, tickets: Tickets) -> Rates {
         same_worker: round.same_server,
         resumed: round.resumed,
         zero_rtt: round.zero_rtt,
+        on_drained,
+        drained_failures: drained_failures
+            .into_iter()
+            .filter_map(Result::err)
+            .collect(),
         by_server_id: local("local_worker_by_server_id"),
+        by_fallback: local("local_worker_by_fallback"),
         not_registered: local("local_not_registered"),
     }
 }
@@ -114,6 +138,11 @@ fn workers_get_their_connections_through_migration_and_resumption_only_with_the_
         percent(plain.zero_rtt as u64, RESUMPTIONS)
     );
     println!(
+        "  new connections on a drained worker   {:>22} {:>18}",
+        percent(routed.on_drained as u64, DRAINED),
+        percent(plain.on_drained as u64, DRAINED)
+    );
+    println!(
         "  with stateful tickets through the router: 0-RTT accepted {}",
         percent(stateful.zero_rtt as u64, RESUMPTIONS)
     );
@@ -141,7 +170,18 @@ fn workers_get_their_connections_through_migration_and_resumption_only_with_the_
     assert!(routed.same_worker * 100 >= usize::from(RESUMPTIONS) * 99);
     assert!(routed.resumed * 100 >= u64::from(RESUMPTIONS) * 99);
     assert!(routed.by_server_id > u64::from(CONNECTIONS) * 3);
+    // New connections went where the fallback table (weights, draining) says.
+    assert!(routed.by_fallback >= u64::from(CONNECTIONS));
     assert_eq!(routed.not_registered, 0);
+    assert!(
+        routed.drained_failures.is_empty(),
+        "{:?}",
+        routed.drained_failures
+    );
+    assert_eq!(
+        routed.on_drained, 0,
+        "a drained worker took new connections"
+    );
     assert_eq!(
         stateful.migrated,
         usize::from(CONNECTIONS),
@@ -171,5 +211,10 @@ fn workers_get_their_connections_through_migration_and_resumption_only_with_the_
     assert_eq!(
         plain.by_server_id, 0,
         "the program ran without registration"
+    );
+    // Nor does draining: the kernel's hash does not know it.
+    assert!(
+        plain.on_drained > 0,
+        "the kernel's hash avoided the drained worker"
     );
 }

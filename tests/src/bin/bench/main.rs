@@ -68,11 +68,7 @@ fn main() {
     };
 
     eprintln!("bench: per-packet cost in the kernel");
-    let kernel = if std::env::var("SKIPK").is_ok() {
-        Vec::new()
-    } else {
-        kernel::run(&kernel_settings)
-    };
+    let kernel = kernel::run(&kernel_settings);
     eprintln!("bench: forwarding end to end");
     let forwarding = forwarding::run(&forwarding_settings);
     eprintln!("bench: local delivery");
