@@ -1,10 +1,12 @@
-//! Forwarding rate end to end through the namespace topology: a generator in the client
-//! namespace sends QUIC short-header packets (sendmmsg on connected UDP sockets, as fast as
-//! the kernel takes them, bounded in time and count) whose CIDs name three backends under all
-//! four QUIC-LB configs; a sink at each backend's interface (an XDP program) counts what
-//! arrives and whether the CID names that backend. The generator has CPU 0; the forwarder has
-//! the last CPU (the router interface's NAPI runs threaded, pinned there), so that each
-//! forwarder gets the same one CPU. In one run, interleaved round by round:
+//! Forwarding rate end to end through the namespace topology: the generator (`traffic`) in
+//! the client namespace sends QUIC short-header packets, bounded in time and count, whose CIDs
+//! name three backends under all four QUIC-LB configs; a sink at each backend's interface (an
+//! XDP program) counts what arrives and whether the CID names that backend. The generator
+//! has CPU 0; the forwarder has the last CPU (the router interface's NAPI, threaded, pinned
+//! there). The sinks run there too: a redirect schedules the receiving veth's NAPI on its
+//! own CPU, and CPU 0 has no room left beside the generator. That is the same work for every
+//! forwarder; the program run times (BPF statistics) tell the sinks' share. In one run,
+//! interleaved round by round:
 //!
 //! - the floor: the parse-and-redirect XDP program, native mode, slot by source port;
 //! - quic-router: the router's XDP program, native mode;
@@ -25,7 +27,10 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::{Array, DevMap, MapData, PerCpuArray};
+use aya::{
+    maps::{Array, DevMap, MapData, PerCpuArray},
+    sys::{Stats, enable_stats},
+};
 use integration_tests::{
     BACKENDS, ConfigFile, take_map,
     topology::{self, Topology, VIP4},
@@ -43,8 +48,8 @@ use router_user::{
 
 use crate::traffic::{
     GENERATOR_CPU, Generator, MessageBatch, QUIC_PORT, attach_router, busy, cpu_times,
-    flow_payloads, forwarding_cpu, load_and_attach, parse_mac, pin_napi_threads, pin_to_cpu,
-    receiving_socket, sockaddr_in, udp_rcvbuf_errors_in,
+    flow_payloads, forwarding_cpu, load_and_attach, ns_per_run, parse_mac, pin_napi_threads,
+    pin_to_cpu, receiving_socket, sockaddr_in, udp_rcvbuf_errors_in, xdp_run_stats,
 };
 
 pub struct Settings {
@@ -101,6 +106,10 @@ pub struct Run {
     pub forwarding_cpu_busy: f64,
     /// The same for the generator's CPU.
     pub generator_cpu_busy: f64,
+    /// Average run time of the XDP forwarder's program, and of the sinks' (which share the
+    /// forwarding CPU), under this traffic, in ns (BPF statistics, from the warm-up round).
+    pub forwarder_ns: Option<f64>,
+    pub sink_ns: Option<f64>,
 }
 
 impl Run {
@@ -161,14 +170,19 @@ pub fn run(settings: &Settings) -> Vec<Run> {
     topology
         .router
         .exec("sh", &["-c", "echo 1 > /sys/class/net/r0/threaded"]);
-    let sinks: Vec<Sink> = (0..BACKEND_COUNT)
+    let mut sinks: Vec<Sink> = (0..BACKEND_COUNT)
         .map(|i| Sink::attach(&topology.backends[i].name, i as u32))
         .collect();
 
-    let mut runs = Vec::new();
+    let mut runs: Vec<Run> = Vec::new();
+    // Program run times, from the warm-up round.
+    let mut program_ns = Vec::new();
     for round in 0..=settings.rounds {
+        // The kernel times every program run only in round 0 (the warm-up, whose rates are
+        // not reported): timing costs each run two clock reads, which the rates should not.
+        let stats = (round == 0).then(|| enable_stats(Stats::RunTime).expect("BPF_ENABLE_STATS"));
         for forwarder in Forwarder::ALL {
-            let forwarding = Forwarding::start(forwarder, &topology, &config, &tables, &macs);
+            let mut forwarding = Forwarding::start(forwarder, &topology, &config, &tables, &macs);
             // The user-space router gets the forwarding CPU to itself: the kernel's receive
             // path runs on the generator's.
             let napi_cpu = match forwarder {
@@ -180,15 +194,25 @@ pub fn run(settings: &Settings) -> Vec<Run> {
                 forwarder,
                 &mut generator,
                 &frames,
-                &sinks,
+                &mut sinks,
                 settings,
-                &forwarding,
+                &mut forwarding,
             );
             drop(forwarding);
-            // Round 0 warms up (neighbour entries, caches) and is not reported.
-            if round > 0 {
+            // Round 0 warms up (neighbour entries, caches): its rates are not reported.
+            if round == 0 {
+                program_ns.push((forwarder, run.forwarder_ns, run.sink_ns));
+            } else {
                 runs.push(run);
             }
+        }
+        drop(stats);
+    }
+    for run in &mut runs {
+        if let Some(&(_, forwarder_ns, sink_ns)) =
+            program_ns.iter().find(|(f, ..)| *f == run.forwarder)
+        {
+            (run.forwarder_ns, run.sink_ns) = (forwarder_ns, sink_ns);
         }
     }
     runs
@@ -197,7 +221,9 @@ pub fn run(settings: &Settings) -> Vec<Run> {
 /// A forwarder running in the router namespace; stops on drop.
 enum Forwarding {
     Xdp {
-        _ebpf: aya::Ebpf,
+        ebpf: aya::Ebpf,
+        /// The attached program.
+        program: &'static str,
     },
     UserSpace {
         stop: Arc<AtomicBool>,
@@ -217,7 +243,8 @@ impl Forwarding {
         let _inside = topology.router.enter();
         match forwarder {
             Forwarder::Router => Self::Xdp {
-                _ebpf: attach_router(topology, tables),
+                ebpf: attach_router(topology, tables),
+                program: ebpf::PROGRAM_NAME,
             },
             Forwarder::Floor => {
                 let mut ebpf =
@@ -236,7 +263,10 @@ impl Forwarding {
                     addresses.set(slot as u32, entry, 0).expect("FLOOR_MACS");
                 }
                 load_and_attach(&mut ebpf, "floor_redirect", "r0");
-                Self::Xdp { _ebpf: ebpf }
+                Self::Xdp {
+                    ebpf,
+                    program: "floor_redirect",
+                }
             }
             Forwarder::UserSpace => {
                 topology
@@ -290,10 +320,21 @@ fn measure(
     forwarder: Forwarder,
     generator: &mut Generator,
     frames: &[Vec<u8>],
-    sinks: &[Sink],
+    sinks: &mut [Sink],
     settings: &Settings,
-    forwarding: &Forwarding,
+    forwarding: &mut Forwarding,
 ) -> Run {
+    let forwarder_stats = |forwarding: &mut Forwarding| match forwarding {
+        Forwarding::Xdp { ebpf, program } => Some(xdp_run_stats(ebpf, program)),
+        Forwarding::UserSpace { .. } => None,
+    };
+    let sink_stats = |sinks: &mut [Sink]| {
+        sinks
+            .iter_mut()
+            .map(|sink| xdp_run_stats(&mut sink.ebpf, "bench_sink"))
+            .fold((0, 0), |sum, (time, runs)| (sum.0 + time, sum.1 + runs))
+    };
+    let (forwarder_before, sinks_before) = (forwarder_stats(forwarding), sink_stats(sinks));
     let router_overflows_before = match forwarding {
         Forwarding::UserSpace { router_netns, .. } => udp_rcvbuf_errors_in(router_netns),
         Forwarding::Xdp { .. } => 0,
@@ -305,6 +346,10 @@ fn measure(
     // What is in flight arrives.
     thread::sleep(Duration::from_millis(300));
     let after: Vec<SinkCounts> = sinks.iter().map(Sink::counts).collect();
+    let forwarder_ns = forwarder_before
+        .zip(forwarder_stats(forwarding))
+        .and_then(|(before, after)| ns_per_run(before, after));
+    let sink_ns = ns_per_run(sinks_before, sink_stats(sinks));
     let router_overflows = match forwarding {
         Forwarding::UserSpace { router_netns, .. } => {
             udp_rcvbuf_errors_in(router_netns) - router_overflows_before
@@ -327,13 +372,15 @@ fn measure(
         seconds,
         forwarding_cpu_busy: busy(&cpu_before, &cpu_after, forwarding_cpu()),
         generator_cpu_busy: busy(&cpu_before, &cpu_after, GENERATOR_CPU),
+        forwarder_ns,
+        sink_ns,
     }
 }
 
 /// The bench's sink program at a backend's interface.
 struct Sink {
     counts: PerCpuArray<MapData, u64>,
-    _ebpf: aya::Ebpf,
+    ebpf: aya::Ebpf,
 }
 
 #[derive(Clone, Copy)]
@@ -352,10 +399,7 @@ impl Sink {
         backend.set(0, index, 0).expect("SINK_BACKEND");
         let counts = take_map(&mut ebpf, "SINK_COUNTS");
         load_and_attach(&mut ebpf, "bench_sink", "b0");
-        Self {
-            counts,
-            _ebpf: ebpf,
-        }
+        Self { counts, ebpf }
     }
 
     fn counts(&self) -> SinkCounts {

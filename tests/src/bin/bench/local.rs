@@ -6,7 +6,7 @@
 //! what it receives and how much of it was meant for another worker. The router interface's
 //! NAPI, the stack and the workers share the last CPU; the generator has CPU 0. The cost per
 //! run of the XDP program and of `select_worker` under this traffic comes from the kernel's
-//! BPF run-time statistics (BPF_ENABLE_STATS), taken while the traffic flows.
+//! BPF run-time statistics (BPF_ENABLE_STATS), taken in the warm-up round.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -17,11 +17,11 @@ use std::{
 };
 
 use aya::{
-    maps::{MapData, ReusePortSockArray},
+    maps::{Map, MapData, ReusePortSockArray},
     sys::{Stats, enable_stats},
 };
 use integration_tests::{
-    ConfigFile, LOCAL_WORKERS, take_map,
+    ConfigFile, LOCAL_WORKERS,
     topology::{Topology, VIP4},
 };
 use router_common::maps::{BENCH_MARKER_OFFSET, worker_socket_index};
@@ -34,7 +34,8 @@ use crate::{
     forwarding::Settings,
     traffic::{
         Generator, MessageBatch, QUIC_PORT, attach_router, flow_payloads, forwarding_cpu,
-        pin_napi_threads, pin_to_cpu, receiving_socket, udp_rcvbuf_errors_in,
+        ns_per_run, pin_napi_threads, pin_to_cpu, receiving_socket, udp_rcvbuf_errors_in,
+        xdp_run_stats,
     },
 };
 
@@ -78,8 +79,9 @@ pub struct Run {
     /// Dropped because a worker's socket buffer was full.
     pub socket_overflows: u64,
     pub seconds: f64,
-    /// Average run time of the XDP program, and of `select_worker` (when it ran), in ns.
-    pub xdp_ns: f64,
+    /// Average run time of the XDP program, and of `select_worker` (when it ran), in ns
+    /// (BPF statistics, from the warm-up round).
+    pub xdp_ns: Option<f64>,
     pub select_ns: Option<f64>,
 }
 
@@ -105,7 +107,7 @@ pub fn run(settings: &Settings) -> Vec<Run> {
     let tables = RoutingTables::build(&config, &mut BackendIndices::default(), netif::lookup)
         .unwrap_or_else(|err| panic!("{err}"));
     let mut ebpf = attach_router(&topology, &tables);
-    let mut worker_sockets: ReusePortSockArray<MapData> = take_map(&mut ebpf, "WORKER_SOCKETS");
+    let mut worker_sockets = worker_sockets_of(&mut ebpf);
     let backend_index = |name: &str| -> u32 {
         *tables
             .backend_names
@@ -122,11 +124,11 @@ pub fn run(settings: &Settings) -> Vec<Run> {
         .enumerate()
         .map(|(j, (_, payload))| generator.frame(43_000 + j as u16, payload))
         .collect();
-    // Counts run time while it is open.
-    let _stats = enable_stats(Stats::RunTime).expect("BPF_ENABLE_STATS");
-
-    let mut runs = Vec::new();
+    let mut runs: Vec<Run> = Vec::new();
+    let mut program_ns = Vec::new();
     for round in 0..=settings.rounds {
+        // Program run times are taken in round 0 only, as for forwarding.
+        let stats = (round == 0).then(|| enable_stats(Stats::RunTime).expect("BPF_ENABLE_STATS"));
         for selection in Selection::ALL {
             let vip = SocketAddr::new(IpAddr::V4(VIP4.parse().expect("VIP")), QUIC_PORT);
             let sockets: Vec<socket2::Socket> = {
@@ -156,26 +158,54 @@ pub fn run(settings: &Settings) -> Vec<Run> {
                 &sockets,
                 settings,
             );
-            // Round 0 warms up and is not reported.
-            if round > 0 {
+            // Round 0 warms up: its rates are not reported.
+            if round == 0 {
+                program_ns.push((selection, run.xdp_ns, run.select_ns));
+            } else {
                 runs.push(run);
             }
+        }
+        drop(stats);
+    }
+    for run in &mut runs {
+        if let Some(&(_, xdp_ns, select_ns)) = program_ns.iter().find(|(s, ..)| *s == run.selection)
+        {
+            (run.xdp_ns, run.select_ns) = (xdp_ns, select_ns);
         }
     }
     runs
 }
 
+/// The `WORKER_SOCKETS` map that `select_worker` reads (the dataplane took the object's
+/// handle; the controller's workers find the map by its pin, the bench by the program).
+fn worker_sockets_of(ebpf: &mut aya::Ebpf) -> ReusePortSockArray<MapData> {
+    let ids = ebpf::worker_program(ebpf)
+        .expect("select_worker")
+        .info()
+        .and_then(|info| info.map_ids())
+        .expect("select_worker's maps")
+        .unwrap_or_default();
+    let map = ids
+        .into_iter()
+        .filter_map(|id| MapData::from_id(id).ok())
+        .find(|map| {
+            map.info()
+                .is_ok_and(|info| info.name_as_str() == Some("WORKER_SOCKETS"))
+        })
+        .expect("select_worker uses WORKER_SOCKETS");
+    ReusePortSockArray::try_from(Map::ReusePortSockArray(map)).expect("a reuseport socket array")
+}
+
 /// (total run time in ns, runs) of the router's XDP program and of `select_worker`.
 fn program_stats(ebpf: &mut aya::Ebpf) -> [(u64, u64); 2] {
-    let xdp = ebpf::xdp_program(ebpf)
-        .expect("the router's program")
-        .info()
-        .expect("XDP program info");
     let select = ebpf::worker_program(ebpf)
         .expect("select_worker")
         .info()
         .expect("select_worker info");
-    [xdp, select].map(|info| (info.run_time().as_nanos() as u64, info.run_count()))
+    [
+        xdp_run_stats(ebpf, ebpf::PROGRAM_NAME),
+        (select.run_time().as_nanos() as u64, select.run_count()),
+    ]
 }
 
 fn measure(
@@ -227,13 +257,6 @@ fn measure(
         (sent, counts)
     });
     let stats_after = program_stats(ebpf);
-    let average = |which: usize| {
-        let (time, runs) = (
-            stats_after[which].0 - stats_before[which].0,
-            stats_after[which].1 - stats_before[which].1,
-        );
-        (runs > 0).then(|| time as f64 / runs as f64)
-    };
     Run {
         selection,
         sent,
@@ -241,7 +264,7 @@ fn measure(
         misdelivered: counts.iter().map(|c| c.1).sum(),
         socket_overflows: udp_rcvbuf_errors_in(&topology.router.name) - overflows_before,
         seconds,
-        xdp_ns: average(0).unwrap_or(0.0),
-        select_ns: average(1),
+        xdp_ns: ns_per_run(stats_before[0], stats_after[0]),
+        select_ns: ns_per_run(stats_before[1], stats_after[1]),
     }
 }

@@ -195,6 +195,8 @@ impl Results<'_> {
                 "misrouted": r.misrouted,
                 "router_socket_overflows": r.router_overflows,
                 "forwarding_cpu_busy": round(r.forwarding_cpu_busy, 3),
+                "forwarder_xdp_ns_per_packet": r.forwarder_ns.map(|ns| round(ns, 1)),
+                "sink_xdp_ns_per_packet": r.sink_ns.map(|ns| round(ns, 1)),
                 "generator_cpu_busy": round(r.generator_cpu_busy, 3),
                 "seconds": round(r.seconds, 3),
                 "delivered_pps": round(r.delivered_pps(), 0),
@@ -215,7 +217,7 @@ impl Results<'_> {
                 "socket_overflows": r.socket_overflows,
                 "seconds": round(r.seconds, 3),
                 "delivered_pps": round(r.delivered_pps(), 0),
-                "xdp_ns_per_run": round(r.xdp_ns, 1),
+                "xdp_ns_per_run": r.xdp_ns.map(|ns| round(ns, 1)),
                 "select_worker_ns_per_run": r.select_ns.map(|ns| round(ns, 1)),
             })
         };
@@ -302,13 +304,13 @@ impl Results<'_> {
             self.settings.rounds
         ));
         line(String::new());
-        line("| forwarder | delivered pkt/s | offered pkt/s | delivered | lost | misrouted | forwarding CPU busy | x floor |".into());
-        line("|---|---:|---:|---:|---:|---:|---:|---:|".into());
+        line("| forwarder | delivered pkt/s | offered pkt/s | delivered | lost | misrouted | forwarding CPU busy | XDP ns/packet (forwarder; sink) | x floor |".into());
+        line("|---|---:|---:|---:|---:|---:|---:|---:|---:|".into());
         let floor = median_run(self.forwarding, Forwarder::Floor).map(Run::delivered_pps);
         for forwarder in Forwarder::ALL {
             if let Some(r) = median_run(self.forwarding, forwarder) {
                 line(format!(
-                    "| {} | {:.0} | {:.0} | {} | {} | {} | {:.0}% | {} |",
+                    "| {} | {:.0} | {:.0} | {} | {} | {} | {:.0}% | {}; {} | {} |",
                     forwarder.name(),
                     r.delivered_pps(),
                     r.offered_pps(),
@@ -316,13 +318,16 @@ impl Results<'_> {
                     r.lost(),
                     r.misrouted,
                     r.forwarding_cpu_busy * 100.0,
+                    r.forwarder_ns
+                        .map_or("-".to_owned(), |ns| format!("{ns:.0}")),
+                    r.sink_ns.map_or("-".to_owned(), |ns| format!("{ns:.0}")),
                     floor.map_or("-".to_owned(), |f| format!("{:.2}", r.delivered_pps() / f)),
                 ));
             }
         }
         line(String::new());
         line(format!(
-            "Local delivery (4 workers on the router's host sharing the VIP's port through SO_REUSEPORT; 16 flows; stack and workers on one CPU; median of {} runs; per-run costs from the kernel's BPF statistics under this traffic):",
+            "Local delivery (4 workers on the router's host sharing the VIP's port through SO_REUSEPORT; 16 flows; stack and workers on one CPU; median of {} runs; per-run costs from the kernel's BPF statistics under this traffic, in the warm-up round):",
             self.settings.rounds
         ));
         line(String::new());
@@ -331,11 +336,11 @@ impl Results<'_> {
         for selection in Selection::ALL {
             if let Some(r) = median_local(self.local, selection) {
                 line(format!(
-                    "| {} | {:.0} | {:.1}% | {:.1} | {} |",
+                    "| {} | {:.0} | {:.1}% | {} | {} |",
                     selection.name(),
                     r.delivered_pps(),
                     100.0 * (r.delivered - r.misdelivered) as f64 / r.delivered.max(1) as f64,
-                    r.xdp_ns,
+                    r.xdp_ns.map_or("-".to_owned(), |ns| format!("{ns:.1}")),
                     r.select_ns.map_or("-".to_owned(), |ns| format!("{ns:.1}")),
                 ));
             }

@@ -82,10 +82,11 @@ pub fn cpu_times() -> Vec<(u64, u64)> {
                 .skip(1)
                 .filter_map(|field| field.parse().ok())
                 .collect();
-            let total: u64 = fields.iter().take(8).sum();
-            // idle and iowait
-            let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
-            (total - idle, total)
+            let field = |i: usize| fields.get(i).copied().unwrap_or(0);
+            // user, nice, system, irq, softirq; not idle, iowait, or steal (time the
+            // hypervisor gave to others).
+            let busy = field(0) + field(1) + field(2) + field(5) + field(6);
+            (busy, busy + field(3) + field(4) + field(7))
         })
         .collect()
 }
@@ -111,7 +112,9 @@ pub struct Generator {
 
 /// Frames per BPF_PROG_TEST_RUN call (one flow's; the kernel sends them in batches of 64).
 /// Each call also sets up and tears down a page pool, which sleeps for a few tens of
-/// milliseconds: large calls, and two threads, so that one sends while the other sleeps.
+/// milliseconds: calls of some tens of milliseconds' work from two threads, so that one sends
+/// while the other sleeps. Flows go in bursts of a call each, two at a time (smaller calls
+/// from more threads starve the receive paths that share the generator's CPU).
 const FRAMES_PER_CALL: u32 = 1 << 18;
 const GENERATOR_THREADS: usize = 2;
 
@@ -151,7 +154,7 @@ impl Generator {
     }
 
     /// Sends a call's worth of each of `frames` in turn for `seconds` or up to `max_packets`,
-    /// from two threads on the generator's CPU: (frames handed to the kernel, seconds).
+    /// from the threads on the generator's CPU: (frames handed to the kernel, seconds).
     pub fn send(&mut self, frames: &[Vec<u8>], seconds: f64, max_packets: u64) -> (u64, f64) {
         let program: &Xdp = xdp_program(&mut self.ebpf, "bench_generate");
         let netns = &self.netns;
@@ -209,6 +212,21 @@ pub fn attach_router(topology: &Topology, tables: &RoutingTables) -> aya::Ebpf {
     ebpf
 }
 
+/// (total run time in ns, runs) of the loaded XDP program `name`, from the kernel's BPF
+/// statistics (counted while `BPF_ENABLE_STATS` is on).
+pub fn xdp_run_stats(ebpf: &mut aya::Ebpf, name: &str) -> (u64, u64) {
+    let info = xdp_program(ebpf, name)
+        .info()
+        .unwrap_or_else(|err| panic!("{name}: {err}"));
+    (info.run_time().as_nanos() as u64, info.run_count())
+}
+
+/// Nanoseconds per run between two readings of run statistics, if it ran.
+pub fn ns_per_run(before: (u64, u64), after: (u64, u64)) -> Option<f64> {
+    let runs = after.1 - before.1;
+    (runs > 0).then(|| (after.0 - before.0) as f64 / runs as f64)
+}
+
 /// Loads the bench program `name` and attaches it to `interface` in native mode.
 pub fn load_and_attach(ebpf: &mut aya::Ebpf, name: &str, interface: &str) {
     let program = xdp_program(ebpf, name);
@@ -259,8 +277,10 @@ pub fn pin_napi_threads(interface: &str, cpu: usize) {
     assert!(pinned > 0, "no threaded NAPI for {interface}");
 }
 
-/// A UDP socket bound to `addr` with a large receive buffer and a 50 ms receive timeout,
-/// in an SO_REUSEPORT group if `reuse_port`.
+/// A UDP socket bound to `addr` with a 50 ms receive timeout, in an SO_REUSEPORT group if
+/// `reuse_port`. Its receive buffer is as large as `net.core.rmem_max` lets an application
+/// make it (SO_RCVBUF): forced larger (4 MiB), it holds more datagrams under overload, which
+/// costs the receiver cache misses and lowered the delivered rate by a third here.
 pub fn receiving_socket(addr: SocketAddr, reuse_port: bool) -> Socket {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None).expect("UDP socket");
     if reuse_port {
