@@ -165,6 +165,20 @@ pub struct ServerIdKey {
     pub server_id: [u8; MAX_SERVER_ID_LEN],
 }
 
+impl ServerIdKey {
+    /// The key of `server_id` (at most 15 octets; more are cut) under `config_rotation`, in
+    /// generation 0.
+    pub fn new(config_rotation: u8, server_id: &[u8]) -> Self {
+        let mut key = Self {
+            config_rotation,
+            ..Self::default()
+        };
+        let len = server_id.len().min(MAX_SERVER_ID_LEN);
+        key.server_id[..len].copy_from_slice(&server_id[..len]);
+        key
+    }
+}
+
 /// Where a backend is: the interface to redirect to and the Ethernet addresses to write.
 /// `ifindex == 0`: no backend at this index.
 #[repr(C)]

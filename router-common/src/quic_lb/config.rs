@@ -14,6 +14,17 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The mode of a configuration with or without a key and `plaintext_len` octets of server
+    /// ID and nonce.
+    #[inline(always)]
+    pub const fn of(encrypted: bool, plaintext_len: usize) -> Self {
+        match (encrypted, plaintext_len == BLOCK_LEN) {
+            (false, _) => Mode::Plaintext,
+            (true, true) => Mode::SinglePass,
+            (true, false) => Mode::FourPass,
+        }
+    }
+
     /// The name operators see: `plaintext`, `single-pass` or `four-pass`.
     pub const fn name(self) -> &'static str {
         match self {
@@ -65,6 +76,18 @@ pub enum ConfigError {
 }
 
 impl ConfigParams {
+    /// Parameters with the defaults of the config file: the first octet self-describes the
+    /// CID length, and servers append no octets of their own.
+    pub const fn new(config_rotation: u8, server_id_len: u8, nonce_len: u8) -> Self {
+        Self {
+            config_rotation,
+            server_id_len,
+            nonce_len,
+            length_self_description: true,
+            server_use_len: 0,
+        }
+    }
+
     /// Checks every rule of draft-21 §3 and §5.2 on these parameters.
     pub fn validate(&self) -> Result<(), ConfigError> {
         match self.config_rotation {
@@ -137,11 +160,7 @@ impl<C: BlockCipher> Config<C> {
     }
 
     pub fn mode(&self) -> Mode {
-        match self.cipher {
-            None => Mode::Plaintext,
-            Some(_) if self.params.plaintext_len() == BLOCK_LEN => Mode::SinglePass,
-            Some(_) => Mode::FourPass,
-        }
+        Mode::of(self.cipher.is_some(), self.params.plaintext_len())
     }
 }
 

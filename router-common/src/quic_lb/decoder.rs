@@ -130,13 +130,15 @@ pub fn decode_server_id<C: BlockCipher>(
 ) -> u128 {
     let mut head = [0u8; BLOCK_LEN];
     head.copy_from_slice(&encoded[..BLOCK_LEN]);
-    let head = match cipher {
-        None => u128::from_be_bytes(head),
-        Some(cipher) if plaintext_len == BLOCK_LEN => {
+    let head = match (cipher, Mode::of(cipher.is_some(), plaintext_len)) {
+        (Some(cipher), Mode::SinglePass) => {
             cipher.decrypt_block(&mut head);
             u128::from_be_bytes(head)
         }
-        Some(cipher) => four_pass::decrypt_server_id(cipher, encoded, plaintext_len, server_id_len),
+        (Some(cipher), Mode::FourPass) => {
+            four_pass::decrypt_server_id(cipher, encoded, plaintext_len, server_id_len)
+        }
+        _ => u128::from_be_bytes(head),
     };
     head & !four_pass::shr_octets(u128::MAX, server_id_len)
 }
@@ -144,8 +146,7 @@ pub fn decode_server_id<C: BlockCipher>(
 /// Single-pass: the first 16 octets are one AES-128-ECB block.
 #[inline(always)]
 fn decrypt_single_pass<C: BlockCipher>(cipher: &C, buf: &mut PlaintextBuf) {
-    let mut block = [0u8; BLOCK_LEN];
-    block.copy_from_slice(&buf[..BLOCK_LEN]);
-    cipher.decrypt_block(&mut block);
-    buf[..BLOCK_LEN].copy_from_slice(&block);
+    if let Some(block) = buf.first_chunk_mut::<BLOCK_LEN>() {
+        cipher.decrypt_block(block);
+    }
 }

@@ -62,9 +62,9 @@ impl<C: BlockCipher> Encoder<C> {
         plaintext[sid_len..plaintext_len].copy_from_slice(nonce);
         match (self.config.mode(), self.config.cipher()) {
             (Mode::SinglePass, Some(cipher)) => {
-                let block: &mut [u8; BLOCK_LEN] =
-                    (&mut plaintext[..BLOCK_LEN]).try_into().expect("one block");
-                cipher.encrypt_block(block);
+                if let Some(block) = plaintext.first_chunk_mut::<BLOCK_LEN>() {
+                    cipher.encrypt_block(block);
+                }
             }
             (Mode::FourPass, Some(cipher)) => {
                 plaintext = four_pass::encrypt(cipher, &plaintext, plaintext_len);
