@@ -104,6 +104,11 @@ impl Nonces {
                     }
                 }
                 *exhausted = next == start;
+                if *exhausted {
+                    warn!(
+                        "every nonce of this QUIC-LB config is used: issuing unroutable connection IDs"
+                    );
+                }
                 Some(nonce)
             }
         }
@@ -137,39 +142,17 @@ impl Issuing {
 
 struct State {
     issuing: Issuing,
-    cid_len: usize,
     /// Codepoints this issuer has used: their CIDs are ours (validate).
     codepoints: BTreeSet<u8>,
-    warned_exhausted: bool,
-}
-
-impl State {
-    fn issue(&mut self) -> ConnectionId {
-        let cid = match self.issuing.nonces.next() {
-            Some(nonce) => self
-                .issuing
-                .encoder
-                .encode(&self.issuing.server_id, &nonce, &mut rand::rng())
-                .expect("lengths checked when the config was set"),
-            None => {
-                if !self.warned_exhausted {
-                    warn!(
-                        "every nonce of this QUIC-LB config is used: issuing unroutable connection IDs"
-                    );
-                    self.warned_exhausted = true;
-                }
-                encode_unroutable(self.cid_len, &mut rand::rng())
-                    .expect("length checked at creation")
-            }
-        };
-        ConnectionId::new(cid.as_slice())
-    }
 }
 
 /// Issues QUIC-LB connection IDs for one server. Cheap to clone: clones share the state.
 #[derive(Clone)]
 pub struct CidIssuer {
     state: Arc<Mutex<State>>,
+    /// Outside the lock: [`rotate`](Self::rotate) refuses a config of another length, and
+    /// quinn asks for it on every incoming datagram.
+    cid_len: usize,
     lifetime: Option<Duration>,
 }
 
@@ -183,10 +166,9 @@ impl CidIssuer {
         Ok(Self {
             state: Arc::new(Mutex::new(State {
                 issuing: Issuing::new(config)?,
-                cid_len,
                 codepoints,
-                warned_exhausted: false,
             })),
+            cid_len,
             lifetime: None,
         })
     }
@@ -204,30 +186,35 @@ impl CidIssuer {
 
     /// Issues every new CID under `config` from now on. CIDs issued before stay valid.
     pub fn rotate(&self, config: IssuerConfig) -> Result<(), IssuerError> {
-        let mut state = self.lock();
         let new = config.params.cid_len();
-        if new != state.cid_len {
+        if new != self.cid_len {
             return Err(IssuerError::LengthChange {
-                current: state.cid_len,
+                current: self.cid_len,
                 new,
             });
         }
         let codepoint = config.params.config_rotation;
-        state.issuing = Issuing::new(config)?;
+        let issuing = Issuing::new(config)?;
+        let mut state = self.lock();
+        state.issuing = issuing;
         state.codepoints.insert(codepoint);
-        state.warned_exhausted = false;
         Ok(())
     }
 
     /// One new CID, for the server's own use: a CID handed to a client (in application data,
     /// encrypted) for its next connection to come back here.
     pub fn issue(&self) -> ConnectionId {
-        self.lock().issue()
-    }
-
-    /// The CID length (constant).
-    pub fn cid_len(&self) -> usize {
-        self.lock().cid_len
+        let mut state = self.lock();
+        let issuing = &mut state.issuing;
+        let cid = match issuing.nonces.next() {
+            Some(nonce) => issuing
+                .encoder
+                .encode(&issuing.server_id, &nonce, &mut rand::rng())
+                .expect("lengths checked when the config was set"),
+            None => encode_unroutable(self.cid_len, &mut rand::rng())
+                .expect("length checked at creation"),
+        };
+        ConnectionId::new(cid.as_slice())
     }
 
     /// What quinn's `EndpointConfig::cid_generator` takes.
@@ -244,12 +231,11 @@ impl ConnectionIdGenerator for CidIssuer {
 
     /// A CID of ours has our length and a codepoint we used (or 0b111, when exhausted).
     fn validate(&self, cid: &ConnectionId) -> Result<(), InvalidCid> {
-        let state = self.lock();
         let codepoint = cid.first().map(|&octet| config_rotation_of(octet));
         match codepoint {
             Some(c)
-                if cid.len() == state.cid_len
-                    && (c == UNROUTABLE_CONFIG_ROTATION || state.codepoints.contains(&c)) =>
+                if cid.len() == self.cid_len
+                    && (c == UNROUTABLE_CONFIG_ROTATION || self.lock().codepoints.contains(&c)) =>
             {
                 Ok(())
             }
@@ -258,7 +244,7 @@ impl ConnectionIdGenerator for CidIssuer {
     }
 
     fn cid_len(&self) -> usize {
-        self.lock().cid_len
+        self.cid_len
     }
 
     fn cid_lifetime(&self) -> Option<Duration> {
@@ -274,16 +260,6 @@ mod tests {
 
     use super::*;
 
-    fn params(config_rotation: u8, server_id_len: u8, nonce_len: u8) -> ConfigParams {
-        ConfigParams {
-            config_rotation,
-            server_id_len,
-            nonce_len,
-            length_self_description: true,
-            server_use_len: 0,
-        }
-    }
-
     fn key(octet: u8) -> Key {
         Key::from_slice(&[octet; 16]).unwrap()
     }
@@ -291,9 +267,9 @@ mod tests {
     #[test]
     fn every_cid_decodes_to_the_server_id_and_none_repeats() {
         for (params, key) in [
-            (params(0, 2, 6), None),
-            (params(1, 4, 12), Some(key(1))),
-            (params(2, 3, 5), Some(key(2))),
+            (ConfigParams::new(0, 2, 6), None),
+            (ConfigParams::new(1, 4, 12), Some(key(1))),
+            (ConfigParams::new(2, 3, 5), Some(key(2))),
         ] {
             let issuer = CidIssuer::new(IssuerConfig {
                 params,
@@ -325,7 +301,7 @@ mod tests {
 
     #[test]
     fn an_exhausted_counter_issues_unroutable_cids() {
-        let params = params(3, 4, 4);
+        let params = ConfigParams::new(3, 4, 4);
         let issuer = CidIssuer::new(IssuerConfig {
             params,
             key: Some(key(3)),
@@ -354,7 +330,7 @@ mod tests {
     #[test]
     fn rotation_keeps_the_length_and_validates_old_cids() {
         let issuer = CidIssuer::new(IssuerConfig {
-            params: params(0, 3, 5),
+            params: ConfigParams::new(0, 3, 5),
             key: Some(key(4)),
             server_id: vec![7; 3],
         })
@@ -362,7 +338,7 @@ mod tests {
         let old = issuer.issue();
         issuer
             .rotate(IssuerConfig {
-                params: params(1, 2, 6),
+                params: ConfigParams::new(1, 2, 6),
                 key: Some(key(5)),
                 server_id: vec![8; 2],
             })
@@ -377,7 +353,7 @@ mod tests {
         assert_eq!(
             issuer
                 .rotate(IssuerConfig {
-                    params: params(2, 3, 6),
+                    params: ConfigParams::new(2, 3, 6),
                     key: None,
                     server_id: vec![1; 3]
                 })
@@ -389,7 +365,7 @@ mod tests {
         );
         assert_eq!(
             CidIssuer::new(IssuerConfig {
-                params: params(0, 1, 4),
+                params: ConfigParams::new(0, 1, 4),
                 key: None,
                 server_id: vec![1]
             })
@@ -398,7 +374,7 @@ mod tests {
         );
         assert!(matches!(
             CidIssuer::new(IssuerConfig {
-                params: params(0, 2, 4),
+                params: ConfigParams::new(0, 2, 4),
                 key: None,
                 server_id: vec![1]
             })
@@ -407,7 +383,7 @@ mod tests {
         ));
         assert!(matches!(
             CidIssuer::new(IssuerConfig {
-                params: params(0, 3, 5),
+                params: ConfigParams::new(0, 3, 5),
                 key: None,
                 server_id: vec![1]
             })

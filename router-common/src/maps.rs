@@ -15,7 +15,7 @@
 //! |---|---|---|---|
 //! | `CONTROL` | array, 1 | 0 | [`Control`] |
 //! | `LISTENER_PORTS` | array | `generation * 65536 + UDP port` | `u8`: 1 if some listener has the port |
-//! | `LISTENERS` | hash | [`ListenerKey`] | `u8` listener flags ([`LISTENER_PRESENT`], ...) |
+//! | `LISTENERS` | hash | [`ListenerKey`] | `u8` listener flags ([`LISTENER_HASH_INITIALS`]; 0: none; the entry itself marks a listener) |
 //! | `CID_CONFIGS` | array | `generation * 8 + config_rotation` | [`CidConfigEntry`] |
 //! | `SERVER_IDS` | hash | [`ServerIdKey`] | `u32` backend index |
 //! | `BACKENDS` | array | `generation * MAX_BACKENDS + backend index` | [`BackendEntry`] |
@@ -87,8 +87,6 @@ impl SinkCounter {
     pub const COUNT: u32 = 2;
 }
 
-/// Listener flag: set on every listener (a value of zero would read as absent).
-pub const LISTENER_PRESENT: u8 = 1;
 /// Listener flag: route Initial and 0-RTT packets by the 4-tuple hash only, whatever their
 /// DCID names (what load balancers without QUIC-LB for Initials do).
 pub const LISTENER_HASH_INITIALS: u8 = 2;

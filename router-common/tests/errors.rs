@@ -6,16 +6,6 @@ use router_common::quic_lb::{
     encode_unroutable,
 };
 
-fn params(config_rotation: u8, server_id_len: u8, nonce_len: u8) -> ConfigParams {
-    ConfigParams {
-        config_rotation,
-        server_id_len,
-        nonce_len,
-        length_self_description: true,
-        server_use_len: 0,
-    }
-}
-
 fn plaintext_config(params: ConfigParams) -> Result<Config<aes::Aes128>, ConfigError> {
     Config::new(params, None)
 }
@@ -23,14 +13,32 @@ fn plaintext_config(params: ConfigParams) -> Result<Config<aes::Aes128>, ConfigE
 #[test]
 fn each_invalid_config_has_its_own_error() {
     let cases = [
-        (params(7, 4, 4), ConfigError::ReservedConfigRotation),
-        (params(8, 4, 4), ConfigError::ConfigRotationOutOfRange(8)),
-        (params(0, 0, 4), ConfigError::ServerIdLenOutOfRange(0)),
-        (params(0, 16, 4), ConfigError::ServerIdLenOutOfRange(16)),
-        (params(0, 4, 3), ConfigError::NonceLenOutOfRange(3)),
-        (params(0, 1, 19), ConfigError::NonceLenOutOfRange(19)),
         (
-            params(0, 15, 5),
+            ConfigParams::new(7, 4, 4),
+            ConfigError::ReservedConfigRotation,
+        ),
+        (
+            ConfigParams::new(8, 4, 4),
+            ConfigError::ConfigRotationOutOfRange(8),
+        ),
+        (
+            ConfigParams::new(0, 0, 4),
+            ConfigError::ServerIdLenOutOfRange(0),
+        ),
+        (
+            ConfigParams::new(0, 16, 4),
+            ConfigError::ServerIdLenOutOfRange(16),
+        ),
+        (
+            ConfigParams::new(0, 4, 3),
+            ConfigError::NonceLenOutOfRange(3),
+        ),
+        (
+            ConfigParams::new(0, 1, 19),
+            ConfigError::NonceLenOutOfRange(19),
+        ),
+        (
+            ConfigParams::new(0, 15, 5),
             ConfigError::PlaintextTooLong {
                 server_id_len: 15,
                 nonce_len: 5,
@@ -39,7 +47,7 @@ fn each_invalid_config_has_its_own_error() {
         (
             ConfigParams {
                 server_use_len: 2,
-                ..params(0, 10, 9)
+                ..ConfigParams::new(0, 10, 9)
             },
             ConfigError::CidTooLong { cid_len: 22 },
         ),
@@ -57,13 +65,13 @@ fn each_invalid_config_has_its_own_error() {
 #[test]
 fn boundary_configs_are_valid() {
     for params in [
-        params(0, 1, 4),
-        params(6, 15, 4),
-        params(3, 1, 18),
-        params(0, 10, 9),
+        ConfigParams::new(0, 1, 4),
+        ConfigParams::new(6, 15, 4),
+        ConfigParams::new(3, 1, 18),
+        ConfigParams::new(0, 10, 9),
         ConfigParams {
             server_use_len: 1,
-            ..params(0, 10, 8)
+            ..ConfigParams::new(0, 10, 8)
         },
     ] {
         plaintext_config(params).unwrap_or_else(|e| panic!("{params:?}: {e}"));
@@ -82,7 +90,7 @@ fn keys_and_ciphers_never_show_in_debug_output() {
     let key = Key::from_slice(&[0x5a; 16]).unwrap();
     let shown = format!("{key:?}");
     assert!(!shown.contains("5a") && !shown.contains("90"), "{shown}");
-    let config = Config::new(params(0, 4, 4), Some(key.aes128())).unwrap();
+    let config = Config::new(ConfigParams::new(0, 4, 4), Some(key.aes128())).unwrap();
     let shown = format!("{config:?}");
     assert!(
         shown.contains("encrypted: true") && !shown.contains("5a"),
@@ -92,7 +100,7 @@ fn keys_and_ciphers_never_show_in_debug_output() {
 
 #[test]
 fn encoder_checks_server_id_and_nonce_lengths() {
-    let encoder = Encoder::new(plaintext_config(params(0, 3, 4)).unwrap());
+    let encoder = Encoder::new(plaintext_config(ConfigParams::new(0, 3, 4)).unwrap());
     let mut rng = StdRng::seed_from_u64(0);
     assert_eq!(
         encoder.encode(&[1, 2], &[0; 4], &mut rng).unwrap_err(),
@@ -118,7 +126,7 @@ fn unroutable_cids_use_codepoint_seven_and_self_describe_their_length() {
         assert_eq!(cid.len(), len);
         assert_eq!(cid.as_slice()[0], 0xe0 | (len as u8 - 1));
         let mut decoder = Decoder::<aes::Aes128>::new();
-        decoder.insert(plaintext_config(params(0, 3, 4)).unwrap());
+        decoder.insert(plaintext_config(ConfigParams::new(0, 3, 4)).unwrap());
         assert_eq!(
             decoder.decode(cid.as_slice()).unwrap_err(),
             DecodeError::Unroutable
@@ -141,7 +149,7 @@ fn unroutable_cids_use_codepoint_seven_and_self_describe_their_length() {
 #[test]
 fn decoder_reports_why_a_cid_is_unroutable() {
     let mut decoder = Decoder::<aes::Aes128>::new();
-    decoder.insert(plaintext_config(params(1, 3, 4)).unwrap());
+    decoder.insert(plaintext_config(ConfigParams::new(1, 3, 4)).unwrap());
     assert_eq!(decoder.decode(&[]).unwrap_err(), DecodeError::Empty);
     assert_eq!(
         decoder.decode(&[0x07, 1, 2, 3, 4, 5, 6, 7]).unwrap_err(),
@@ -171,7 +179,7 @@ fn encoded_cids_carry_random_low_bits_without_length_self_description() {
     let config = plaintext_config(ConfigParams {
         length_self_description: false,
         server_use_len: 3,
-        ..params(2, 3, 4)
+        ..ConfigParams::new(2, 3, 4)
     })
     .unwrap();
     let encoder = Encoder::new(config);

@@ -159,13 +159,7 @@ fn server_id_decode_stops_after_three_passes_where_allowed() {
         if plaintext_len == BLOCK_LEN {
             continue; // single-pass: one block decryption, no passes to count
         }
-        let params = ConfigParams {
-            config_rotation: 0,
-            server_id_len: sid_len,
-            nonce_len,
-            length_self_description: true,
-            server_use_len: 0,
-        };
+        let params = ConfigParams::new(0, sid_len, nonce_len);
         let encryptions = Rc::new(Cell::new(0));
         let cipher = Counting {
             inner: key.aes128(),

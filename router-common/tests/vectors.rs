@@ -58,11 +58,8 @@ fn config(row: &Vector) -> Config<aes::Aes128> {
 /// The row's config, with the cipher that `cipher_of` makes from its key.
 fn config_with<C: BlockCipher>(row: &Vector, cipher_of: impl Fn(&Key) -> C) -> Config<C> {
     let params = ConfigParams {
-        config_rotation: row.config_rotation,
-        server_id_len: row.server_id_len,
-        nonce_len: row.nonce_len,
         length_self_description: row.length_self_description,
-        server_use_len: 0,
+        ..ConfigParams::new(row.config_rotation, row.server_id_len, row.nonce_len)
     };
     let cipher = row.key.as_ref().map(|key| {
         cipher_of(&Key::from_slice(&hex::decode(key).expect("key hex")).expect("16-octet key"))

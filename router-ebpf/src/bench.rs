@@ -13,6 +13,7 @@ use router_common::maps::{BENCH_MARKER_OFFSET, FLOOR_SLOTS, SinkCounter};
 use crate::{
     maps::{FLOOR_MACS, FLOOR_PORTS, GENERATOR_PORT, SINK_BACKEND, SINK_COUNTS},
     parse::{Datagram, byte_at, parse_datagram, ptr_at},
+    stats,
 };
 
 /// Does nothing: the cost of running an XDP program at all.
@@ -58,7 +59,7 @@ pub fn bench_sink(ctx: XdpContext) -> u32 {
     if parse_datagram(&ctx, &mut datagram).is_err() {
         return XDP_PASS;
     }
-    count(SinkCounter::Delivered);
+    stats::bump(&SINK_COUNTS, SinkCounter::Delivered as u32);
     // Scalars before comparing: LLVM would otherwise test both Options at once by OR-ing a
     // map pointer, which the verifier rejects.
     let expected = SINK_BACKEND.get(0).map_or(u32::MAX, |&index| index);
@@ -67,15 +68,7 @@ pub fn bench_sink(ctx: XdpContext) -> u32 {
         Err(_) => u32::MAX - 1,
     };
     if marker != expected {
-        count(SinkCounter::Misrouted);
+        stats::bump(&SINK_COUNTS, SinkCounter::Misrouted as u32);
     }
     XDP_DROP
-}
-
-#[inline(always)]
-fn count(counter: SinkCounter) {
-    if let Some(value) = SINK_COUNTS.get_ptr_mut(counter as u32) {
-        // SAFETY: a per-CPU slot, written by this CPU only.
-        unsafe { *value += 1 };
-    }
 }

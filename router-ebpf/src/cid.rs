@@ -10,7 +10,7 @@ use router_common::{
 
 use crate::{
     maps::{CID_CACHE, CID_CACHE_KEY, CID_CONFIGS, SERVER_IDS},
-    parse::{Packet, load},
+    parse::Packet,
     quic::Header,
     stats,
 };
@@ -31,7 +31,7 @@ pub enum CidRoute {
 fn read_dcid(ctx: &impl Packet, offset: usize, len: usize) -> [u8; MAX_CID_LEN] {
     // The usual case: the packet holds 20 octets from the DCID on (QUIC packets carry at
     // least a 16-octet AEAD tag after it), so one bounds check covers a fixed-size copy.
-    if let Ok(dcid) = load::<MAX_CID_LEN>(ctx, offset) {
+    if let Ok(dcid) = ctx.load_array::<MAX_CID_LEN>(offset) {
         return dcid;
     }
     // Otherwise the DCID runs to the end of the packet, whose lengths the parser checked.
@@ -82,7 +82,8 @@ const UNROUTABLE_CODEPOINT: u32 = u32::MAX - 2;
 const UNROUTABLE_LENGTH: u32 = u32::MAX - 3;
 
 /// The route for the DCID at `dcid_offset`, `dcid_len` octets long (a short header's: the
-/// rest of the packet). `epoch_and_short` is `epoch << 1 | short`.
+/// rest of the packet). `epoch_and_short` is `epoch << 1 | short`: a `&Header` argument
+/// instead would leave the verifier without bounds on the offset read back from it.
 ///
 /// A BPF subprogram of its own (not inlined), so that the codec's buffers have a stack frame
 /// of their own (BPF allows 512 octets along a call chain). Its arguments are scalars, the
@@ -109,10 +110,10 @@ fn server_id_route(
     }
     // A short header's DCID is the config's CID length; a long header names its length,
     // which must hold the encoded part.
-    let needed = if short {
-        config.cid_len as usize
+    let (cid_len, needed) = if short {
+        (config.cid_len as usize, config.cid_len as usize)
     } else {
-        1 + config.plaintext_len as usize
+        (dcid_len, 1 + config.plaintext_len as usize)
     };
     if dcid_len < needed {
         return UNROUTABLE_LENGTH;
@@ -122,11 +123,6 @@ fn server_id_route(
     // SAFETY: a plain read of a static that the loader may have rewritten before loading.
     let cache_on = unsafe { core::ptr::read_volatile(&CID_CACHE_ON) } != 0;
     let cached = cache_on && config.encrypted != 0 && !stats::tracing();
-    let cid_len = if short {
-        config.cid_len as usize
-    } else {
-        dcid_len
-    };
     if cached {
         let backend = cache_lookup(epoch, &dcid, cid_len);
         if backend != NO_BACKEND {
@@ -201,6 +197,8 @@ fn decode_into_key(
     dcid: &[u8; MAX_CID_LEN],
     key: &mut ServerIdKey,
 ) -> u32 {
+    // A copy, not `dcid.last_chunk()`: decoding from the unaligned tail takes 8 octets more
+    // of this frame, and the XDP program's call chain through here is at 512 already.
     let mut encoded = [0u8; MAX_PLAINTEXT_LEN];
     encoded.copy_from_slice(&dcid[1..]);
     let cipher = (config.encrypted != 0).then_some(&config.round_keys);

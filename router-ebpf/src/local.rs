@@ -6,8 +6,7 @@
 //! workers too. When that backend has no socket here, the kernel chooses (its 4-tuple hash).
 
 use aya_ebpf::{
-    bindings::{bpf_hdr_start_off::BPF_HDR_START_NET, sk_action::SK_PASS, sk_reuseport_md},
-    helpers::generated::bpf_skb_load_bytes_relative,
+    bindings::{sk_action::SK_PASS, sk_reuseport_md},
     macros::sk_reuseport,
     programs::SkReuseportContext,
 };
@@ -18,19 +17,18 @@ use router_common::{
 
 use crate::{
     cid::{CidRoute, route_by_cid},
-    maps::{CONTROL, WORKER_SOCKETS},
-    parse::Packet,
+    maps::{CONTROL, LOCAL_STATS, WORKER_SOCKETS},
+    parse::{Packet, UDP_HLEN, load_network},
     quic::parse_header,
     route::fallback_backend,
     stats,
 };
 
-const UDP_HLEN: usize = 8;
 const ETH_P_IPV6_BE: u32 = 0x86dd_u16.to_be() as u32;
 
 #[sk_reuseport]
 pub fn select_worker(ctx: SkReuseportContext) -> u32 {
-    stats::count_local(try_select_worker(&ctx));
+    stats::bump(&LOCAL_STATS, try_select_worker(&ctx) as u32);
     // Without a selection the kernel picks by its hash.
     SK_PASS
 }
@@ -79,11 +77,11 @@ fn select(ctx: &SkReuseportContext, backend: u32, ipv6: bool) -> bool {
 fn fallback_of(ctx: &SkReuseportContext, generation: u32, ipv6: bool) -> Option<u32> {
     let (mut src, mut dst): (FlowAddr, FlowAddr) = ([0; 16], [0; 16]);
     if ipv6 {
-        let addresses: [u8; 32] = load_network(ctx, IPV6_ADDRESSES)?;
+        let addresses: [u8; 32] = load_network(ctx, IPV6_ADDRESSES).ok()?;
         src.copy_from_slice(&addresses[..16]);
         dst.copy_from_slice(&addresses[16..]);
     } else {
-        let addresses: [u8; 8] = load_network(ctx, IPV4_ADDRESSES)?;
+        let addresses: [u8; 8] = load_network(ctx, IPV4_ADDRESSES).ok()?;
         src[..4].copy_from_slice(&addresses[..4]);
         dst[..4].copy_from_slice(&addresses[4..]);
     }
@@ -99,22 +97,5 @@ fn fallback_of(ctx: &SkReuseportContext, generation: u32, ipv6: bool) -> Option<
 }
 
 /// Offsets of the source and destination addresses in the IP header.
-const IPV4_ADDRESSES: u32 = 12;
-const IPV6_ADDRESSES: u32 = 8;
-
-/// `N` octets from `offset` in the network (IP) header.
-#[inline(always)]
-fn load_network<const N: usize>(ctx: &SkReuseportContext, offset: u32) -> Option<[u8; N]> {
-    let mut octets = [0u8; N];
-    // SAFETY: the helper writes at most N octets into `octets`.
-    let status = unsafe {
-        bpf_skb_load_bytes_relative(
-            ctx.md.cast(),
-            offset,
-            octets.as_mut_ptr().cast(),
-            N as u32,
-            BPF_HDR_START_NET,
-        )
-    };
-    (status == 0).then_some(octets)
-}
+const IPV4_ADDRESSES: usize = 12;
+const IPV6_ADDRESSES: usize = 8;

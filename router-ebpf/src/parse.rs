@@ -1,7 +1,8 @@
 //! Ethernet (with up to one 802.1Q tag), IPv4 (options included), IPv6 and UDP.
 
 use aya_ebpf::{
-    helpers::generated::{bpf_skb_load_bytes, bpf_xdp_load_bytes},
+    bindings::bpf_hdr_start_off::BPF_HDR_START_NET,
+    helpers::generated::{bpf_skb_load_bytes, bpf_skb_load_bytes_relative, bpf_xdp_load_bytes},
     programs::{SkReuseportContext, XdpContext},
 };
 use router_common::{flow_hash::FlowAddr, maps::Outcome};
@@ -14,7 +15,7 @@ const ETH_P_8021Q: u16 = 0x8100;
 const IPPROTO_UDP: u8 = 17;
 const IPV4_HLEN: usize = 20;
 const IPV6_HLEN: usize = 40;
-const UDP_HLEN: usize = 8;
+pub(crate) const UDP_HLEN: usize = 8;
 
 /// Packet data that the programs read: an XDP frame from its Ethernet header on, or the
 /// datagram that an `SO_REUSEPORT` program sees from its UDP header on.
@@ -75,6 +76,27 @@ impl Packet for SkReuseportContext {
     }
 }
 
+/// The `N` octets at `offset` in the datagram's network (IP) header, which the UDP-relative
+/// offsets of [`Packet`] cannot reach.
+#[inline(always)]
+pub fn load_network<const N: usize>(
+    ctx: &SkReuseportContext,
+    offset: usize,
+) -> Result<[u8; N], Outcome> {
+    let mut octets = [0u8; N];
+    // SAFETY: the helper writes at most N octets into `octets`.
+    let status = unsafe {
+        bpf_skb_load_bytes_relative(
+            ctx.md.cast(),
+            offset as u32,
+            octets.as_mut_ptr().cast(),
+            N as u32,
+            BPF_HDR_START_NET,
+        )
+    };
+    loaded(status).map(|()| octets)
+}
+
 /// The result of a load helper: 0 when all octets were copied.
 #[inline(always)]
 fn loaded(status: i64) -> Result<(), Outcome> {
@@ -118,12 +140,6 @@ pub fn ptr_at<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<*mut [u
 pub fn packet_len(ctx: &XdpContext) -> usize {
     let (start, end) = bounds(ctx);
     end - start
-}
-
-/// The `N` octets at `offset`.
-#[inline(always)]
-pub fn load<const N: usize>(packet: &impl Packet, offset: usize) -> Result<[u8; N], Outcome> {
-    packet.load_array(offset)
 }
 
 /// One octet.
@@ -183,9 +199,9 @@ fn parse_into(ctx: &XdpContext, datagram: &mut Datagram) -> u32 {
 #[inline(always)]
 fn parse(ctx: &XdpContext) -> Result<Datagram, Outcome> {
     let mut l3 = ETH_HLEN;
-    let mut ethertype = be16(load(ctx, 12)?);
+    let mut ethertype = be16(ctx.load_array(12)?);
     if ethertype == ETH_P_8021Q {
-        ethertype = be16(load(ctx, 16)?);
+        ethertype = be16(ctx.load_array(16)?);
         l3 += VLAN_HLEN;
     }
     let packet_len = packet_len(ctx);
@@ -198,7 +214,7 @@ fn parse(ctx: &XdpContext) -> Result<Datagram, Outcome> {
 
 #[inline(always)]
 fn parse_ipv4(ctx: &XdpContext, l3: usize, packet_len: usize) -> Result<Datagram, Outcome> {
-    let ip: [u8; IPV4_HLEN] = load(ctx, l3)?;
+    let ip: [u8; IPV4_HLEN] = ctx.load_array(l3)?;
     let header_len = ((ip[0] & 0x0f) as usize) * 4;
     if ip[0] >> 4 != 4 || header_len < IPV4_HLEN {
         return Err(Outcome::NotListener);
@@ -229,7 +245,7 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize, packet_len: usize) -> Result<Datagram
 
 #[inline(always)]
 fn parse_ipv6(ctx: &XdpContext, l3: usize, packet_len: usize) -> Result<Datagram, Outcome> {
-    let ip: [u8; IPV6_HLEN] = load(ctx, l3)?;
+    let ip: [u8; IPV6_HLEN] = ctx.load_array(l3)?;
     if ip[0] >> 4 != 6 {
         return Err(Outcome::NotListener);
     }
@@ -269,7 +285,7 @@ fn parse_udp(
     ip_end: usize,
     ip_lengths_ok: bool,
 ) -> Result<Datagram, Outcome> {
-    let udp: [u8; UDP_HLEN] = load(ctx, l4)?;
+    let udp: [u8; UDP_HLEN] = ctx.load_array(l4)?;
     let udp_len = be16([udp[4], udp[5]]) as usize;
     let payload_len = (ip_lengths_ok && udp_len >= UDP_HLEN && l4 + udp_len <= ip_end)
         .then_some(udp_len - UDP_HLEN);

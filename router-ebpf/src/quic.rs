@@ -1,15 +1,13 @@
 //! QUIC headers, as far as routing needs them: where the destination connection ID is and
 //! whether the packet is an Initial or 0-RTT.
 
-use router_common::maps::Outcome;
+use router_common::{maps::Outcome, quic_lb::MAX_CID_LEN};
 
-use crate::parse::{Packet, byte_at, load};
+use crate::parse::{Packet, byte_at};
 
 const QUIC_V1: u32 = 0x0000_0001;
 /// RFC 9369.
 const QUIC_V2: u32 = 0x6b33_43cf;
-/// QUIC v1 and v2 limit connection IDs to 20 octets.
-const MAX_CID_LEN: usize = 20;
 /// First octet, version, DCID length.
 const LONG_PREFIX_LEN: usize = 6;
 
@@ -44,7 +42,7 @@ pub fn parse_header(ctx: &impl Packet, offset: usize, len: usize) -> Result<Head
         }
         return Ok(short_header(offset, len));
     }
-    let prefix: [u8; LONG_PREFIX_LEN] = load(ctx, offset).map_err(malformed)?;
+    let prefix: [u8; LONG_PREFIX_LEN] = ctx.load_array(offset).map_err(malformed)?;
     let first = prefix[0];
     if first & 0x80 == 0 {
         return Ok(short_header(offset, len));

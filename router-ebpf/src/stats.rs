@@ -1,10 +1,10 @@
 //! Per-CPU counters for every outcome and every backend, the verdict `explain` reads, and
 //! the per-packet log line of debug mode.
 
-use aya_ebpf::programs::XdpContext;
-use router_common::maps::{LocalOutcome, NO_BACKEND, Outcome, ServerIdKey, Verdict};
+use aya_ebpf::{maps::PerCpuArray, programs::XdpContext};
+use router_common::maps::{NO_BACKEND, Outcome, ServerIdKey, Verdict};
 
-use crate::maps::{BACKEND_STATS, LOCAL_STATS, STATS, VERDICT};
+use crate::maps::{BACKEND_STATS, STATS, VERDICT};
 
 /// Set to 1 by `quic-router explain` at load time; 0 in the data path, where the verifier
 /// then drops the tracing code as dead.
@@ -13,17 +13,15 @@ static TRACE_VERDICTS: u8 = 0;
 
 #[inline(always)]
 pub fn count(outcome: Outcome) {
-    if let Some(counter) = STATS.get_ptr_mut(outcome as u32) {
-        // SAFETY: this CPU's slot; XDP does not preempt itself on one CPU.
-        unsafe { *counter += 1 };
-    }
+    bump(&STATS, outcome as u32);
 }
 
+/// Adds one to this CPU's counter at `index` of `counters`.
 #[inline(always)]
-pub fn count_local(outcome: LocalOutcome) {
-    if let Some(counter) = LOCAL_STATS.get_ptr_mut(outcome as u32) {
-        // SAFETY: this CPU's slot; socket selection runs with bottom halves off, so nothing
-        // else on this CPU writes it meanwhile.
+pub fn bump(counters: &PerCpuArray<u64>, index: u32) {
+    if let Some(counter) = counters.get_ptr_mut(index) {
+        // SAFETY: this CPU's slot. XDP and socket selection run with bottom halves off, so
+        // nothing else on this CPU writes it meanwhile.
         unsafe { *counter += 1 };
     }
 }
@@ -31,7 +29,7 @@ pub fn count_local(outcome: LocalOutcome) {
 #[inline(always)]
 pub fn count_backend(backend: u32, bytes: u64) {
     if let Some(counters) = BACKEND_STATS.get_ptr_mut(backend) {
-        // SAFETY: as for `count`.
+        // SAFETY: as for `bump`.
         unsafe {
             (*counters).packets += 1;
             (*counters).bytes += bytes;

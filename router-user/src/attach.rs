@@ -6,7 +6,7 @@ use std::path::Path;
 
 use aya::{
     Ebpf,
-    maps::{Map, MapData, ReusePortSockArray},
+    maps::{MapData, ReusePortSockArray},
     pin::PinError,
     programs::{
         ProgramError, XdpMode,
@@ -19,7 +19,9 @@ use aya::{
 use router_common::maps::WORKER_SOCKET_SLOTS;
 
 use crate::{
+    dataplane::open_pinned,
     ebpf::{self, LoadError},
+    pin::RouterPaths,
     runstate::Mode,
 };
 
@@ -136,8 +138,8 @@ pub fn attach(
 }
 
 /// Removes the pinned link (detaching the program once no process holds it) and pinned maps.
-pub fn detach(pin_dir: &Path) -> Result<bool, AttachError> {
-    let link_path = pin_dir.join("link");
+pub fn detach(paths: &RouterPaths) -> Result<bool, AttachError> {
+    let link_path = paths.link();
     let had_link = link_path.exists();
     if had_link {
         let link = PinnedLink::from_pin(&link_path).map_err(|source| AttachError::Link {
@@ -152,15 +154,15 @@ pub fn detach(pin_dir: &Path) -> Result<bool, AttachError> {
     }
     // Socket groups keep running the selection program after the pins go: with no sockets
     // left to select, it leaves every choice to the kernel.
-    if let Ok(map) = MapData::from_pin(pin_dir.join("WORKER_SOCKETS"))
-        && let Ok(mut sockets) = ReusePortSockArray::try_from(Map::ReusePortSockArray(map))
+    if let Ok(mut sockets) =
+        open_pinned::<ReusePortSockArray<MapData>>(&paths.pin_dir, "WORKER_SOCKETS")
     {
         for index in 0..WORKER_SOCKET_SLOTS {
             let _ = sockets.clear_index(&index);
         }
     }
-    if pin_dir.exists() {
-        let _ = std::fs::remove_dir_all(pin_dir);
+    if paths.pin_dir.exists() {
+        let _ = std::fs::remove_dir_all(&paths.pin_dir);
     }
     Ok(had_link)
 }

@@ -66,6 +66,16 @@ pub enum BackendState {
     Draining,
 }
 
+impl BackendState {
+    /// The name in the config file, the run state and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendState::Active => "active",
+            BackendState::Draining => "draining",
+        }
+    }
+}
+
 /// A server: where to send the packets whose connection IDs carry its server IDs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {

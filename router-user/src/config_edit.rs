@@ -61,13 +61,6 @@ pub enum EditError {
     },
 }
 
-fn state_name(state: BackendState) -> &'static str {
-    match state {
-        BackendState::Active => "active",
-        BackendState::Draining => "draining",
-    }
-}
-
 /// Applies `edit` to the config file at `path`: validates the result in full, then replaces
 /// the file atomically (same permissions). Returns the new config.
 pub fn edit_file(path: &Path, edit: &Edit) -> Result<RouterConfig, EditError> {
@@ -136,7 +129,7 @@ pub fn edit_text(text: &str, edit: &Edit) -> Result<String, EditError> {
             if let Some(weight) = backend.weight {
                 table.insert("weight", value(i64::from(weight)));
             }
-            table.insert("state", value(state_name(backend.state)));
+            table.insert("state", value(backend.state.name()));
             backends.push(table);
         }
         Edit::RemoveBackend { name } => {
@@ -148,7 +141,7 @@ pub fn edit_text(text: &str, edit: &Edit) -> Result<String, EditError> {
             let table = backends
                 .get_mut(index)
                 .ok_or_else(|| EditError::Missing(name.clone()))?;
-            table.insert("state", value(state_name(*state)));
+            table.insert("state", value(state.name()));
         }
     }
     Ok(document.to_string())

@@ -23,7 +23,7 @@ use tracing::{error, info, warn};
 use crate::{
     attach::{self, AttachError, Attachment},
     config::{self, ConfigError, RouterConfig},
-    config_edit::{self, EditError},
+    config_edit,
     control::{Request, Response},
     dataplane::{Dataplane, DataplaneError},
     ebpf::{self, LoadError, LoadOptions},
@@ -31,7 +31,7 @@ use crate::{
     netif,
     pin::{PinError, RouterPaths},
     runstate::{Mode, RunState, RunStateError},
-    tables::{BackendIndices, RoutingTables, TablesError},
+    tables::BackendIndices,
 };
 
 /// How to run.
@@ -55,8 +55,6 @@ pub enum ControllerError {
     Load(#[from] LoadError),
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
-    #[error(transparent)]
-    Tables(#[from] TablesError),
     #[error(transparent)]
     Attach(#[from] AttachError),
     #[error(transparent)]
@@ -146,7 +144,6 @@ pub struct Controller {
     ebpf: Ebpf,
     dataplane: Dataplane,
     indices: BackendIndices,
-    tables: RoutingTables,
     watched: Vec<(PathBuf, FileStamp)>,
     state: RunState,
     attachment: Attachment,
@@ -186,8 +183,7 @@ impl Controller {
         pin_worker_program(&mut ebpf, &paths)?;
         let mut indices =
             BackendIndices::from_map(previous.as_ref().map(RunState::indices).unwrap_or_default());
-        let tables = RoutingTables::build(&config, &mut indices, netif::lookup)?;
-        dataplane.apply(tables.clone())?;
+        dataplane.install(&config, &mut indices, netif::lookup)?;
         let (attachment, program_id) = attach::attach(
             &mut ebpf,
             &options.iface,
@@ -225,7 +221,6 @@ impl Controller {
             ebpf,
             dataplane,
             indices,
-            tables,
             state,
             attachment,
         })
@@ -355,14 +350,8 @@ impl Controller {
     /// Applies `config` if it changes anything; returns the epoch.
     fn install(&mut self, config: &RouterConfig) -> Result<u32, ControllerError> {
         self.watched = watched_files(&self.options.config, config);
-        let mut indices = self.indices.clone();
-        let tables = RoutingTables::build(config, &mut indices, netif::lookup)?;
-        if tables != self.tables {
-            self.dataplane.apply(tables.clone())?;
-            let previous = std::mem::replace(&mut self.tables, tables);
-            indices.retain(&[&self.tables, &previous]);
-            self.indices = indices;
-        }
+        self.dataplane
+            .install(config, &mut self.indices, netif::lookup)?;
         self.state.epoch = self.dataplane.epoch();
         self.state.record_config(config, self.indices.as_map());
         self.state.store(&self.paths.state())?;
@@ -383,20 +372,17 @@ impl Controller {
                     }
                     Err(err) => Err(format!("config edited but not applied: {err}")),
                 },
-                Err(err @ EditError::Invalid(_)) | Err(err) => Err(err.to_string()),
+                Err(err) => Err(err.to_string()),
             },
         };
-        match outcome {
-            Ok(message) => Response {
-                ok: true,
-                message,
-                epoch: self.dataplane.epoch(),
-            },
-            Err(message) => Response {
-                ok: false,
-                message,
-                epoch: self.dataplane.epoch(),
-            },
+        let (ok, message) = match outcome {
+            Ok(message) => (true, message),
+            Err(message) => (false, message),
+        };
+        Response {
+            ok,
+            message,
+            epoch: self.dataplane.epoch(),
         }
     }
 }
@@ -407,7 +393,7 @@ fn describe(edit: &config_edit::Edit) -> String {
         Edit::AddBackend { backend } => format!("backend {} added", backend.name),
         Edit::RemoveBackend { name } => format!("backend {name} removed"),
         Edit::SetBackendState { name, state } => {
-            format!("backend {name} is {state:?}").to_lowercase()
+            format!("backend {name} is {}", state.name())
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    path::Path,
     time::Duration,
 };
 
@@ -20,7 +21,11 @@ use router_common::maps::{
     ServerIdKey, worker_socket_index,
 };
 
-use crate::tables::RoutingTables;
+use crate::{
+    config::RouterConfig,
+    netif::{Interface, NetifError},
+    tables::{BackendIndices, RoutingTables, TablesError},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
@@ -30,6 +35,8 @@ pub enum DataplaneError {
     Map { map: &'static str, source: MapError },
     #[error("map TX_PORTS: {0}")]
     TxPorts(#[from] XdpMapError),
+    #[error(transparent)]
+    Tables(#[from] TablesError),
     #[error(
         "map {map} has {actual} entries where this build expects {expected}: it was pinned by another version; `quic-router detach` first"
     )]
@@ -64,6 +71,11 @@ impl Counters {
     pub fn local(&self, outcome: LocalOutcome) -> u64 {
         self.local.get(outcome as usize).copied().unwrap_or(0)
     }
+
+    /// What backend `index` was delivered (zero for a backend without traffic).
+    pub fn backend(&self, index: u32) -> BackendCounters {
+        self.backends.get(&index).copied().unwrap_or_default()
+    }
 }
 
 pub struct Dataplane {
@@ -91,7 +103,8 @@ pub struct Dataplane {
     local_workers: Option<BTreeMap<u32, String>>,
 }
 
-fn take<T: TryFrom<Map, Error = MapError>>(
+/// Takes map `name` out of the loaded program.
+pub(crate) fn take<T: TryFrom<Map, Error = MapError>>(
     ebpf: &mut Ebpf,
     name: &'static str,
 ) -> Result<T, DataplaneError> {
@@ -101,6 +114,18 @@ fn take<T: TryFrom<Map, Error = MapError>>(
     T::try_from(map).map_err(map_error(name))
 }
 
+/// Opens map `name` that a router pinned in `pin_dir` (the loader pins each map under its
+/// name).
+pub(crate) fn open_pinned<T: TryFrom<Map, Error = MapError>>(
+    pin_dir: &Path,
+    name: &'static str,
+) -> Result<T, DataplaneError> {
+    MapData::from_pin(pin_dir.join(name))
+        .and_then(Map::from_map_data)
+        .and_then(T::try_from)
+        .map_err(map_error(name))
+}
+
 impl Dataplane {
     /// Takes the program's maps: new ones, or pinned ones a running router uses (then the
     /// active generation is left alone and the other one is rewritten in full on the first
@@ -108,6 +133,12 @@ impl Dataplane {
     pub fn new(ebpf: &mut Ebpf) -> Result<Self, DataplaneError> {
         let control: Array<MapData, Control> = take(ebpf, "CONTROL")?;
         let epoch = control.get(&0, 0).map_err(map_error("CONTROL"))?.epoch;
+        let tx_port_map: DevMapHash<MapData> = take(ebpf, "TX_PORTS")?;
+        // Pinned entries are live: known from the start, so that none is written again.
+        let tx_ports = tx_port_map
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(map_error("TX_PORTS"))?;
         let dataplane = Self {
             control,
             listener_ports: take(ebpf, "LISTENER_PORTS")?,
@@ -116,13 +147,13 @@ impl Dataplane {
             server_ids: take(ebpf, "SERVER_IDS")?,
             backends: take(ebpf, "BACKENDS")?,
             fallback: take(ebpf, "FALLBACK")?,
-            tx_port_map: take(ebpf, "TX_PORTS")?,
+            tx_port_map,
             stats: take(ebpf, "STATS")?,
             local_stats: take(ebpf, "LOCAL_STATS")?,
             backend_stats: take(ebpf, "BACKEND_STATS")?,
             epoch,
             installed: [None, None],
-            tx_ports: BTreeSet::new(),
+            tx_ports,
             worker_sockets: take(ebpf, "WORKER_SOCKETS")?,
             local_workers: None,
         };
@@ -169,6 +200,32 @@ impl Dataplane {
     /// Changes applied so far (the generation packets use is its low bit).
     pub fn epoch(&self) -> u32 {
         self.epoch
+    }
+
+    /// The tables packets use; `None` while unknown (pinned maps adopted, nothing applied).
+    pub fn active(&self) -> Option<&RoutingTables> {
+        self.installed[Control { epoch: self.epoch }.generation() as usize].as_ref()
+    }
+
+    /// Installs the tables for `config` unless they are the active ones already. `indices`
+    /// changes only when they are installed: new names get indices, and names that neither
+    /// installed generation has any more are forgotten.
+    pub fn install(
+        &mut self,
+        config: &RouterConfig,
+        indices: &mut BackendIndices,
+        interface: impl Fn(&str) -> Result<Interface, NetifError>,
+    ) -> Result<(), DataplaneError> {
+        let mut new_indices = indices.clone();
+        let tables = RoutingTables::build(config, &mut new_indices, interface)?;
+        if self.active() == Some(&tables) {
+            return Ok(());
+        }
+        self.apply(tables)?;
+        let installed: Vec<&RoutingTables> = self.installed.iter().flatten().collect();
+        new_indices.retain(&installed);
+        *indices = new_indices;
+        Ok(())
     }
 
     /// Installs `tables`: writes the inactive generation, flips to it, waits until no packet
@@ -355,27 +412,18 @@ impl Counters {
     }
 
     /// Opens the counter maps that a router pinned in `pin_dir` and reads them.
-    pub fn read_pinned(pin_dir: &std::path::Path) -> Result<Self, DataplaneError> {
-        let open = |name: &'static str| {
-            MapData::from_pin(pin_dir.join(name))
-                .map(Map::PerCpuArray)
-                .map_err(map_error(name))
-        };
-        let stats = PerCpuArray::try_from(open("STATS")?).map_err(map_error("STATS"))?;
-        let local_stats =
-            PerCpuArray::try_from(open("LOCAL_STATS")?).map_err(map_error("LOCAL_STATS"))?;
-        let backend_stats =
-            PerCpuArray::try_from(open("BACKEND_STATS")?).map_err(map_error("BACKEND_STATS"))?;
-        Self::read(&stats, &local_stats, &backend_stats)
+    pub fn read_pinned(pin_dir: &Path) -> Result<Self, DataplaneError> {
+        Self::read(
+            &open_pinned(pin_dir, "STATS")?,
+            &open_pinned(pin_dir, "LOCAL_STATS")?,
+            &open_pinned(pin_dir, "BACKEND_STATS")?,
+        )
     }
 }
 
 /// CONTROL's epoch in the maps pinned in `pin_dir`: the changes applied so far.
-pub fn pinned_epoch(pin_dir: &std::path::Path) -> Result<u32, DataplaneError> {
-    let map = MapData::from_pin(pin_dir.join("CONTROL"))
-        .map(Map::Array)
-        .map_err(map_error("CONTROL"))?;
-    let control: Array<MapData, Control> = Array::try_from(map).map_err(map_error("CONTROL"))?;
+pub fn pinned_epoch(pin_dir: &Path) -> Result<u32, DataplaneError> {
+    let control: Array<MapData, Control> = open_pinned(pin_dir, "CONTROL")?;
     Ok(control.get(&0, 0).map_err(map_error("CONTROL"))?.epoch)
 }
 

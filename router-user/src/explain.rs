@@ -12,10 +12,10 @@ use serde::Serialize;
 
 use crate::{
     config::RouterConfig,
-    dataplane::{Dataplane, DataplaneError},
+    dataplane::{self, Dataplane, DataplaneError},
     ebpf::{self, LoadError},
     netif,
-    tables::{BackendIndices, RoutingTables, TablesError},
+    tables::BackendIndices,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -24,8 +24,6 @@ pub enum ExplainError {
     Load(#[from] LoadError),
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
-    #[error(transparent)]
-    Tables(#[from] TablesError),
     #[error("map VERDICT: {0}")]
     Verdict(#[from] MapError),
     #[error("BPF_PROG_TEST_RUN failed: {0}")]
@@ -65,9 +63,6 @@ pub struct Explainer {
     verdict: Array<MapData, Verdict>,
     dataplane: Dataplane,
     indices: BackendIndices,
-    tables: RoutingTables,
-    /// Server ID length per codepoint (0: no config).
-    server_id_lens: [usize; 8],
 }
 
 /// The name operators use for an XDP action.
@@ -91,17 +86,12 @@ impl Explainer {
             ..Default::default()
         })?;
         let dataplane = Dataplane::new(&mut ebpf)?;
-        let verdict = Array::try_from(
-            ebpf.take_map("VERDICT")
-                .ok_or(DataplaneError::MissingMap("VERDICT"))?,
-        )?;
+        let verdict = dataplane::take(&mut ebpf, "VERDICT")?;
         let mut explainer = Self {
             ebpf,
             verdict,
             dataplane,
             indices: BackendIndices::default(),
-            tables: RoutingTables::empty(),
-            server_id_lens: [0; 8],
         };
         explainer.install(config)?;
         Ok(explainer)
@@ -109,17 +99,9 @@ impl Explainer {
 
     /// Replaces the installed config with `config`.
     pub fn install(&mut self, config: &RouterConfig) -> Result<(), ExplainError> {
-        let tables = RoutingTables::build(config, &mut self.indices, |name| {
+        self.dataplane.install(config, &mut self.indices, |name| {
             netif::lookup(name).or_else(|_| netif::lookup("lo"))
         })?;
-        self.dataplane.apply(tables.clone())?;
-        let previous = std::mem::replace(&mut self.tables, tables);
-        self.indices.retain(&[&self.tables, &previous]);
-        self.server_id_lens = [0; 8];
-        for cid_config in &config.cid_configs {
-            self.server_id_lens[cid_config.params.config_rotation as usize] =
-                cid_config.params.server_id_len as usize;
-        }
         Ok(())
     }
 
@@ -141,10 +123,14 @@ impl Explainer {
             ..TestRunOptions::default()
         })?;
         let verdict = self.verdict.get(&0, 0)?;
-        let server_id_len = self.server_id_lens[verdict.config_rotation as usize & 7];
+        let tables = self.dataplane.active();
+        // An inactive codepoint's entry has length 0.
+        let server_id_len = tables
+            .and_then(|t| t.cid_configs.get(usize::from(verdict.config_rotation)))
+            .map_or(0, |entry| usize::from(entry.server_id_len));
         Ok(Explanation {
             action: action_name(result.return_value),
-            backend: self.tables.backend_names.get(&verdict.backend).cloned(),
+            backend: tables.and_then(|t| t.backend_names.get(&verdict.backend).cloned()),
             server_id: (verdict.has_server_id != 0)
                 .then(|| hex::encode(&verdict.server_id[..server_id_len])),
             reason: Outcome::from_u32(verdict.outcome).map_or("unknown", Outcome::name),

@@ -10,12 +10,13 @@ use std::{
 };
 
 use aya::{
-    maps::{Map, MapData, MapError, ReusePortSockArray},
+    maps::{MapData, ReusePortSockArray},
     programs::{ProgramError, SkReuseport, SkReuseportAttachType},
 };
 use router_common::maps::worker_socket_index;
 
 use crate::{
+    dataplane::{DataplaneError, open_pinned},
     pin::{PinError, RouterPaths},
     runstate::{RunState, RunStateError},
 };
@@ -35,8 +36,11 @@ pub enum LocalError {
     NotLocal(String),
     #[error("the worker's socket: {0}")]
     Socket(io::Error),
-    #[error("the worker socket map of the router on {iface}: {source}")]
-    Map { iface: String, source: MapError },
+    #[error("the router on {iface}: {source}")]
+    Map {
+        iface: String,
+        source: DataplaneError,
+    },
     #[error("the worker selection program of the router on {iface}: {source}")]
     Program { iface: String, source: ProgramError },
 }
@@ -68,10 +72,14 @@ pub fn register_worker(
         iface: iface.to_owned(),
         source,
     };
-    let map = MapData::from_pin(paths.worker_sockets()).map_err(map_error)?;
-    let mut sockets =
-        ReusePortSockArray::try_from(Map::ReusePortSockArray(map)).map_err(map_error)?;
-    sockets.set(index, &socket, 0).map_err(map_error)?;
+    let mut sockets: ReusePortSockArray<MapData> =
+        open_pinned(&paths.pin_dir, "WORKER_SOCKETS").map_err(map_error)?;
+    sockets.set(index, &socket, 0).map_err(|source| {
+        map_error(DataplaneError::Map {
+            map: "WORKER_SOCKETS",
+            source,
+        })
+    })?;
     let program_error = |source| LocalError::Program {
         iface: iface.to_owned(),
         source,

@@ -68,11 +68,7 @@ impl Collector for RouterCollector {
         ] {
             let mut family = encoder.encode_descriptor(metric, help, None, MetricType::Counter)?;
             for backend in &names {
-                let delivered = counters
-                    .backends
-                    .get(&backend.index)
-                    .copied()
-                    .unwrap_or_default();
+                let delivered = counters.backend(backend.index);
                 let value = if metric.ends_with("bytes") {
                     delivered.bytes
                 } else {

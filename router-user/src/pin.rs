@@ -59,11 +59,6 @@ impl RouterPaths {
         self.pin_dir.join("select_worker")
     }
 
-    /// The pinned map of local workers' sockets.
-    pub fn worker_sockets(&self) -> PathBuf {
-        self.pin_dir.join("WORKER_SOCKETS")
-    }
-
     /// The run state (`state.json`).
     pub fn state(&self) -> PathBuf {
         self.run_dir.join("state.json")

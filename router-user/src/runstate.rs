@@ -7,7 +7,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{BackendState, Reach, RouterConfig};
+use crate::config::{Reach, RouterConfig};
 
 /// How the program is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,11 +166,7 @@ impl RunState {
                     },
                     local_worker: b.reach == Reach::LocalWorker,
                     weight: b.weight,
-                    state: match b.state {
-                        BackendState::Active => "active",
-                        BackendState::Draining => "draining",
-                    }
-                    .to_owned(),
+                    state: b.state.name().to_owned(),
                     server_ids: b
                         .server_ids
                         .iter()

@@ -6,8 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use router_common::{
     maps::{
         BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, FALLBACK_TABLE_SIZE,
-        LISTENER_HASH_INITIALS, LISTENER_PRESENT, LOCAL_WORKER_IFINDEX, ListenerKey, MAX_BACKENDS,
-        ServerIdKey,
+        LISTENER_HASH_INITIALS, LOCAL_WORKER_IFINDEX, ListenerKey, MAX_BACKENDS, ServerIdKey,
     },
     quic_lb::AesRoundKeys,
 };
@@ -117,11 +116,11 @@ impl RoutingTables {
             .listeners
             .iter()
             .map(|listener| {
-                let hash_initials = match listener.initial_routing {
+                let flags = match listener.initial_routing {
                     InitialRouting::Cid => 0,
                     InitialRouting::Hash => LISTENER_HASH_INITIALS,
                 };
-                (listener_key(listener), LISTENER_PRESENT | hash_initials)
+                (listener_key(listener), flags)
             })
             .collect();
         for cid_config in &config.cid_configs {
@@ -169,12 +168,9 @@ impl RoutingTables {
             tables.backends.insert(index, entry);
             tables.backend_names.insert(index, backend.name.clone());
             for (config_rotation, server_id) in &backend.server_ids {
-                let mut key = ServerIdKey {
-                    config_rotation: *config_rotation,
-                    ..ServerIdKey::default()
-                };
-                key.server_id[..server_id.len()].copy_from_slice(server_id);
-                tables.server_ids.insert(key, index);
+                tables
+                    .server_ids
+                    .insert(ServerIdKey::new(*config_rotation, server_id), index);
             }
             if backend.state == BackendState::Active {
                 members.push(Member {

@@ -405,13 +405,7 @@ fn reloads_apply_new_codepoints_and_refuse_invalid_configs() {
     assert_eq!(setup.status()["codepoints"].as_array().unwrap().len(), 2);
     let four_pass_cid = {
         use router_common::quic_lb::{Config, ConfigParams, Encoder, Key};
-        let params = ConfigParams {
-            config_rotation: 1,
-            server_id_len: 3,
-            nonce_len: 5,
-            length_self_description: true,
-            server_use_len: 0,
-        };
+        let params = ConfigParams::new(1, 3, 5);
         let cipher = Key::from_slice(&hex::decode(KEY).unwrap())
             .unwrap()
             .aes128();

@@ -3,6 +3,7 @@
 
 use std::{fs, os::unix::fs::PermissionsExt as _, path::Path, process::Command};
 
+use integration_tests::packet::{Datagram, QUIC_V1, long_header, short_header, v1};
 use serde_json::Value;
 
 /// The draft's worked example (§5.4.2.4): four-pass, server ID 31441a.
@@ -42,31 +43,9 @@ next_hop_mac = "02:00:00:00:0a:01"
 
 /// Ethernet / IPv4 198.18.1.1:40000 -> 198.18.0.10:`port` / UDP / `payload`.
 fn frame(port: u16, payload: &[u8]) -> Vec<u8> {
-    let udp_len = 8 + payload.len();
-    let mut frame = hex::decode("0200000000020200000000010800").unwrap();
-    frame.extend_from_slice(&[
-        0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 18, 1, 1, 198, 18, 0, 10,
-    ]);
-    frame[16..18].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
-    frame.extend_from_slice(&40000u16.to_be_bytes());
-    frame.extend_from_slice(&port.to_be_bytes());
-    frame.extend_from_slice(&(udp_len as u16).to_be_bytes());
-    frame.extend_from_slice(&[0, 0]);
-    frame.extend_from_slice(payload);
-    frame
-}
-
-fn short_header(cid: &str) -> Vec<u8> {
-    let mut payload = vec![0x41];
-    payload.extend(hex::decode(cid).unwrap());
-    payload.extend([0xab; 24]);
-    payload
-}
-
-fn initial() -> Vec<u8> {
-    let mut payload = vec![0xc0, 0, 0, 0, 1, 8, 0xe1, 2, 3, 4, 5, 6, 7, 8, 0];
-    payload.extend([0; 1200]);
-    payload
+    let client = [198, 18, 1, 1].into();
+    let listener = [198, 18, 0, 10].into();
+    Datagram::new(client, listener, 40000, port, payload.to_vec()).frame()
 }
 
 fn quic_router(args: &[&str]) -> (i32, String, String) {
@@ -85,7 +64,10 @@ fn quic_router(args: &[&str]) -> (i32, String, String) {
 fn explains_a_packet_in_text_and_json() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
-    let packet = hex::encode(frame(443, &short_header(ROUTABLE_CID)));
+    let packet = hex::encode(frame(
+        443,
+        &short_header(&hex::decode(ROUTABLE_CID).unwrap()),
+    ));
     let (status, stdout, stderr) =
         quic_router(&["explain", "--config", &config, "--packet", &packet]);
     assert_eq!(status, 0, "{stderr}");
@@ -115,11 +97,23 @@ fn explains_every_packet_of_a_capture() {
         pcap_file::pcap::PcapWriter::with_header(fs::File::create(&capture).unwrap(), header)
             .unwrap();
     let packets = [
-        frame(443, &short_header(ROUTABLE_CID)),
-        frame(443, &initial()),
-        frame(53, &short_header(ROUTABLE_CID)),
+        frame(443, &short_header(&hex::decode(ROUTABLE_CID).unwrap())),
+        frame(
+            443,
+            &long_header(
+                v1::INITIAL,
+                QUIC_V1,
+                &[0xe1, 2, 3, 4, 5, 6, 7, 8],
+                &[],
+                1200,
+            ),
+        ),
+        frame(53, &short_header(&hex::decode(ROUTABLE_CID).unwrap())),
         frame(443, &[]),
-        frame(443, &short_header("e7c4605e4504cc4f")),
+        frame(
+            443,
+            &short_header(&hex::decode("e7c4605e4504cc4f").unwrap()),
+        ),
     ];
     for packet in &packets {
         let record = pcap_file::pcap::PcapPacket::new(
@@ -158,7 +152,10 @@ fn explains_every_packet_of_a_capture() {
 fn bad_input_gives_one_line_and_status_2() {
     let (good_dir, bad_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let good = write_config(good_dir.path(), "");
-    let packet = hex::encode(frame(443, &short_header(ROUTABLE_CID)));
+    let packet = hex::encode(frame(
+        443,
+        &short_header(&hex::decode(ROUTABLE_CID).unwrap()),
+    ));
     let bad = write_config(bad_dir.path(), "weight = 0\n");
     let cases: [(Vec<&str>, &str); 5] = [
         (

@@ -3,7 +3,6 @@
 
 use std::{
     fs,
-    os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     sync::atomic::{AtomicU32, Ordering},
 };
@@ -49,12 +48,9 @@ impl Deployment {
         fs::rename(&temporary, self.config_path()).expect("install config");
     }
 
-    /// Writes a key file (mode 0600) next to the config; returns its name.
-    pub fn write_key(&self, name: &str, hex: &str) -> String {
-        let path = self.dir.path().join(name);
-        fs::write(&path, hex).expect("write key");
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod key");
-        name.to_owned()
+    /// Writes a key file (mode 0600) next to the config: its path.
+    pub fn write_key(&self, name: &str, hex: &str) -> PathBuf {
+        crate::write_key(self.dir.path(), name, hex)
     }
 
     /// A `[[backend]]` for backend `i` of the topology (reached through `r{i+1}`).

@@ -47,28 +47,15 @@ pub enum Servers {
 /// Codepoint 0: four-pass (2 + 6 octets); codepoint 1: four-pass (3 + 5), same CID length.
 pub fn params(codepoint: u8) -> ConfigParams {
     let (server_id_len, nonce_len) = if codepoint == 0 { (2, 6) } else { (3, 5) };
-    ConfigParams {
-        config_rotation: codepoint,
-        server_id_len,
-        nonce_len,
-        length_self_description: true,
-        server_use_len: 0,
-    }
+    ConfigParams::new(codepoint, server_id_len, nonce_len)
 }
 
-pub fn key(hex: &str) -> Key {
-    Key::from_slice(
-        &(0..16)
-            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
-            .collect::<Vec<_>>(),
-    )
-    .unwrap()
+pub fn key(hex_key: &str) -> Key {
+    Key::from_slice(&hex::decode(hex_key).expect("a hex key")).expect("a 16-octet key")
 }
 
-pub fn server_id(hex: &str) -> Vec<u8> {
-    (0..hex.len() / 2)
-        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
-        .collect()
+pub fn server_id(hex_id: &str) -> Vec<u8> {
+    hex::decode(hex_id).expect("a hex server ID")
 }
 
 /// Servers behind the router, serving QUIC on both VIPs.
@@ -138,10 +125,10 @@ impl Fleet {
                         .iter()
                         .map(|&vip| match servers {
                             Servers::Hosts => {
-                                socket_in(&deployment.topology.backends[i].name, vip_port(vip))
+                                socket_in(&deployment.topology.backends[i].name, (vip, 443).into())
                             }
                             Servers::LocalWorkers { registered } => {
-                                let socket = reuseport_socket_in(&router, vip_port(vip));
+                                let socket = reuseport_socket_in(&router, (vip, 443).into());
                                 if registered {
                                     router_user::local::register_worker(
                                         "r0",
@@ -242,11 +229,7 @@ pub fn config_text(
 
 pub fn vip(v6: bool) -> SocketAddr {
     let ip: IpAddr = if v6 { VIP6 } else { VIP4 }.parse().unwrap();
-    vip_port(ip)
-}
-
-fn vip_port(vip: IpAddr) -> SocketAddr {
-    SocketAddr::new(vip, 443)
+    SocketAddr::new(ip, 443)
 }
 
 pub fn client_addr(v6: bool, port: u16) -> SocketAddr {

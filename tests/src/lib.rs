@@ -15,11 +15,12 @@ use std::{
     fs,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use aya::{
     Ebpf,
-    programs::{TestRun as _, TestRunOptions, Xdp},
+    programs::{TestRun as _, TestRunOptions, Xdp, XdpMode},
 };
 use rand::{SeedableRng as _, rngs::StdRng};
 use router_common::quic_lb::{Config, ConfigParams, Encoder, Key};
@@ -30,7 +31,8 @@ use router_user::{
     tables::{BackendIndices, RoutingTables},
 };
 
-use crate::netns::IsolatedNetns;
+pub use crate::topology::{VIP4, VIP6};
+use crate::{netns::IsolatedNetns, topology::Topology};
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
@@ -96,10 +98,6 @@ pub const INTERFACES: [(&str, [u8; 6]); 2] = [
     ("be1", [0x02, 0, 0, 0, 0, 0xe1]),
 ];
 
-/// The listeners: a VIP per family, UDP 443.
-pub const VIP4: &str = "198.18.0.10";
-pub const VIP6: &str = "2001:db8::10";
-
 /// A config file (and its key files) in a temporary directory.
 pub struct ConfigFile {
     pub dir: tempfile::TempDir,
@@ -122,7 +120,7 @@ impl ConfigFile {
                 "\n[[quic_lb]]\nconfig_rotation = {codepoint}\nserver_id_len = {sid_len}\nnonce_len = {nonce_len}\nserver_use_len = {server_use}\n"
             );
             if let Some(key) = key {
-                let file = write_key(dir.path(), codepoint, key);
+                let file = write_key(dir.path(), &format!("cr{codepoint}.key"), key);
                 text += &format!("key_file = \"{}\"\n", file.display());
             }
         }
@@ -162,8 +160,9 @@ fn server_ids_text(server_ids: &[&str; 4]) -> String {
         .join(", ")
 }
 
-fn write_key(dir: &Path, codepoint: u8, hex_key: &str) -> PathBuf {
-    let path = dir.join(format!("cr{codepoint}.key"));
+/// Writes the key file `name` (mode 0600, as the router requires) into `dir`: its path.
+pub fn write_key(dir: &Path, name: &str, hex_key: &str) -> PathBuf {
+    let path = dir.join(name);
     fs::write(&path, hex_key).expect("write key");
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod key");
     path
@@ -178,11 +177,8 @@ pub fn mint(codepoint: u8, server_id: &str, seed: u64) -> Vec<u8> {
         .find(|c| c.0 == codepoint)
         .expect("a standard codepoint");
     let params = ConfigParams {
-        config_rotation: codepoint,
-        server_id_len: sid_len,
-        nonce_len,
-        length_self_description: true,
         server_use_len: server_use,
+        ..ConfigParams::new(codepoint, sid_len, nonce_len)
     };
     let cipher = key.map(|key| {
         Key::from_slice(&hex::decode(key).unwrap())
@@ -224,16 +220,52 @@ where
 /// Runs `packet` once through `program` (BPF_PROG_TEST_RUN): the action and the packet as
 /// it leaves.
 pub fn run_once(program: &Xdp, packet: &[u8]) -> (u32, Vec<u8>) {
+    let (action, out, _) = run_repeated(program, packet, 1);
+    (action, out)
+}
+
+/// Runs `packet` through `program` `repeat` times in one BPF_PROG_TEST_RUN: the action and
+/// the packet as it leaves (of the last run), and the average time of a run.
+pub fn run_repeated(program: &Xdp, packet: &[u8], repeat: u32) -> (u32, Vec<u8>, Duration) {
     let mut out = vec![0u8; packet.len() + 512];
     let result = program
         .test_run(TestRunOptions {
             data_in: Some(packet),
             data_out: Some(&mut out),
+            repeat,
             ..TestRunOptions::default()
         })
         .unwrap_or_else(|err| panic!("BPF_PROG_TEST_RUN: {err}"));
     out.truncate(result.data_size_out as usize);
-    (result.return_value, out)
+    (result.return_value, out, result.duration)
+}
+
+/// The router's program loaded in `topology`'s router namespace with `tables` installed and
+/// attached to `r0` in `mode`; detached when the `Ebpf` drops.
+pub fn attach_router(
+    topology: &Topology,
+    tables: &RoutingTables,
+    mode: XdpMode,
+) -> (Ebpf, Dataplane) {
+    let _inside = topology.router.enter();
+    let mut ebpf = ebpf::load(ebpf::LoadOptions::default()).unwrap_or_else(|err| panic!("{err}"));
+    let mut dataplane = Dataplane::new(&mut ebpf).unwrap_or_else(|err| panic!("{err}"));
+    dataplane
+        .apply(tables.clone())
+        .unwrap_or_else(|err| panic!("{err}"));
+    ebpf::xdp_program(&mut ebpf)
+        .expect("the router's program")
+        .attach("r0", mode)
+        .unwrap_or_else(|err| panic!("attach quic-router in {mode:?}: {err}"));
+    (ebpf, dataplane)
+}
+
+/// The index that `indices` gives backend `name`.
+pub fn backend_index(indices: &BackendIndices, name: &str) -> u32 {
+    *indices
+        .as_map()
+        .get(name)
+        .unwrap_or_else(|| panic!("no backend {name}"))
 }
 
 /// The router's program loaded (not attached) in an isolated namespace with the standard
@@ -241,6 +273,7 @@ pub fn run_once(program: &Xdp, packet: &[u8]) -> (u32, Vec<u8>) {
 pub struct Router {
     pub ebpf: Ebpf,
     pub dataplane: Dataplane,
+    /// The tables installed at creation ([`install`](Self::install) leaves them).
     pub tables: RoutingTables,
     pub indices: BackendIndices,
     // Dropped last: the namespace holds the interfaces the devmap points at.
@@ -279,6 +312,15 @@ impl Router {
         run_once(ebpf::xdp_program(&mut self.ebpf).unwrap(), packet)
     }
 
+    /// Builds `config`'s tables (keeping the backend indices) and installs them.
+    pub fn install(&mut self, config: &RouterConfig) {
+        let tables = RoutingTables::build(config, &mut self.indices, netif::lookup)
+            .unwrap_or_else(|err| panic!("{err}"));
+        self.dataplane
+            .apply(tables)
+            .unwrap_or_else(|err| panic!("{err}"));
+    }
+
     pub fn counters(&self) -> Counters {
         self.dataplane
             .counters()
@@ -287,12 +329,6 @@ impl Router {
 
     /// The backend index of `name`.
     pub fn backend(&self, name: &str) -> u32 {
-        *self
-            .tables
-            .backend_names
-            .iter()
-            .find(|(_, n)| *n == name)
-            .unwrap_or_else(|| panic!("no backend {name}"))
-            .0
+        backend_index(&self.indices, name)
     }
 }

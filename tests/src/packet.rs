@@ -139,3 +139,8 @@ pub mod v2 {
     pub const ZERO_RTT: u8 = 0xe0;
     pub const HANDSHAKE: u8 = 0xf0;
 }
+
+/// A DNS query for example.com: UDP that is not QUIC.
+pub fn dns_query() -> Vec<u8> {
+    hex::decode("12340100000100000000000003777777076578616d706c6503636f6d0000010001").expect("hex")
+}

@@ -134,7 +134,6 @@ impl ProducesTickets for CountingTicketer {
 #[derive(Debug, Default)]
 pub struct BackendCounters {
     pub connections: AtomicU64,
-    pub requests: AtomicU64,
     pub resumed: Arc<AtomicU64>,
 }
 
@@ -276,10 +275,6 @@ impl Backend {
         }
     }
 
-    pub fn name_ref(&self) -> &str {
-        &self.name
-    }
-
     pub fn connections(&self) -> u64 {
         self.counters.connections.load(Ordering::Relaxed)
     }
@@ -319,24 +314,19 @@ async fn serve(
             };
             counters.connections.fetch_add(1, Ordering::Relaxed);
             while let Ok((mut send, mut receive)) = connection.accept_bi().await {
-                let (name, issuer, counters) = (name.clone(), issuer.clone(), counters.clone());
+                let (name, issuer) = (name.clone(), issuer.clone());
                 tokio::spawn(async move {
                     if receive.read_to_end(1024).await.is_err() {
                         return;
                     }
-                    counters.requests.fetch_add(1, Ordering::Relaxed);
                     let next_cid = issuer.issue();
-                    let answer = format!("{name} {}", hex_of(&next_cid));
+                    let answer = format!("{name} {}", hex::encode(&next_cid[..]));
                     let _ = send.write_all(answer.as_bytes()).await;
                     let _ = send.finish();
                 });
             }
         });
     }
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A backend's answer.
@@ -406,11 +396,7 @@ pub async fn request(connection: &quinn::Connection) -> Result<Answer, String> {
 fn parse_answer(answer: &[u8]) -> Result<Answer, String> {
     let text = std::str::from_utf8(answer).map_err(|e| e.to_string())?;
     let (backend, cid) = text.split_once(' ').ok_or("malformed answer")?;
-    let next_cid = (0..cid.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(cid.get(i..i + 2).unwrap_or("zz"), 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .map_err(|e| e.to_string())?;
+    let next_cid = hex::decode(cid).map_err(|e| e.to_string())?;
     Ok(Answer {
         backend: backend.to_owned(),
         next_cid,

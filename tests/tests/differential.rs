@@ -108,13 +108,7 @@ fn every_length_pair_decodes_alike() {
             state: BackendState::Active,
         }],
     };
-    let first = ConfigParams {
-        config_rotation: 4,
-        server_id_len: 1,
-        nonce_len: 4,
-        length_self_description: true,
-        server_use_len: 0,
-    };
+    let first = ConfigParams::new(4, 1, 4);
     let mut explainer =
         Explainer::new(&config_for(first, None)).unwrap_or_else(|err| panic!("{err}"));
     let mut checked = 0;

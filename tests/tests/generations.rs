@@ -7,10 +7,10 @@ use std::{
     thread,
 };
 
-use aya::programs::{TestRun as _, TestRunOptions};
 use integration_tests::{
     BACKENDS, ConfigFile, INTERFACES, Router, XDP_REDIRECT, mint,
     packet::{Datagram, short_header},
+    run_once,
 };
 use router_user::{netif, tables::RoutingTables};
 
@@ -82,15 +82,8 @@ fn packets_never_see_half_of_a_swap() {
                 let mut seen = BTreeSet::new();
                 let mut runs = 0u64;
                 while !done.load(Ordering::Relaxed) || runs == 0 {
-                    let mut out = vec![0u8; packet.len() + 512];
-                    let result = program
-                        .test_run(TestRunOptions {
-                            data_in: Some(&packet),
-                            data_out: Some(&mut out),
-                            ..TestRunOptions::default()
-                        })
-                        .unwrap();
-                    seen.insert((result.return_value, macs(&out)));
+                    let (action, out) = run_once(program, &packet);
+                    seen.insert((action, macs(&out)));
                     runs += 1;
                 }
                 (seen, runs)

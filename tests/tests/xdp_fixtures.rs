@@ -6,12 +6,13 @@ use std::net::IpAddr;
 
 use integration_tests::{
     BACKENDS, ConfigFile, INTERFACES, Router, VIP4, VIP6, XDP_DROP, XDP_PASS, XDP_REDIRECT, mint,
-    packet::{Datagram, QUIC_V1, QUIC_V2, long_header, short_header, v1, v2},
+    packet::{Datagram, QUIC_V1, QUIC_V2, dns_query, long_header, short_header, v1, v2},
 };
 use router_common::{
     flow_hash::flow_hash,
     maps::{FALLBACK_TABLE_SIZE, Outcome},
 };
+use router_user::config::parse_mac;
 
 /// What a fixture expects.
 #[derive(Debug, Clone, Copy)]
@@ -305,11 +306,7 @@ fn fixtures() -> Vec<Fixture> {
         // Not QUIC, but to a listener: taken as a short header, whose DCID names no server.
         all.push(fixture(
             f("DNS query to the listener"),
-            udp(
-                v6,
-                hex::decode("12340100000100000000000003777777076578616d706c6503636f6d0000010001")
-                    .unwrap(),
-            ),
+            udp(v6, dns_query()),
             Expect::Hashed(Outcome::UnknownServerId),
         ));
 
@@ -469,10 +466,7 @@ fn check(
     if let Some(backend) = backend {
         let (_, interface, next_hop, _, _) = BACKENDS.iter().find(|b| b.0 == backend).unwrap();
         let (_, interface_mac) = INTERFACES.iter().find(|i| i.0 == *interface).unwrap();
-        let next_hop: Vec<u8> = next_hop
-            .split(':')
-            .map(|o| u8::from_str_radix(o, 16).unwrap())
-            .collect();
+        let next_hop = parse_mac(next_hop).expect("a backend's MAC");
         expected[..6].copy_from_slice(&next_hop);
         expected[6..12].copy_from_slice(interface_mac);
     }

@@ -6,15 +6,14 @@ use std::{collections::BTreeMap, net::UdpSocket, sync::mpsc, thread, time::Durat
 
 use aya::programs::XdpMode;
 use integration_tests::{
-    mint,
+    attach_router, mint,
     packet::short_header,
     topology::{self, Topology, VIP4, VIP6},
 };
 use router_common::maps::Outcome;
 use router_user::{
     config::{self, RouterConfig},
-    dataplane::Dataplane,
-    ebpf, netif,
+    netif,
     tables::{BackendIndices, RoutingTables},
 };
 
@@ -116,16 +115,11 @@ fn run(flags: XdpMode) {
     let topology = Topology::new(2);
     let dir = tempfile::tempdir().unwrap();
     let config = router_config(&topology, dir.path());
-    let _inside = topology.router.enter();
-    let mut ebpf = ebpf::load(ebpf::LoadOptions::default()).unwrap_or_else(|err| panic!("{err}"));
-    let mut dataplane = Dataplane::new(&mut ebpf).unwrap();
-    let tables =
-        RoutingTables::build(&config, &mut BackendIndices::default(), netif::lookup).unwrap();
-    dataplane.apply(tables).unwrap();
-    ebpf::xdp_program(&mut ebpf)
-        .unwrap()
-        .attach("r0", flags)
-        .unwrap_or_else(|err| panic!("attach in {flags:?}: {err}"));
+    let tables = {
+        let _inside = topology.router.enter();
+        RoutingTables::build(&config, &mut BackendIndices::default(), netif::lookup).unwrap()
+    };
+    let (_ebpf, dataplane) = attach_router(&topology, &tables, flags);
 
     for vip in [VIP4, VIP6] {
         let before = dataplane.counters().unwrap();

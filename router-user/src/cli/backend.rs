@@ -136,13 +136,12 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
         ))
     })?;
     let counters = Counters::read_pinned(&paths.pin_dir)?;
-    let delivered = |index: u32| counters.backends.get(&index).copied().unwrap_or_default();
     if args.json {
         let backends: Vec<_> = state
             .backends
             .iter()
             .map(|b| {
-                let d = delivered(b.index);
+                let d = counters.backend(b.index);
                 json!({
                     "name": b.name, "state": b.state, "weight": b.weight, "interface": b.interface,
                     "next_hop_mac": b.next_hop_mac, "local_worker": b.local_worker,
@@ -159,7 +158,7 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
         "name", "state", "weight", "interface", "next hop", "packets", "bytes"
     );
     for b in &state.backends {
-        let d = delivered(b.index);
+        let d = counters.backend(b.index);
         println!(
             "{:<16} {:<9} {:>6} {:<12} {:<17} {:>12} {:>14}  {}",
             b.name,

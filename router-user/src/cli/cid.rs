@@ -10,6 +10,8 @@ use router_user::{
     key,
 };
 
+use super::parse_hex;
+
 #[derive(Debug, Subcommand)]
 pub enum CidCommand {
     /// Decode a connection ID: config rotation, server ID, nonce and mode.
@@ -90,10 +92,6 @@ pub fn run(command: CidCommand) -> anyhow::Result<()> {
         CidCommand::Decode(args) => decode(args),
         CidCommand::Encode(args) => encode(args),
     }
-}
-
-fn parse_hex(what: &str, digits: &str) -> anyhow::Result<Vec<u8>> {
-    hex::decode(digits.trim()).with_context(|| format!("{what} is not valid hex"))
 }
 
 fn decode(args: DecodeArgs) -> anyhow::Result<()> {

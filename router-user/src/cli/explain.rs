@@ -2,11 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::Args;
 use router_user::{config, explain::Explainer, pcap};
 
-use super::BadInput;
+use super::{BadInput, parse_hex};
 
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("input").required(true).args(["packet", "pcap"]))]
@@ -28,11 +27,7 @@ pub struct ExplainArgs {
 pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
     let config = config::load(&args.config).map_err(BadInput::from)?;
     let packets = match (&args.packet, &args.pcap) {
-        (Some(digits), _) => vec![
-            hex::decode(digits.trim())
-                .context("--packet is not valid hex")
-                .map_err(BadInput)?,
-        ],
+        (Some(digits), _) => vec![parse_hex("--packet", digits).map_err(BadInput)?],
         (None, Some(path)) => pcap::read_packets(path).map_err(BadInput::from)?,
         (None, None) => return Err(BadInput(anyhow::anyhow!("give --packet or --pcap")).into()),
     };

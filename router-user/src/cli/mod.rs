@@ -6,6 +6,7 @@ mod explain;
 mod run;
 mod stats;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -64,6 +65,11 @@ impl BadInput {
     fn from(err: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self(err.into())
     }
+}
+
+/// The octets that the hex `digits` of `what` (an argument) spell.
+fn parse_hex(what: &str, digits: &str) -> anyhow::Result<Vec<u8>> {
+    hex::decode(digits.trim()).with_context(|| format!("{what} is not valid hex"))
 }
 
 /// Whether `err` is bad input.

@@ -132,7 +132,7 @@ pub fn detach(args: IfaceArgs) -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    let had_link = attach::detach(&paths.pin_dir)?;
+    let had_link = attach::detach(&paths)?;
     let _ = std::fs::remove_dir_all(&paths.run_dir);
     if !had_link {
         return Err(BadInput(anyhow::anyhow!("no router is attached to {}", args.iface)).into());

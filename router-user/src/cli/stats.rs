@@ -80,8 +80,8 @@ pub fn run(args: StatsArgs) -> anyhow::Result<()> {
             let backends: serde_json::Map<String, serde_json::Value> = names
                 .iter()
                 .map(|(index, name)| {
-                    let d = counters.backends.get(index).copied().unwrap_or_default();
-                    let old_packets = old.map(|c| c.backends.get(index).copied().unwrap_or_default().packets);
+                    let d = counters.backend(*index);
+                    let old_packets = old.map(|c| c.backend(*index).packets);
                     (name.clone(), json!({ "packets": d.packets, "bytes": d.bytes, "per_second": rate(d.packets, old_packets) }))
                 })
                 .collect();
@@ -102,9 +102,8 @@ pub fn run(args: StatsArgs) -> anyhow::Result<()> {
                 "backend", "packets", "bytes", "per second"
             );
             for (index, name) in &names {
-                let d = counters.backends.get(index).copied().unwrap_or_default();
-                let old_packets =
-                    old.map(|c| c.backends.get(index).copied().unwrap_or_default().packets);
+                let d = counters.backend(*index);
+                let old_packets = old.map(|c| c.backend(*index).packets);
                 println!(
                     "{:<24} {:>14} {:>14} {:>12}",
                     name,

@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, path::PathBuf, time::Instant};
 
 use integration_tests::{
     fleet::{Fleet, connections, drain, migrate, open_connections, resume},
-    quic::{Backend, Tickets},
+    quic::Tickets,
 };
 use router_common::maps::Outcome;
 
@@ -135,7 +135,7 @@ fn main() {
             println!("      {:<22} {packets:>7} packets", outcome.name());
         }
     }
-    for backend in fleet.backends.iter().map(Backend::name_ref) {
+    for backend in fleet.backends.iter().map(|backend| backend.name.as_str()) {
         let delivered = &stats["backends"][backend];
         println!(
             "      to {backend:<19} {:>7} packets {:>9} octets",

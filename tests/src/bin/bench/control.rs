@@ -6,13 +6,11 @@
 
 use std::{fmt::Write as _, path::Path, time::Instant};
 
-use integration_tests::{ConfigFile, Router, VIP4};
+use integration_tests::{ConfigFile, Router, VIP4, write_key};
 use router_common::maps::FALLBACK_TABLE_SIZE;
 use router_user::{
     config::{self, RouterConfig},
     fallback::{Member, maglev_table},
-    netif,
-    tables::RoutingTables,
 };
 
 pub struct Settings {
@@ -75,13 +73,7 @@ pub fn run(settings: &Settings) -> Vec<Figure> {
     // The standard config only brings up the namespace's interfaces and loads the program.
     let mut router = Router::new(&ConfigFile::standard().load());
     let dir = tempfile::tempdir().expect("temporary directory");
-    let key_file = dir.path().join("cr2.key");
-    std::fs::write(&key_file, "fdf726a9893ec05c0632d3956680baf0").expect("write key");
-    std::fs::set_permissions(
-        &key_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .expect("chmod key");
+    let key_file = write_key(dir.path(), "cr2.key", "fdf726a9893ec05c0632d3956680baf0");
     let write_config = |name: &str, server_ids, drain_first| {
         let path = dir.path().join(name);
         std::fs::write(&path, config_text(&key_file, server_ids, drain_first))
@@ -90,18 +82,10 @@ pub fn run(settings: &Settings) -> Vec<Figure> {
     };
     let base =
         config::load(&write_config("base.toml", 0, false)).unwrap_or_else(|err| panic!("{err}"));
-    let install = |router: &mut Router, config: &RouterConfig| {
-        let tables = RoutingTables::build(config, &mut router.indices, netif::lookup)
-            .unwrap_or_else(|err| panic!("{err}"));
-        router
-            .dataplane
-            .apply(tables)
-            .unwrap_or_else(|err| panic!("{err}"));
-    };
     // Both generations hold `config`.
     let settle = |router: &mut Router, config: &RouterConfig| {
-        install(router, config);
-        install(router, config);
+        router.install(config);
+        router.install(config);
     };
 
     let mut figures = Vec::new();
@@ -115,13 +99,13 @@ pub fn run(settings: &Settings) -> Vec<Figure> {
             let config = config::load(&path).unwrap_or_else(|err| panic!("{err}"));
             parse.push(ms_since(start));
             let start = Instant::now();
-            install(&mut router, &config);
+            router.install(&config);
             installs.push(ms_since(start));
 
-            install(&mut router, &config);
+            router.install(&config);
             let start = Instant::now();
             let drained = config::load(&drained_path).unwrap_or_else(|err| panic!("{err}"));
-            install(&mut router, &drained);
+            router.install(&drained);
             reloads.push(ms_since(start));
         }
         figures.push(Figure {

@@ -1,4 +1,4 @@
-//! Forwarding rate end to end through the namespace topology: the generator (`traffic`) in
+//! Forwarding rate end to end through the namespace topology: the generator (`harness`) in
 //! the client namespace sends QUIC short-header packets, bounded in time and count, whose CIDs
 //! name three backends under all four QUIC-LB configs; a sink at each backend's interface (an
 //! XDP program) counts what arrives and whether the CID names that backend. The generator
@@ -29,10 +29,11 @@ use std::{
 
 use aya::{
     maps::{Array, DevMap, MapData, PerCpuArray},
+    programs::XdpMode,
     sys::{Stats, enable_stats},
 };
 use integration_tests::{
-    BACKENDS, ConfigFile, take_map,
+    BACKENDS, ConfigFile, attach_router, take_map,
     topology::{self, Topology, VIP4},
 };
 use router_common::{
@@ -41,15 +42,15 @@ use router_common::{
     quic_lb::{Config, Decoder},
 };
 use router_user::{
-    config::RouterConfig,
+    config::{RouterConfig, parse_mac},
     ebpf, netif,
     tables::{BackendIndices, RoutingTables},
 };
 
-use crate::traffic::{
-    GENERATOR_CPU, Generator, MessageBatch, QUIC_PORT, attach_router, busy, cpu_times,
-    flow_payloads, forwarding_cpu, load_and_attach, ns_per_run, parse_mac, pin_napi_threads,
-    pin_to_cpu, receiving_socket, sockaddr_in, udp_rcvbuf_errors_in, xdp_run_stats,
+use crate::harness::{
+    GENERATOR_CPU, Generator, MessageBatch, QUIC_PORT, busy, cpu_times, flow_payloads,
+    forwarding_cpu, load_and_attach, ns_per_run, pin_napi_threads, pin_to_cpu, receiving_socket,
+    sockaddr_in, udp_rcvbuf_errors_in, xdp_run_stats,
 };
 
 pub struct Settings {
@@ -61,8 +62,8 @@ pub struct Settings {
     pub rounds: usize,
 }
 
-const FLOWS: usize = 12;
-const BACKEND_COUNT: usize = 3;
+pub(crate) const FLOWS: usize = 12;
+pub(crate) const BACKEND_COUNT: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forwarder {
@@ -243,7 +244,7 @@ impl Forwarding {
         let _inside = topology.router.enter();
         match forwarder {
             Forwarder::Router => Self::Xdp {
-                ebpf: attach_router(topology, tables),
+                ebpf: attach_router(topology, tables, XdpMode::Driver).0,
                 program: ebpf::PROGRAM_NAME,
             },
             Forwarder::Floor => {
@@ -255,7 +256,7 @@ impl Forwarding {
                     let port = netif::lookup(&format!("r{}", slot + 1))
                         .unwrap_or_else(|err| panic!("{err}"));
                     let mut entry = [0u8; 12];
-                    entry[..6].copy_from_slice(&parse_mac(mac));
+                    entry[..6].copy_from_slice(&parse_mac(mac).expect("a backend's MAC"));
                     entry[6..].copy_from_slice(&port.mac);
                     ports
                         .set(slot as u32, port.ifindex, None, 0)
@@ -487,11 +488,7 @@ fn user_space_router(
             let by_cid = dcid(datagram)
                 .and_then(|cid| decoder.server_id(cid).ok())
                 .and_then(|(config_rotation, server_id)| {
-                    let mut key = ServerIdKey {
-                        config_rotation,
-                        ..ServerIdKey::default()
-                    };
-                    key.server_id[..server_id.len()].copy_from_slice(server_id.as_slice());
+                    let key = ServerIdKey::new(config_rotation, server_id.as_slice());
                     routes.server_ids.get(&key).copied()
                 });
             let backend = by_cid.or_else(|| {

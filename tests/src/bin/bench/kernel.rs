@@ -4,20 +4,14 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use aya::{
-    maps::DevMap,
-    programs::{TestRun as _, TestRunOptions, Xdp},
-};
+use aya::{maps::DevMap, programs::Xdp};
 use integration_tests::{
     ConfigFile, LOCAL_WORKERS, Router, VIP4, VIP6, mint,
-    packet::{Datagram, QUIC_V1, long_header, short_header, v1},
-    take_map, xdp_program,
+    packet::{Datagram, QUIC_V1, dns_query, long_header, short_header, v1},
+    run_repeated, take_map, xdp_program,
 };
 use router_common::maps::FLOOR_SLOTS;
-use router_user::{
-    dataplane::Dataplane,
-    ebpf::{self, LoadOptions},
-};
+use router_user::ebpf::{self, LoadOptions};
 
 pub struct Settings {
     /// BPF_PROG_TEST_RUN's repeat count.
@@ -142,20 +136,9 @@ fn paths(v6: bool) -> Vec<(&'static str, &'static str, bool, Vec<u8>)> {
 }
 
 /// The median over `runs` runs of `repeat` repetitions, in nanoseconds per packet.
-fn cost(program: &mut Xdp, packet: &[u8], settings: &Settings) -> f64 {
+fn cost(program: &Xdp, packet: &[u8], settings: &Settings) -> f64 {
     let mut samples: Vec<Duration> = (0..settings.runs)
-        .map(|_| {
-            let mut out = vec![0u8; packet.len() + 512];
-            program
-                .test_run(TestRunOptions {
-                    data_in: Some(packet),
-                    data_out: Some(&mut out),
-                    repeat: settings.repeat,
-                    ..TestRunOptions::default()
-                })
-                .unwrap_or_else(|err| panic!("BPF_PROG_TEST_RUN: {err}"))
-                .duration
-        })
+        .map(|_| run_repeated(program, packet, settings.repeat).2)
         .collect();
     samples.sort();
     samples[samples.len() / 2].as_nanos() as f64
@@ -167,15 +150,6 @@ pub fn run(settings: &Settings) -> Vec<Row> {
     config_file.add_local_worker(worker, worker_ids);
     let config = config_file.load();
     let mut router = Router::new(&config);
-    // The same tables in a second instance that decodes every packet.
-    let mut decoding = ebpf::load(LoadOptions {
-        cid_cache: false,
-        ..LoadOptions::default()
-    })
-    .unwrap_or_else(|err| panic!("{err}"));
-    Dataplane::new(&mut decoding)
-        .and_then(|mut dataplane| dataplane.apply(router.tables.clone()))
-        .unwrap_or_else(|err| panic!("{err}"));
 
     // The floors, from the router's object, in the same namespace.
     for name in ["floor_pass", "floor_redirect"] {
@@ -188,6 +162,15 @@ pub fn run(settings: &Settings) -> Vec<Row> {
     for slot in 0..FLOOR_SLOTS {
         ports.set(slot, be0.ifindex, None, 0).expect("FLOOR_PORTS");
     }
+    // The same config in a second instance (in a namespace of its own, left before the
+    // first's) that decodes every packet.
+    let mut decoding = Router::with_options(
+        &config,
+        LoadOptions {
+            cid_cache: false,
+            ..LoadOptions::default()
+        },
+    );
 
     let mut rows = Vec::new();
     for v6 in [false, true] {
@@ -234,7 +217,7 @@ pub fn run(settings: &Settings) -> Vec<Row> {
             rows.push(row(id, path, Variant::Router, ns));
             if *encrypted {
                 let ns = cost(
-                    ebpf::xdp_program(&mut decoding).expect("the router's program"),
+                    ebpf::xdp_program(&mut decoding.ebpf).expect("the router's program"),
                     packet,
                     settings,
                 );
@@ -243,9 +226,4 @@ pub fn run(settings: &Settings) -> Vec<Row> {
         }
     }
     rows
-}
-
-/// A DNS query for example.com: UDP to the listener that is not QUIC.
-fn dns_query() -> Vec<u8> {
-    hex::decode("12340100000100000000000003777777076578616d706c6503636f6d0000010001").expect("hex")
 }

@@ -18,10 +18,11 @@ use std::{
 
 use aya::{
     maps::{Map, MapData, ReusePortSockArray},
+    programs::XdpMode,
     sys::{Stats, enable_stats},
 };
 use integration_tests::{
-    ConfigFile, LOCAL_WORKERS,
+    ConfigFile, LOCAL_WORKERS, attach_router, backend_index,
     topology::{Topology, VIP4},
 };
 use router_common::maps::{BENCH_MARKER_OFFSET, worker_socket_index};
@@ -32,14 +33,14 @@ use router_user::{
 
 use crate::{
     forwarding::Settings,
-    traffic::{
-        Generator, MessageBatch, QUIC_PORT, attach_router, flow_payloads, forwarding_cpu,
-        ns_per_run, pin_napi_threads, pin_to_cpu, receiving_socket, udp_rcvbuf_errors_in,
+    harness::{
+        Generator, MessageBatch, QUIC_PORT, flow_payloads, forwarding_cpu, ns_per_run,
+        pin_napi_threads, pin_to_cpu, receiving_socket, run_stats, udp_rcvbuf_errors_in,
         xdp_run_stats,
     },
 };
 
-const FLOWS: usize = 16;
+pub(crate) const FLOWS: usize = 16;
 
 /// How the socket group picks a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,18 +105,11 @@ pub fn run(settings: &Settings) -> Vec<Run> {
     }
     let config = config_file.load();
     // Local workers need no interface: the tables build anywhere.
-    let tables = RoutingTables::build(&config, &mut BackendIndices::default(), netif::lookup)
+    let mut indices = BackendIndices::default();
+    let tables = RoutingTables::build(&config, &mut indices, netif::lookup)
         .unwrap_or_else(|err| panic!("{err}"));
-    let mut ebpf = attach_router(&topology, &tables);
+    let (mut ebpf, _) = attach_router(&topology, &tables, XdpMode::Driver);
     let mut worker_sockets = worker_sockets_of(&mut ebpf);
-    let backend_index = |name: &str| -> u32 {
-        *tables
-            .backend_names
-            .iter()
-            .find(|(_, n)| *n == name)
-            .expect("a worker's index")
-            .0
-    };
 
     let mut generator = Generator::new(&topology);
     let servers: Vec<[&str; 4]> = LOCAL_WORKERS.iter().map(|w| w.1).collect();
@@ -140,7 +134,11 @@ pub fn run(settings: &Settings) -> Vec<Run> {
             if selection == Selection::ByCid {
                 for ((name, _), socket) in LOCAL_WORKERS.iter().zip(&sockets) {
                     worker_sockets
-                        .set(worker_socket_index(backend_index(name), false), socket, 0)
+                        .set(
+                            worker_socket_index(backend_index(&indices, name), false),
+                            socket,
+                            0,
+                        )
                         .expect("WORKER_SOCKETS");
                 }
                 ebpf::worker_program(&mut ebpf)
@@ -202,10 +200,7 @@ fn program_stats(ebpf: &mut aya::Ebpf) -> [(u64, u64); 2] {
         .expect("select_worker")
         .info()
         .expect("select_worker info");
-    [
-        xdp_run_stats(ebpf, ebpf::PROGRAM_NAME),
-        (select.run_time().as_nanos() as u64, select.run_count()),
-    ]
+    [xdp_run_stats(ebpf, ebpf::PROGRAM_NAME), run_stats(&select)]
 }
 
 fn measure(

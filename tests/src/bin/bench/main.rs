@@ -7,10 +7,10 @@
 
 mod control;
 mod forwarding;
+mod harness;
 mod kernel;
 mod local;
 mod report;
-mod traffic;
 
 use std::path::PathBuf;
 

@@ -6,12 +6,14 @@ use std::{fmt::Write as _, path::Path};
 use plotters::prelude::*;
 use serde_json::{Value, json};
 
+use integration_tests::LOCAL_WORKERS;
+
 use crate::{
     control::Figure,
-    forwarding::{Forwarder, Run},
+    forwarding::{self, Forwarder, Run},
+    harness,
     kernel::{Row, Variant},
     local::{self, Selection},
-    traffic,
 };
 
 /// Where the figures came from.
@@ -73,18 +75,25 @@ pub struct Results<'a> {
     pub control: &'a [Figure],
 }
 
+/// The median (by `rate`) of the runs that `keep` picks.
+fn median<R>(runs: &[R], keep: impl Fn(&R) -> bool, rate: fn(&R) -> f64) -> Option<&R> {
+    let mut of: Vec<&R> = runs.iter().filter(|r| keep(r)).collect();
+    of.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+    of.get(of.len() / 2).copied()
+}
+
 /// A selection's median run (by delivered rate).
 fn median_local(runs: &[local::Run], selection: Selection) -> Option<&local::Run> {
-    let mut of: Vec<&local::Run> = runs.iter().filter(|r| r.selection == selection).collect();
-    of.sort_by(|a, b| a.delivered_pps().total_cmp(&b.delivered_pps()));
-    of.get(of.len() / 2).copied()
+    median(
+        runs,
+        |r| r.selection == selection,
+        local::Run::delivered_pps,
+    )
 }
 
 /// A forwarder's median run (by delivered rate).
 fn median_run(runs: &[Run], forwarder: Forwarder) -> Option<&Run> {
-    let mut of: Vec<&Run> = runs.iter().filter(|r| r.forwarder == forwarder).collect();
-    of.sort_by(|a, b| a.delivered_pps().total_cmp(&b.delivered_pps()));
-    of.get(of.len() / 2).copied()
+    median(runs, |r| r.forwarder == forwarder, Run::delivered_pps)
 }
 
 /// A target: what it says, the ratio measured, the bound, whether the ratio must stay at or
@@ -239,7 +248,7 @@ impl Results<'_> {
                 "test_run_runs": self.settings.runs,
                 "forwarding_seconds": self.settings.seconds,
                 "forwarding_rounds": self.settings.rounds,
-                "payload_octets": traffic::PAYLOAD_LEN,
+                "payload_octets": harness::PAYLOAD_LEN,
             },
             "kernel_cost": kernel,
             "forwarding": {
@@ -298,8 +307,10 @@ impl Results<'_> {
         }
         line(String::new());
         line(format!(
-            "Forwarding end to end (IPv4, {}-octet UDP payloads, 12 flows to 3 backends, about {:.0} s per run, median of {} runs; the generator offers more than any forwarder takes):",
-            traffic::PAYLOAD_LEN,
+            "Forwarding end to end (IPv4, {}-octet UDP payloads, {} flows to {} backends, about {:.0} s per run, median of {} runs; the generator offers more than any forwarder takes):",
+            harness::PAYLOAD_LEN,
+            forwarding::FLOWS,
+            forwarding::BACKEND_COUNT,
             self.settings.seconds,
             self.settings.rounds
         ));
@@ -327,7 +338,9 @@ impl Results<'_> {
         }
         line(String::new());
         line(format!(
-            "Local delivery (4 workers on the router's host sharing the VIP's port through SO_REUSEPORT; 16 flows; stack and workers on one CPU; median of {} runs; per-run costs from the kernel's BPF statistics under this traffic, in the warm-up round):",
+            "Local delivery ({} workers on the router's host sharing the VIP's port through SO_REUSEPORT; {} flows; stack and workers on one CPU; median of {} runs; per-run costs from the kernel's BPF statistics under this traffic, in the warm-up round):",
+            LOCAL_WORKERS.len(),
+            local::FLOWS,
             self.settings.rounds
         ));
         line(String::new());

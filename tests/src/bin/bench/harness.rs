@@ -12,7 +12,7 @@ use std::{
 
 use aya::{
     maps::DevMap,
-    programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
+    programs::{ProgramInfo, TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
 use integration_tests::{
     mint,
@@ -22,7 +22,7 @@ use integration_tests::{
     xdp_program,
 };
 use router_common::maps::BENCH_MARKER_OFFSET;
-use router_user::{dataplane::Dataplane, ebpf, netif, tables::RoutingTables};
+use router_user::{config::parse_mac, ebpf, netif};
 use socket2::{Domain, Socket, Type};
 
 /// The QUIC port of the listener.
@@ -61,14 +61,6 @@ pub fn set_ipv4_checksum(header: &mut [u8]) {
     let folded = (sum & 0xffff) + (sum >> 16);
     let folded = (folded & 0xffff) + (folded >> 16);
     header[10..12].copy_from_slice(&(!(folded as u16)).to_be_bytes());
-}
-
-pub fn parse_mac(text: &str) -> [u8; 6] {
-    let octets: Vec<u8> = text
-        .split(':')
-        .map(|octet| u8::from_str_radix(octet, 16).expect("a MAC"))
-        .collect();
-    octets.try_into().expect("six octets")
 }
 
 /// (busy, total) jiffies of each CPU, from /proc/stat.
@@ -132,7 +124,7 @@ impl Generator {
         Self {
             netns: topology.client.name.clone(),
             client_mac: c0.mac,
-            router_mac: parse_mac(&topology.router.mac("r0")),
+            router_mac: parse_mac(&topology.router.mac("r0")).expect("r0's MAC"),
             ebpf,
         }
     }
@@ -197,28 +189,18 @@ impl Generator {
     }
 }
 
-/// The router's programs loaded in `topology`'s router namespace with `tables` installed,
-/// the XDP program attached to `r0` in native mode (detached when the value drops).
-pub fn attach_router(topology: &Topology, tables: &RoutingTables) -> aya::Ebpf {
-    let _inside = topology.router.enter();
-    let mut ebpf = ebpf::load(ebpf::LoadOptions::default()).unwrap_or_else(|err| panic!("{err}"));
-    Dataplane::new(&mut ebpf)
-        .and_then(|mut dataplane| dataplane.apply(tables.clone()))
-        .unwrap_or_else(|err| panic!("{err}"));
-    ebpf::xdp_program(&mut ebpf)
-        .expect("the router's program")
-        .attach("r0", XdpMode::Driver)
-        .unwrap_or_else(|err| panic!("attach quic-router: {err}"));
-    ebpf
+/// (total run time in ns, runs) of a loaded program, from the kernel's BPF statistics
+/// (counted while `BPF_ENABLE_STATS` is on).
+pub fn run_stats(info: &ProgramInfo) -> (u64, u64) {
+    (info.run_time().as_nanos() as u64, info.run_count())
 }
 
-/// (total run time in ns, runs) of the loaded XDP program `name`, from the kernel's BPF
-/// statistics (counted while `BPF_ENABLE_STATS` is on).
+/// [`run_stats`] of the loaded XDP program `name`.
 pub fn xdp_run_stats(ebpf: &mut aya::Ebpf, name: &str) -> (u64, u64) {
     let info = xdp_program(ebpf, name)
         .info()
         .unwrap_or_else(|err| panic!("{name}: {err}"));
-    (info.run_time().as_nanos() as u64, info.run_count())
+    run_stats(&info)
 }
 
 /// Nanoseconds per run between two readings of run statistics, if it ran.
