@@ -2,12 +2,38 @@
 //! [`ConnectionIdGenerator`] on router-common's codec, so that every connection ID a server
 //! issues carries its server ID and a QUIC-LB router sends its packets back to it.
 //!
-//! ```text
-//! let issuer = CidIssuer::new(IssuerConfig { params, key, server_id })?;
+//! ```
+//! use std::time::Duration;
+//!
+//! use quic_lb_quinn::{CidIssuer, IssuerConfig};
+//! use router_common::quic_lb::{ConfigParams, Decoder, Key};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Codepoint 0, four-pass AES-128: this server's ID is 0a01, with 6-octet nonces.
+//! let key = Key::from_slice(&[0x8f; 16]).expect("16 octets");
+//! let config = IssuerConfig {
+//!     params: ConfigParams::new(0, 2, 6),
+//!     key: Some(key.clone()),
+//!     server_id: vec![0x0a, 0x01],
+//! };
+//! let issuer = CidIssuer::new(config)?.with_lifetime(Duration::from_secs(300));
 //! let mut endpoint_config = quinn::EndpointConfig::default();
 //! endpoint_config.cid_generator(issuer.factory());
-//! // issuer.issue() mints one more (for a client to resume with); issuer.rotate(...)
-//! // moves to a new config rotation codepoint; both share the nonce sequence.
+//! // quinn::Endpoint::new(endpoint_config, Some(server_config), socket, runtime)?
+//!
+//! // One more CID, for a client to resume with: the router decodes it to this server.
+//! let cid = issuer.issue();
+//! let mut decoder = Decoder::new();
+//! decoder.insert(router_common::quic_lb::Config::new(
+//!     ConfigParams::new(0, 2, 6),
+//!     Some(key.aes128()),
+//! )?);
+//! let (codepoint, server_id) = decoder.server_id(&cid)?;
+//! assert_eq!((codepoint, server_id.as_slice()), (0, &[0x0a, 0x01][..]));
+//! // issuer.rotate(...) moves to another codepoint; issue() and quinn share one nonce
+//! // sequence.
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! Nonces never repeat under one key: encrypted configs count up from a random start, and

@@ -4,6 +4,7 @@
 //! `no_std` and allocation-free so that the kernel program can use the same code.
 #![no_std]
 
+pub mod counters;
 pub mod flow_hash;
 pub mod maps;
 pub mod quic_lb;

@@ -1,4 +1,8 @@
-//! The maps that user space fills and the XDP program reads, and the counters it keeps.
+//! The contract between the kernel programs and user space: every map's name, kind, key and
+//! value, how many entries it has, and where each entry lives. The XDP program's map
+//! definitions are built from these constants, user space opens maps by [`MapSpec::name`], and
+//! a test checks the built object against [`ROUTER_MAPS`], so that the two sides cannot drift
+//! apart unnoticed.
 //!
 //! # Generations
 //!
@@ -14,84 +18,356 @@
 //! | map | kind | key | value |
 //! |---|---|---|---|
 //! | `CONTROL` | array, 1 | 0 | [`Control`] |
-//! | `LISTENER_PORTS` | array | `generation * 65536 + UDP port` | `u8`: 1 if some listener has the port |
+//! | `LISTENER_PORTS` | array | [`listener_port_slot`] | `u8`: 1 if some listener has the port |
 //! | `LISTENERS` | hash | [`ListenerKey`] | `u8` listener flags ([`LISTENER_HASH_INITIALS`]; 0: none; the entry itself marks a listener) |
-//! | `CID_CONFIGS` | array | `generation * 8 + config_rotation` | [`CidConfigEntry`] |
+//! | `CID_CONFIGS` | array | [`cid_config_slot`] | [`CidConfigEntry`] |
 //! | `SERVER_IDS` | hash | [`ServerIdKey`] | `u32` backend index |
-//! | `BACKENDS` | array | `generation * MAX_BACKENDS + backend index` | [`BackendEntry`] |
-//! | `FALLBACK` | array | `generation * FALLBACK_TABLE_SIZE + slot` | `u32` backend index or [`NO_BACKEND`] |
+//! | `BACKENDS` | array | [`backend_slot`] | [`BackendEntry`] |
+//! | `FALLBACK` | array | [`fallback_slot`] | `u32` backend index or [`NO_BACKEND`] |
 //! | `TX_PORTS` | devmap hash | ifindex | ifindex |
-//! | `CID_CACHE` | LRU hash, per program | [`CidCacheKey`] | `u32` backend index |
+//! | `CID_CACHE` | LRU hash | [`CidCacheKey`] | `u32` backend index |
+//! | `CID_CACHE_KEY` | per-CPU array, 1 | 0 | [`CidCacheKey`]: where a packet's cache key is built |
 //! | `STATS` | per-CPU array | [`Outcome`] | `u64` packets |
 //! | `BACKEND_STATS` | per-CPU array | backend index | [`BackendCounters`] |
-//! | `VERDICT` | array, 1 | 0 | [`Verdict`] (written only when tracing, for `explain`) |
-//! | `WORKER_SOCKETS` | reuseport socket array | [`worker_socket_index`] | a worker's UDP socket |
+//! | `WORKER_SOCKETS` | reuseport socket array | [`worker_socket_slot`] | a local worker's UDP socket |
 //! | `LOCAL_STATS` | per-CPU array | [`LocalOutcome`] | `u64` datagrams |
+//! | `VERDICT` | array, 1 | 0 | [`Verdict`] (written only when tracing, for `explain`) |
 //!
-//! The benchmark's own programs (not the router) use `FLOOR_PORTS` (devmap) and `FLOOR_MACS`
-//! (array of destination + source MAC), both by slot `0..FLOOR_SLOTS`, `GENERATOR_PORT`
-//! (devmap, 1), `SINK_BACKEND` (array, 1: `u32` backend index) and `SINK_COUNTS` (per-CPU
-//! array by [`SinkCounter`]: `u64`).
+//! Every map but `VERDICT` is pinned by the controller. The CID cache is shared: the XDP
+//! program fills it, the local workers' socket selection reads it, and a new controller that
+//! adopts a running program keeps it.
 
-use crate::quic_lb::{AesRoundKeys, CONFIG_ROTATIONS, MAX_SERVER_ID_LEN};
+use crate::{
+    counters::{LocalOutcome, Outcome},
+    quic_lb::{AesRoundKeys, CONFIG_ROTATIONS, MAX_CID_LEN, MAX_SERVER_ID_LEN},
+};
 
 /// Generations of each routing table.
 pub const GENERATIONS: u32 = 2;
-/// Backends per generation (backend indices are 0..MAX_BACKENDS).
-pub const MAX_BACKENDS: u32 = 1024;
-/// Listeners per generation.
-pub const MAX_LISTENERS: u32 = 256;
-/// Server IDs per generation, all codepoints together.
-pub const MAX_SERVER_IDS: u32 = 131_072;
 /// Slots of the consistent-hashing (Maglev) fallback table: a prime.
 pub const FALLBACK_TABLE_SIZE: u32 = 65_537;
-/// Config entries per generation: codepoints 0..=6 and the unused 7, so that the index is
-/// `generation * 8 + codepoint`.
+/// Config entries per generation: codepoints 0..=6 and the unused 7.
 pub const CID_CONFIG_SLOTS: u32 = 8;
+/// Entries per generation of `LISTENER_PORTS`: one per UDP port.
+pub const PORTS: u32 = 65_536;
 /// A fallback slot (or lookup) with no backend.
 pub const NO_BACKEND: u32 = u32::MAX;
 /// The `ifindex` of a [`BackendEntry`] for a worker on the router's own host: the XDP
 /// program passes its packets to the stack, where the `SO_REUSEPORT` program gives them to
 /// the worker's socket.
 pub const LOCAL_WORKER_IFINDEX: u32 = u32::MAX;
-/// Slots of `WORKER_SOCKETS`: one per backend and address family.
-pub const WORKER_SOCKET_SLOTS: u32 = 2 * MAX_BACKENDS;
-
-/// The `WORKER_SOCKETS` slot of backend `backend`'s socket for IPv4 or IPv6 (a socket is in
-/// one `SO_REUSEPORT` group, and each family's listener is a group of its own).
-#[inline(always)]
-pub const fn worker_socket_index(backend: u32, ipv6: bool) -> u32 {
-    backend + if ipv6 { MAX_BACKENDS } else { 0 }
-}
-/// Entries per generation of `LISTENER_PORTS`: one per UDP port.
-pub const PORTS: u32 = 65_536;
-/// Encrypted CIDs whose backend the program remembers (LRU).
-pub const CID_CACHE_ENTRIES: u32 = 65_536;
-/// Redirect targets of the benchmark floor: it sends a datagram to slot
-/// `source port % FLOOR_SLOTS`, so that a generator spreads load as the router would.
-pub const FLOOR_SLOTS: u32 = 4;
-/// The benchmark's generator writes the index of the backend a packet's CID names at this
-/// offset of the UDP payload; the benchmark's sink checks it.
-pub const BENCH_MARKER_OFFSET: usize = 100;
-
-/// Counters of a benchmark sink (indices of `SINK_COUNTS`).
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SinkCounter {
-    Delivered = 0,
-    /// Delivered to a backend that the packet's CID does not name.
-    Misrouted = 1,
-}
-
-impl SinkCounter {
-    pub const COUNT: u32 = 2;
-}
-
 /// Listener flag: route Initial and 0-RTT packets by the 4-tuple hash only, whatever their
 /// DCID names (what load balancers without QUIC-LB for Initials do).
 pub const LISTENER_HASH_INITIALS: u8 = 2;
 
 const _: () = assert!(CONFIG_ROTATIONS < CID_CONFIG_SLOTS as usize);
+
+// Where each entry lives. Per-backend entries interleave the generations (and address
+// families), so that no slot depends on the number of backends the maps were made for.
+
+/// The `LISTENER_PORTS` slot of UDP `port` in `generation`.
+#[inline(always)]
+pub const fn listener_port_slot(generation: u32, port: u32) -> u32 {
+    generation * PORTS + port
+}
+
+/// The `CID_CONFIGS` slot of codepoint `config_rotation` in `generation`.
+#[inline(always)]
+pub const fn cid_config_slot(generation: u32, config_rotation: u32) -> u32 {
+    generation * CID_CONFIG_SLOTS + config_rotation
+}
+
+/// The `FALLBACK` slot of a flow `hash` in `generation`.
+#[inline(always)]
+pub const fn fallback_slot(generation: u32, hash: u32) -> u32 {
+    generation * FALLBACK_TABLE_SIZE + hash % FALLBACK_TABLE_SIZE
+}
+
+/// The `BACKENDS` slot of backend index `backend` in `generation`.
+#[inline(always)]
+pub const fn backend_slot(generation: u32, backend: u32) -> u32 {
+    backend * GENERATIONS + generation
+}
+
+/// The `WORKER_SOCKETS` slot of local worker `backend`'s socket for IPv4 or IPv6 (a socket is
+/// in one `SO_REUSEPORT` group, and each family's listener is a group of its own).
+#[inline(always)]
+pub const fn worker_socket_slot(backend: u32, ipv6: bool) -> u32 {
+    backend * 2 + ipv6 as u32
+}
+
+/// How big the maps that grow with a deployment are: the `[limits]` of the router config,
+/// applied when the maps are created. Pinned maps keep the sizes they were made with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
+pub struct Limits {
+    /// Backends in the config.
+    pub backends: u32,
+    /// Server IDs in the config, all codepoints together.
+    pub server_ids: u32,
+    /// Listeners in the config.
+    pub listeners: u32,
+    /// Encrypted connection IDs whose backend the program remembers (least recently used
+    /// ones make way).
+    pub cid_cache_entries: u32,
+}
+
+impl Limits {
+    pub const DEFAULT: Self = Self {
+        backends: 1024,
+        server_ids: 131_072,
+        listeners: 256,
+        cid_cache_entries: 65_536,
+    };
+    /// The largest value of each limit (the kernel preallocates hash maps: about 100 octets
+    /// per entry and generation).
+    pub const MAX: Self = Self {
+        backends: 65_536,
+        server_ids: 4_194_304,
+        listeners: 65_536,
+        cid_cache_entries: 16_777_216,
+    };
+
+    /// Backend indices: twice the backends, because an index stays taken while either
+    /// generation uses it (a config that replaces every backend needs both sets at once).
+    pub const fn backend_indices(&self) -> u32 {
+        self.backends * 2
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// The kernel's map types that the router uses (`enum bpf_map_type`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapKind {
+    Hash = 1,
+    Array = 2,
+    PerCpuArray = 6,
+    LruHash = 9,
+    ReusePortSockArray = 20,
+    DevMapHash = 25,
+}
+
+/// How a map's entry count follows from the [`Limits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entries {
+    /// Fixed by the layout.
+    Fixed(u32),
+    /// This many per backend index ([`Limits::backend_indices`]).
+    PerBackendIndex(u32),
+    /// This many per server ID.
+    PerServerId(u32),
+    /// This many per listener.
+    PerListener(u32),
+    /// [`Limits::cid_cache_entries`].
+    CidCache,
+}
+
+/// One map of the kernel/user contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapSpec {
+    /// The map's name in the object, the kernel and the pin directory.
+    pub name: &'static str,
+    pub kind: MapKind,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub entries: Entries,
+    /// `BPF_F_*` creation flags.
+    pub flags: u32,
+}
+
+impl MapSpec {
+    /// The number of entries under `limits`.
+    pub const fn max_entries(&self, limits: &Limits) -> u32 {
+        match self.entries {
+            Entries::Fixed(n) => n,
+            Entries::PerBackendIndex(n) => n * limits.backend_indices(),
+            Entries::PerServerId(n) => n * limits.server_ids,
+            Entries::PerListener(n) => n * limits.listeners,
+            Entries::CidCache => limits.cid_cache_entries,
+        }
+    }
+
+    /// The number of entries the kernel program is built with.
+    pub const fn default_entries(&self) -> u32 {
+        self.max_entries(&Limits::DEFAULT)
+    }
+
+    /// Whether the entry count follows from the limits (and so may differ from the built
+    /// object's).
+    pub const fn sized_by_limits(&self) -> bool {
+        !matches!(self.entries, Entries::Fixed(_))
+    }
+}
+
+const fn spec(
+    name: &'static str,
+    kind: MapKind,
+    key_size: usize,
+    value_size: usize,
+    entries: Entries,
+) -> MapSpec {
+    MapSpec {
+        name,
+        kind,
+        key_size: key_size as u32,
+        value_size: value_size as u32,
+        entries,
+        flags: 0,
+    }
+}
+
+const U8: usize = size_of::<u8>();
+const U32: usize = size_of::<u32>();
+const U64: usize = size_of::<u64>();
+/// `struct bpf_devmap_val`: ifindex and an optional program.
+const DEVMAP_VALUE: usize = 8;
+
+/// The maps of the router's object, each documented in the table above.
+pub mod specs {
+    use super::*;
+
+    pub const CONTROL: MapSpec = spec(
+        "CONTROL",
+        MapKind::Array,
+        U32,
+        size_of::<Control>(),
+        Entries::Fixed(1),
+    );
+    pub const LISTENER_PORTS: MapSpec = spec(
+        "LISTENER_PORTS",
+        MapKind::Array,
+        U32,
+        U8,
+        Entries::Fixed(GENERATIONS * PORTS),
+    );
+    pub const LISTENERS: MapSpec = spec(
+        "LISTENERS",
+        MapKind::Hash,
+        size_of::<ListenerKey>(),
+        U8,
+        Entries::PerListener(GENERATIONS),
+    );
+    pub const CID_CONFIGS: MapSpec = spec(
+        "CID_CONFIGS",
+        MapKind::Array,
+        U32,
+        size_of::<CidConfigEntry>(),
+        Entries::Fixed(GENERATIONS * CID_CONFIG_SLOTS),
+    );
+    pub const SERVER_IDS: MapSpec = spec(
+        "SERVER_IDS",
+        MapKind::Hash,
+        size_of::<ServerIdKey>(),
+        U32,
+        Entries::PerServerId(GENERATIONS),
+    );
+    pub const BACKENDS: MapSpec = spec(
+        "BACKENDS",
+        MapKind::Array,
+        U32,
+        size_of::<BackendEntry>(),
+        Entries::PerBackendIndex(GENERATIONS),
+    );
+    pub const FALLBACK: MapSpec = spec(
+        "FALLBACK",
+        MapKind::Array,
+        U32,
+        U32,
+        Entries::Fixed(GENERATIONS * FALLBACK_TABLE_SIZE),
+    );
+    pub const TX_PORTS: MapSpec = spec(
+        "TX_PORTS",
+        MapKind::DevMapHash,
+        U32,
+        DEVMAP_VALUE,
+        Entries::PerBackendIndex(1),
+    );
+    pub const CID_CACHE: MapSpec = spec(
+        "CID_CACHE",
+        MapKind::LruHash,
+        size_of::<CidCacheKey>(),
+        U32,
+        Entries::CidCache,
+    );
+    pub const CID_CACHE_KEY: MapSpec = spec(
+        "CID_CACHE_KEY",
+        MapKind::PerCpuArray,
+        U32,
+        size_of::<CidCacheKey>(),
+        Entries::Fixed(1),
+    );
+    pub const STATS: MapSpec = spec(
+        "STATS",
+        MapKind::PerCpuArray,
+        U32,
+        U64,
+        Entries::Fixed(Outcome::COUNT),
+    );
+    pub const BACKEND_STATS: MapSpec = spec(
+        "BACKEND_STATS",
+        MapKind::PerCpuArray,
+        U32,
+        size_of::<BackendCounters>(),
+        Entries::PerBackendIndex(1),
+    );
+    pub const WORKER_SOCKETS: MapSpec = spec(
+        "WORKER_SOCKETS",
+        MapKind::ReusePortSockArray,
+        U32,
+        U32,
+        Entries::PerBackendIndex(2),
+    );
+    pub const LOCAL_STATS: MapSpec = spec(
+        "LOCAL_STATS",
+        MapKind::PerCpuArray,
+        U32,
+        U64,
+        Entries::Fixed(LocalOutcome::COUNT),
+    );
+    pub const VERDICT: MapSpec = spec(
+        "VERDICT",
+        MapKind::Array,
+        U32,
+        size_of::<Verdict>(),
+        Entries::Fixed(1),
+    );
+}
+
+/// The maps that hold the router's state, pinned so that the data path outlives the
+/// controller and a new controller adopts them.
+pub const PINNED_MAPS: [MapSpec; 14] = [
+    specs::CONTROL,
+    specs::LISTENER_PORTS,
+    specs::LISTENERS,
+    specs::CID_CONFIGS,
+    specs::SERVER_IDS,
+    specs::BACKENDS,
+    specs::FALLBACK,
+    specs::TX_PORTS,
+    specs::CID_CACHE,
+    specs::CID_CACHE_KEY,
+    specs::STATS,
+    specs::BACKEND_STATS,
+    specs::WORKER_SOCKETS,
+    specs::LOCAL_STATS,
+];
+
+/// Every map of the router's object: the pinned ones and `VERDICT`.
+pub const ROUTER_MAPS: [MapSpec; 15] = {
+    let mut all = [specs::VERDICT; 15];
+    let mut i = 0;
+    while i < PINNED_MAPS.len() {
+        all[i] = PINNED_MAPS[i];
+        i += 1;
+    }
+    all
+};
 
 /// Global state, written by user space only.
 #[repr(C)]
@@ -198,7 +474,7 @@ pub struct CidCacheKey {
     pub epoch: u32,
     /// The CID's length; octets past it are zero.
     pub len: u8,
-    pub cid: [u8; crate::quic_lb::MAX_CID_LEN],
+    pub cid: [u8; MAX_CID_LEN],
     pub _pad: [u8; 3],
 }
 
@@ -208,113 +484,6 @@ pub struct CidCacheKey {
 pub struct BackendCounters {
     pub packets: u64,
     pub bytes: u64,
-}
-
-/// What the program did with a packet: one per-CPU counter each.
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// Redirected to the server its DCID names (any header type).
-    RoutedByServerId = 0,
-    /// Initial or 0-RTT with a DCID that names no server (client-chosen): fallback hash.
-    InitialHashed = 1,
-    /// Any other packet whose DCID decodes to a server ID no backend has: fallback hash.
-    UnknownServerId = 2,
-    /// Any other packet whose DCID has codepoint 0b111 or an inactive one: fallback hash.
-    UnroutableCodepoint = 3,
-    /// Any other packet whose DCID is too short for its config, or too long to decode
-    /// (an unknown QUIC version): fallback hash.
-    UnroutableLength = 4,
-    /// UDP to a listener that is not a QUIC packet (bad lengths, empty, a QUIC v1/v2 long
-    /// header with a connection ID over 20 octets): dropped.
-    MalformedQuic = 5,
-    /// Not UDP to a listener (or too short to tell): passed to the stack untouched.
-    NotListener = 6,
-    /// An IP fragment: passed untouched.
-    Fragment = 7,
-    /// IPv6 with extension headers before UDP: passed untouched.
-    Ipv6Extension = 8,
-    /// A fallback with no active backend: dropped.
-    NoBackend = 9,
-    /// The backend's interface is not in the redirect map: dropped.
-    RedirectFailed = 10,
-}
-
-impl Outcome {
-    pub const COUNT: u32 = 11;
-    pub const ALL: [Outcome; Self::COUNT as usize] = [
-        Outcome::RoutedByServerId,
-        Outcome::InitialHashed,
-        Outcome::UnknownServerId,
-        Outcome::UnroutableCodepoint,
-        Outcome::UnroutableLength,
-        Outcome::MalformedQuic,
-        Outcome::NotListener,
-        Outcome::Fragment,
-        Outcome::Ipv6Extension,
-        Outcome::NoBackend,
-        Outcome::RedirectFailed,
-    ];
-
-    /// The name operators see in stats and `explain`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Outcome::RoutedByServerId => "routed_by_server_id",
-            Outcome::InitialHashed => "initial_hashed",
-            Outcome::UnknownServerId => "unknown_server_id",
-            Outcome::UnroutableCodepoint => "unroutable_codepoint",
-            Outcome::UnroutableLength => "unroutable_length",
-            Outcome::MalformedQuic => "malformed_quic",
-            Outcome::NotListener => "not_listener",
-            Outcome::Fragment => "fragment",
-            Outcome::Ipv6Extension => "ipv6_extension_headers",
-            Outcome::NoBackend => "no_backend",
-            Outcome::RedirectFailed => "redirect_failed",
-        }
-    }
-
-    pub fn from_u32(value: u32) -> Option<Self> {
-        Self::ALL.get(value as usize).copied()
-    }
-}
-
-/// What the `SO_REUSEPORT` program did with a datagram for local workers: one per-CPU
-/// counter each.
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LocalOutcome {
-    /// Given to the socket of the worker its DCID names.
-    Worker = 0,
-    /// The DCID names no server (a new connection's client-chosen DCID, an unknown server
-    /// ID, an unroutable CID, not QUIC): given to the worker the fallback table picks for the
-    /// 4-tuple, the one the XDP program passed it for.
-    Fallback = 1,
-    /// The DCID names a backend with no socket in this group (a remote host, or a worker
-    /// that has not registered): the kernel's own choice by 4-tuple hash.
-    NotRegistered = 2,
-    /// The DCID names no server and the fallback table's backend has no socket in this
-    /// group (none active, a remote host): the kernel's own choice.
-    KernelChoice = 3,
-}
-
-impl LocalOutcome {
-    pub const COUNT: u32 = 4;
-    pub const ALL: [LocalOutcome; Self::COUNT as usize] = [
-        LocalOutcome::Worker,
-        LocalOutcome::Fallback,
-        LocalOutcome::NotRegistered,
-        LocalOutcome::KernelChoice,
-    ];
-
-    /// The name operators see in stats.
-    pub const fn name(self) -> &'static str {
-        match self {
-            LocalOutcome::Worker => "local_worker_by_server_id",
-            LocalOutcome::Fallback => "local_worker_by_fallback",
-            LocalOutcome::NotRegistered => "local_not_registered",
-            LocalOutcome::KernelChoice => "local_kernel_choice",
-        }
-    }
 }
 
 /// The last packet's verdict, for `quic-router explain`. Written only when the program is

@@ -2,28 +2,21 @@
 //! same `decode_server_id` that user space runs) on the table-based AES.
 
 use router_common::{
-    maps::{CID_CONFIG_SLOTS, CidConfigEntry, Control, NO_BACKEND, Outcome, ServerIdKey},
+    counters::Outcome,
+    maps::{CidConfigEntry, Control, NO_BACKEND, ServerIdKey, cid_config_slot},
     quic_lb::{
         MAX_CID_LEN, MAX_PLAINTEXT_LEN, MAX_SERVER_ID_LEN, config_rotation_of, decode_server_id,
     },
 };
 
+use router_ebpf::parse::Packet;
+
 use crate::{
     maps::{CID_CACHE, CID_CACHE_KEY, CID_CONFIGS, SERVER_IDS},
-    parse::Packet,
     quic::Header,
+    scalar::ScalarResult,
     stats,
 };
-
-/// The server a connection ID names, or why it names none.
-pub enum CidRoute {
-    /// The backend index that the server ID maps to.
-    Server(u32),
-    /// An active codepoint, but no backend has the server ID.
-    UnknownServerId,
-    /// No usable server ID: `UnroutableCodepoint` or `UnroutableLength`.
-    Unroutable(Outcome),
-}
 
 /// Copies up to 20 octets of the DCID at `offset` (`len` octets long) from the packet, with
 /// zeros where it ends.
@@ -43,32 +36,29 @@ fn read_dcid(ctx: &impl Packet, offset: usize, len: usize) -> [u8; MAX_CID_LEN] 
     dcid
 }
 
-/// Finds the server that the packet's DCID names. On `Server` and `UnknownServerId`, `key`
-/// holds the decoded server ID.
+/// The backend index of the server that the packet's DCID names, or why there is none:
+/// [`Outcome::UnknownServerId`] (then `key` holds the decoded server ID, as it does on
+/// success), [`Outcome::UnroutableCodepoint`] or [`Outcome::UnroutableLength`].
 #[inline(always)]
 pub fn route_by_cid(
     ctx: &impl Packet,
     epoch: u32,
     header: &Header,
     key: &mut ServerIdKey,
-) -> CidRoute {
+) -> Result<u32, Outcome> {
     // Empty, or longer than QUIC v1 allows (an unknown version): nothing to decode.
     if header.dcid_len == 0 || !header.short && header.dcid_len > MAX_CID_LEN {
-        return CidRoute::Unroutable(Outcome::UnroutableLength);
+        return Err(Outcome::UnroutableLength);
     }
     let epoch_and_short = u64::from(epoch) << 1 | header.short as u64;
-    match server_id_route(
+    server_id_route(
         ctx,
         header.dcid_offset,
         header.dcid_len,
         epoch_and_short,
         key,
-    ) {
-        UNKNOWN_SERVER_ID => CidRoute::UnknownServerId,
-        UNROUTABLE_CODEPOINT => CidRoute::Unroutable(Outcome::UnroutableCodepoint),
-        UNROUTABLE_LENGTH => CidRoute::Unroutable(Outcome::UnroutableLength),
-        backend => CidRoute::Server(backend),
-    }
+    )
+    .get()
 }
 
 /// 1: remember the backends of encrypted CIDs (the default); 0: decode every packet (the
@@ -76,19 +66,13 @@ pub fn route_by_cid(
 #[unsafe(no_mangle)]
 static CID_CACHE_ON: u8 = 1;
 
-// What `server_id_route` returns besides a backend index (which is below MAX_BACKENDS).
-const UNKNOWN_SERVER_ID: u32 = u32::MAX - 1;
-const UNROUTABLE_CODEPOINT: u32 = u32::MAX - 2;
-const UNROUTABLE_LENGTH: u32 = u32::MAX - 3;
-
 /// The route for the DCID at `dcid_offset`, `dcid_len` octets long (a short header's: the
-/// rest of the packet). `epoch_and_short` is `epoch << 1 | short`: a `&Header` argument
-/// instead would leave the verifier without bounds on the offset read back from it.
+/// rest of the packet). `epoch_and_short` is `epoch << 1 | short`: a sixth argument is not
+/// allowed, and a `&Header` instead would leave the verifier without bounds on the offset
+/// read back from it.
 ///
 /// A BPF subprogram of its own (not inlined), so that the codec's buffers have a stack frame
-/// of their own (BPF allows 512 octets along a call chain). Its arguments are scalars, the
-/// context or stack pointers, at most five, and it returns a scalar (a backend index or one
-/// of the codes above), as BPF requires.
+/// of their own.
 #[inline(never)]
 fn server_id_route(
     ctx: &impl Packet,
@@ -96,17 +80,34 @@ fn server_id_route(
     dcid_len: usize,
     epoch_and_short: u64,
     key: &mut ServerIdKey,
-) -> u32 {
+) -> ScalarResult {
+    ScalarResult::new(decode_and_look_up(
+        ctx,
+        dcid_offset,
+        dcid_len,
+        epoch_and_short,
+        key,
+    ))
+}
+
+#[inline(always)]
+fn decode_and_look_up(
+    ctx: &impl Packet,
+    dcid_offset: usize,
+    dcid_len: usize,
+    epoch_and_short: u64,
+    key: &mut ServerIdKey,
+) -> Result<u32, Outcome> {
     let (epoch, short) = ((epoch_and_short >> 1) as u32, epoch_and_short & 1 != 0);
     let generation = Control { epoch }.generation();
     let dcid = read_dcid(ctx, dcid_offset, dcid_len);
     let config_rotation = config_rotation_of(dcid[0]);
-    let Some(config) = CID_CONFIGS.get(generation * CID_CONFIG_SLOTS + u32::from(config_rotation))
+    let Some(config) = CID_CONFIGS.get(cid_config_slot(generation, u32::from(config_rotation)))
     else {
-        return UNROUTABLE_CODEPOINT;
+        return Err(Outcome::UnroutableCodepoint);
     };
     if config.active == 0 {
-        return UNROUTABLE_CODEPOINT;
+        return Err(Outcome::UnroutableCodepoint);
     }
     // A short header's DCID is the config's CID length; a long header names its length,
     // which must hold the encoded part.
@@ -116,7 +117,7 @@ fn server_id_route(
         (dcid_len, 1 + config.plaintext_len as usize)
     };
     if dcid_len < needed {
-        return UNROUTABLE_LENGTH;
+        return Err(Outcome::UnroutableLength);
     }
     // An encrypted CID seen before goes where it went then, without the AES passes. Not
     // when tracing: `explain` shows what decoding gives.
@@ -126,7 +127,7 @@ fn server_id_route(
     if cached {
         let backend = cache_lookup(epoch, &dcid, cid_len);
         if backend != NO_BACKEND {
-            return backend;
+            return Ok(backend);
         }
     }
     key.generation = generation as u8;
@@ -139,9 +140,9 @@ fn server_id_route(
             if cached {
                 cache_insert(backend);
             }
-            backend
+            Ok(backend)
         }
-        None => UNKNOWN_SERVER_ID,
+        None => Err(Outcome::UnknownServerId),
     }
 }
 

@@ -1,3 +1,8 @@
-//! The library target lets router-user build-depend on this crate, so that cargo rebuilds the
-//! XDP program when router-common changes. The program itself is the `router-ebpf` binary.
+//! What the router's programs share with other eBPF programs (the benchmark's floors and
+//! sink): packet parsing and per-CPU counting. The router's programs themselves are the
+//! `router-ebpf` binary. As a library this crate also lets router-user and the tests
+//! build-depend on it, so that cargo rebuilds the programs when this code changes.
 #![no_std]
+
+pub mod counters;
+pub mod parse;

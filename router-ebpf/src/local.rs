@@ -11,24 +11,27 @@ use aya_ebpf::{
     programs::SkReuseportContext,
 };
 use router_common::{
+    counters::LocalOutcome,
     flow_hash::FlowAddr,
-    maps::{Control, LocalOutcome, NO_BACKEND, ServerIdKey, worker_socket_index},
+    maps::{Control, NO_BACKEND, ServerIdKey, worker_socket_slot},
+};
+use router_ebpf::{
+    counters::bump,
+    parse::{Packet as _, UDP_HLEN, load_network},
 };
 
 use crate::{
-    cid::{CidRoute, route_by_cid},
+    cid::route_by_cid,
     maps::{CONTROL, LOCAL_STATS, WORKER_SOCKETS},
-    parse::{Packet, UDP_HLEN, load_network},
     quic::parse_header,
     route::fallback_backend,
-    stats,
 };
 
 const ETH_P_IPV6_BE: u32 = 0x86dd_u16.to_be() as u32;
 
 #[sk_reuseport]
 pub fn select_worker(ctx: SkReuseportContext) -> u32 {
-    stats::bump(&LOCAL_STATS, try_select_worker(&ctx) as u32);
+    bump(&LOCAL_STATS, try_select_worker(&ctx) as u32);
     // Without a selection the kernel picks by its hash.
     SK_PASS
 }
@@ -42,13 +45,7 @@ fn try_select_worker(ctx: &SkReuseportContext) -> LocalOutcome {
     let by_cid = (md.len as usize)
         .checked_sub(UDP_HLEN)
         .and_then(|payload_len| parse_header(ctx, UDP_HLEN, payload_len).ok())
-        .and_then(|header| {
-            let mut key = ServerIdKey::default();
-            match route_by_cid(ctx, epoch, &header, &mut key) {
-                CidRoute::Server(backend) => Some(backend),
-                CidRoute::UnknownServerId | CidRoute::Unroutable(_) => None,
-            }
-        });
+        .and_then(|header| route_by_cid(ctx, epoch, &header, &mut ServerIdKey::default()).ok());
     if let Some(backend) = by_cid {
         return if select(ctx, backend, ipv6) {
             LocalOutcome::Worker
@@ -67,7 +64,7 @@ fn try_select_worker(ctx: &SkReuseportContext) -> LocalOutcome {
 #[inline(always)]
 fn select(ctx: &SkReuseportContext, backend: u32, ipv6: bool) -> bool {
     WORKER_SOCKETS
-        .select_reuseport(ctx, worker_socket_index(backend, ipv6))
+        .select_reuseport(ctx, worker_socket_slot(backend, ipv6))
         .is_ok()
 }
 

@@ -1,33 +1,42 @@
-//! The quic-router XDP program: finds each QUIC packet's server from its destination
-//! connection ID (QUIC-LB, draft-ietf-quic-load-balancers-21) and redirects it there, with a
-//! consistent-hashing fallback for connection IDs that name no server.
+//! The quic-router programs: the XDP program finds each QUIC packet's server from its
+//! destination connection ID (QUIC-LB, draft-ietf-quic-load-balancers-21) and redirects it
+//! there, with a consistent-hashing fallback for connection IDs that name no server; the
+//! `SO_REUSEPORT` program (`local`) gives a local worker's datagrams to its socket.
 //!
-//! Split by concern: `parse` (Ethernet, VLAN, IP, UDP), `quic` (QUIC headers), `cid` (server
-//! IDs, decoded with router-common's codec), `route` (fallback and delivery), `stats`
-//! (counters). `local` is the `SO_REUSEPORT` program that gives a local worker's datagrams
-//! to its socket. The maps are in `maps`; their layouts are documented in router-common.
-//! `bench` holds the programs that only the benchmark loads: the floors it measures the
-//! router against, and the sink that counts what reaches a backend.
+//! Split by concern: `quic` (QUIC headers), `cid` (server IDs, decoded with router-common's
+//! codec), `route` (fallback, delivery and the action for unrouted packets), `stats`
+//! (counters, tracing, debug log), `maps`. Ethernet, IP and UDP parsing is this crate's
+//! library (`router_ebpf::parse`), which the benchmark's programs share.
+//!
+//! # Subprograms
+//!
+//! The server-ID decoder needs most of BPF's 512 octets of stack along one call chain, so
+//! parsing, decoding and tracing run as subprograms (`#[inline(never)]`) with frames of their
+//! own. A BPF subprogram takes at most five arguments, each a scalar or a pointer to the
+//! context or the stack, and returns one scalar. Results are `Result<_, Outcome>` all the
+//! same: `Result<(), Outcome>` is one scalar already (a niche of `Outcome`), and a subprogram
+//! that finds a `u32` returns a `scalar::ScalarResult`, the one encoding of
+//! `Result<u32, Outcome>` (rustc would return the `Result` through a pointer, a sixth
+//! argument). Arguments that do not fit in five are packed where they are passed
+//! (`cid::server_id_route`), and say so there.
 #![no_std]
 #![no_main]
 
-mod bench;
 mod cid;
 mod local;
 mod maps;
-mod parse;
 mod quic;
 mod route;
+mod scalar;
 mod stats;
 
 use aya_ebpf::{macros::xdp, programs::XdpContext};
-use router_common::maps::Outcome;
 
 #[xdp]
 pub fn quic_router(ctx: XdpContext) -> u32 {
     match route::try_route(&ctx) {
         Ok(action) => action,
-        Err(outcome) => stats::finish_unrouted(&ctx, outcome),
+        Err(outcome) => route::finish_unrouted(&ctx, outcome),
     }
 }
 
@@ -40,13 +49,3 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
-
-/// Whether an early exit passes the packet to the stack or drops it.
-#[inline(always)]
-const fn action_of(outcome: Outcome) -> u32 {
-    use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
-    match outcome {
-        Outcome::NotListener | Outcome::Fragment | Outcome::Ipv6Extension => XDP_PASS,
-        _ => XDP_DROP,
-    }
-}

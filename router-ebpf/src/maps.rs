@@ -1,84 +1,91 @@
-//! The program's maps. Layouts and the generation scheme: `router_common::maps`.
+//! The program's maps, one per concern; names, layouts and sizes are router-common's
+//! (`router_common::maps`), checked against this object by a test.
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, DevMap, DevMapHash, HashMap, LruHashMap, PerCpuArray, ReusePortSockArray},
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ReusePortSockArray},
 };
 use router_common::maps::{
-    BackendCounters, BackendEntry, CID_CACHE_ENTRIES, CID_CONFIG_SLOTS, CidCacheKey,
-    CidConfigEntry, Control, FALLBACK_TABLE_SIZE, FLOOR_SLOTS, GENERATIONS, ListenerKey,
-    LocalOutcome, MAX_BACKENDS, MAX_LISTENERS, MAX_SERVER_IDS, Outcome, PORTS, ServerIdKey,
-    SinkCounter, Verdict, WORKER_SOCKET_SLOTS,
+    BackendCounters, BackendEntry, CidCacheKey, CidConfigEntry, Control, ListenerKey, ServerIdKey,
+    Verdict, specs,
 };
 
-#[map]
-pub static CONTROL: Array<Control> = Array::with_max_entries(1, 0);
+// Routing state, in two generations (see router_common::maps): user space writes it.
 
+/// The epoch, whose low bit names the generation packets use.
 #[map]
-pub static LISTENER_PORTS: Array<u8> = Array::with_max_entries(GENERATIONS * PORTS, 0);
+pub static CONTROL: Array<Control> = Array::with_max_entries(specs::CONTROL.default_entries(), 0);
 
+/// Whether any listener has a UDP port: most traffic that is not ours leaves on this lookup.
+#[map]
+pub static LISTENER_PORTS: Array<u8> =
+    Array::with_max_entries(specs::LISTENER_PORTS.default_entries(), 0);
+
+/// The listeners (VIP and port) and their flags.
 #[map]
 pub static LISTENERS: HashMap<ListenerKey, u8> =
-    HashMap::with_max_entries(GENERATIONS * MAX_LISTENERS, 0);
+    HashMap::with_max_entries(specs::LISTENERS.default_entries(), 0);
 
+/// The QUIC-LB config of each codepoint, with its AES key schedules.
 #[map]
 pub static CID_CONFIGS: Array<CidConfigEntry> =
-    Array::with_max_entries(GENERATIONS * CID_CONFIG_SLOTS, 0);
+    Array::with_max_entries(specs::CID_CONFIGS.default_entries(), 0);
 
+/// Server IDs to backend indices.
 #[map]
 pub static SERVER_IDS: HashMap<ServerIdKey, u32> =
-    HashMap::with_max_entries(GENERATIONS * MAX_SERVER_IDS, 0);
+    HashMap::with_max_entries(specs::SERVER_IDS.default_entries(), 0);
 
+/// How to reach each backend.
 #[map]
-pub static BACKENDS: Array<BackendEntry> = Array::with_max_entries(GENERATIONS * MAX_BACKENDS, 0);
+pub static BACKENDS: Array<BackendEntry> =
+    Array::with_max_entries(specs::BACKENDS.default_entries(), 0);
 
+/// The consistent-hashing table for packets whose DCID names no server.
 #[map]
-pub static FALLBACK: Array<u32> = Array::with_max_entries(GENERATIONS * FALLBACK_TABLE_SIZE, 0);
+pub static FALLBACK: Array<u32> = Array::with_max_entries(specs::FALLBACK.default_entries(), 0);
 
+/// The interfaces backends are reached through: the redirect targets.
 #[map]
-pub static TX_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_BACKENDS, 0);
+pub static TX_PORTS: DevMapHash =
+    DevMapHash::with_max_entries(specs::TX_PORTS.default_entries(), 0);
 
+/// Local workers' sockets, for the `SO_REUSEPORT` selection.
+#[map]
+pub static WORKER_SOCKETS: ReusePortSockArray =
+    ReusePortSockArray::with_max_entries(specs::WORKER_SOCKETS.default_entries(), 0);
+
+// The CID cache: written by the program, shared by both programs.
+
+/// Backends of encrypted CIDs decoded before.
 #[map]
 pub static CID_CACHE: LruHashMap<CidCacheKey, u32> =
-    LruHashMap::with_max_entries(CID_CACHE_ENTRIES, 0);
+    LruHashMap::with_max_entries(specs::CID_CACHE.default_entries(), specs::CID_CACHE.flags);
 
 /// Where the CID cache's key is built (one per CPU).
 #[map]
-pub static CID_CACHE_KEY: PerCpuArray<CidCacheKey> = PerCpuArray::with_max_entries(1, 0);
+pub static CID_CACHE_KEY: PerCpuArray<CidCacheKey> =
+    PerCpuArray::with_max_entries(specs::CID_CACHE_KEY.default_entries(), 0);
 
+// Counters, per CPU, read and summed by user space.
+
+/// Packets by `Outcome`.
 #[map]
-pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Outcome::COUNT, 0);
+pub static STATS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(specs::STATS.default_entries(), 0);
 
+/// Packets and octets delivered to each backend.
 #[map]
 pub static BACKEND_STATS: PerCpuArray<BackendCounters> =
-    PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+    PerCpuArray::with_max_entries(specs::BACKEND_STATS.default_entries(), 0);
 
+/// Local workers' datagrams by `LocalOutcome`.
 #[map]
-pub static WORKER_SOCKETS: ReusePortSockArray =
-    ReusePortSockArray::with_max_entries(WORKER_SOCKET_SLOTS, 0);
+pub static LOCAL_STATS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(specs::LOCAL_STATS.default_entries(), 0);
 
-#[map]
-pub static LOCAL_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(LocalOutcome::COUNT, 0);
+// Tracing, for `explain` only.
 
+/// The last packet's verdict.
 #[map]
-pub static VERDICT: Array<Verdict> = Array::with_max_entries(1, 0);
-
-/// The benchmark floor's redirect targets.
-#[map]
-pub static FLOOR_PORTS: DevMap = DevMap::with_max_entries(FLOOR_SLOTS, 0);
-
-/// The Ethernet addresses the benchmark floor writes (destination, source), per slot.
-#[map]
-pub static FLOOR_MACS: Array<[u8; 12]> = Array::with_max_entries(FLOOR_SLOTS, 0);
-
-/// The interface the benchmark's generator sends through (slot 0).
-#[map]
-pub static GENERATOR_PORT: DevMap = DevMap::with_max_entries(1, 0);
-
-/// The index of the backend a benchmark sink counts for (slot 0).
-#[map]
-pub static SINK_BACKEND: Array<u32> = Array::with_max_entries(1, 0);
-
-/// A benchmark sink's counters, by [`SinkCounter`].
-#[map]
-pub static SINK_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(SinkCounter::COUNT, 0);
+pub static VERDICT: Array<Verdict> = Array::with_max_entries(specs::VERDICT.default_entries(), 0);

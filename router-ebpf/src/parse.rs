@@ -5,7 +5,7 @@ use aya_ebpf::{
     helpers::generated::{bpf_skb_load_bytes, bpf_skb_load_bytes_relative, bpf_xdp_load_bytes},
     programs::{SkReuseportContext, XdpContext},
 };
-use router_common::{flow_hash::FlowAddr, maps::Outcome};
+use router_common::{counters::Outcome, flow_hash::FlowAddr};
 
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
@@ -15,7 +15,7 @@ const ETH_P_8021Q: u16 = 0x8100;
 const IPPROTO_UDP: u8 = 17;
 const IPV4_HLEN: usize = 20;
 const IPV6_HLEN: usize = 40;
-pub(crate) const UDP_HLEN: usize = 8;
+pub const UDP_HLEN: usize = 8;
 
 /// Packet data that the programs read: an XDP frame from its Ethernet header on, or the
 /// datagram that an `SO_REUSEPORT` program sees from its UDP header on.
@@ -170,29 +170,22 @@ pub struct Datagram {
     pub payload_len: Option<usize>,
 }
 
-/// Parses up to the UDP header into `datagram`. `Err` is why the packet is not ours to route.
-#[inline(always)]
-pub fn parse_datagram(ctx: &XdpContext, datagram: &mut Datagram) -> Result<(), Outcome> {
-    match parse_into(ctx, datagram) {
-        PARSED => Ok(()),
-        outcome => Err(Outcome::from_u32(outcome).unwrap_or(Outcome::NotListener)),
-    }
-}
-
-/// What `parse_into` returns on success; otherwise it returns an `Outcome`.
-const PARSED: u32 = u32::MAX;
-
+/// Parses up to the UDP header into `datagram`; `Err` is why the packet is not ours to
+/// route.
+///
 /// A BPF subprogram of its own, so that the headers it copies do not take room in the frame
 /// of the caller, which goes on to call the server ID decoder (BPF allows 512 octets of stack
-/// along a call chain). Returns a scalar, as BPF subprograms must.
+/// along a call chain).
 #[inline(never)]
-fn parse_into(ctx: &XdpContext, datagram: &mut Datagram) -> u32 {
+pub fn parse_datagram(ctx: &XdpContext, datagram: &mut Datagram) -> Result<(), Outcome> {
+    // Not `*datagram = parse(ctx)?`: LLVM then stores the low half of a packet pointer into
+    // `datagram`, which the verifier refuses ("invalid size of register spill").
     match parse(ctx) {
         Ok(parsed) => {
             *datagram = parsed;
-            PARSED
+            Ok(())
         }
-        Err(outcome) => outcome as u32,
+        Err(outcome) => Err(outcome),
     }
 }
 

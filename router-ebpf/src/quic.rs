@@ -1,9 +1,8 @@
 //! QUIC headers, as far as routing needs them: where the destination connection ID is and
 //! whether the packet is an Initial or 0-RTT.
 
-use router_common::{maps::Outcome, quic_lb::MAX_CID_LEN};
-
-use crate::parse::{Packet, byte_at};
+use router_common::{counters::Outcome, quic_lb::MAX_CID_LEN};
+use router_ebpf::parse::{Packet, byte_at};
 
 const QUIC_V1: u32 = 0x0000_0001;
 /// RFC 9369.

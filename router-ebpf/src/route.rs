@@ -8,20 +8,41 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use router_common::{
+    counters::Outcome,
     flow_hash::{FlowAddr, flow_hash},
     maps::{
-        BackendEntry, Control, FALLBACK_TABLE_SIZE, LISTENER_HASH_INITIALS, LOCAL_WORKER_IFINDEX,
-        ListenerKey, MAX_BACKENDS, NO_BACKEND, Outcome, PORTS, ServerIdKey,
+        BackendEntry, Control, LISTENER_HASH_INITIALS, LOCAL_WORKER_IFINDEX, ListenerKey,
+        NO_BACKEND, ServerIdKey, backend_slot, fallback_slot, listener_port_slot,
     },
 };
+use router_ebpf::parse::{Datagram, packet_len, parse_datagram, ptr_at};
 
 use crate::{
-    cid::{CidRoute, route_by_cid},
+    cid::route_by_cid,
     maps::{BACKENDS, CONTROL, FALLBACK, LISTENER_PORTS, LISTENERS, TX_PORTS},
-    parse::{Datagram, packet_len, parse_datagram, ptr_at},
     quic::parse_header,
     stats,
 };
+
+/// The XDP action for a packet that leaves early, unrouted: what is not ours to route
+/// (not for a listener, or headers the router does not look past) goes to the stack
+/// untouched; what is for a listener but cannot be routed is dropped.
+#[inline(always)]
+pub const fn unrouted_action(outcome: Outcome) -> u32 {
+    match outcome {
+        Outcome::NotListener | Outcome::Fragment | Outcome::Ipv6Extension => XDP_PASS,
+        _ => XDP_DROP,
+    }
+}
+
+/// Counts, traces and logs an early exit; returns its action.
+#[inline(always)]
+pub fn finish_unrouted(ctx: &XdpContext, outcome: Outcome) -> u32 {
+    stats::count(outcome);
+    stats::trace(outcome, NO_BACKEND, None);
+    stats::log(ctx, outcome, NO_BACKEND);
+    unrouted_action(outcome)
+}
 
 #[inline(always)]
 pub fn try_route(ctx: &XdpContext) -> Result<u32, Outcome> {
@@ -32,7 +53,7 @@ pub fn try_route(ctx: &XdpContext) -> Result<u32, Outcome> {
     // Most traffic that is not for a listener leaves on one array lookup by port.
     let port = u32::from(u16::from_be(datagram.dst_port_be));
     if LISTENER_PORTS
-        .get(generation * PORTS + port)
+        .get(listener_port_slot(generation, port))
         .is_none_or(|&any| any == 0)
     {
         return Err(Outcome::NotListener);
@@ -63,14 +84,14 @@ pub fn try_route(ctx: &XdpContext) -> Result<u32, Outcome> {
     let mut key = ServerIdKey::default();
     let hash_initials = header.initial_or_0rtt && listener_flags & LISTENER_HASH_INITIALS != 0;
     let route = if hash_initials {
-        CidRoute::Unroutable(Outcome::InitialHashed)
+        Err(Outcome::InitialHashed)
     } else {
         route_by_cid(ctx, epoch, &header, &mut key)
     };
     let (outcome, backend, decoded) = match route {
-        CidRoute::Server(backend) => (Outcome::RoutedByServerId, Some(backend), true),
-        CidRoute::UnknownServerId => (unrouted(Outcome::UnknownServerId), None, true),
-        CidRoute::Unroutable(outcome) => (unrouted(outcome), None, false),
+        Ok(backend) => (Outcome::RoutedByServerId, Some(backend), true),
+        Err(Outcome::UnknownServerId) => (unrouted(Outcome::UnknownServerId), None, true),
+        Err(outcome) => (unrouted(outcome), None, false),
     };
     let backend = match backend {
         Some(backend) => backend,
@@ -108,8 +129,10 @@ pub fn fallback_backend(
     dst_port_be: u16,
 ) -> u32 {
     let hash = flow_hash(src, dst, src_port_be, dst_port_be);
-    let slot = generation * FALLBACK_TABLE_SIZE + hash % FALLBACK_TABLE_SIZE;
-    FALLBACK.get(slot).copied().unwrap_or(NO_BACKEND)
+    FALLBACK
+        .get(fallback_slot(generation, hash))
+        .copied()
+        .unwrap_or(NO_BACKEND)
 }
 
 #[inline(always)]
@@ -120,11 +143,9 @@ fn deliver(
     outcome: Outcome,
     server_id: Option<&ServerIdKey>,
 ) -> Result<u32, Outcome> {
-    if backend >= MAX_BACKENDS {
-        return Err(Outcome::RedirectFailed);
-    }
+    // Indices come from the maps, below the largest limit: the slot cannot wrap around.
     let entry = BACKENDS
-        .get(generation * MAX_BACKENDS + backend)
+        .get(backend_slot(generation, backend))
         .ok_or(Outcome::RedirectFailed)?;
     if entry.ifindex == 0 {
         return Err(Outcome::RedirectFailed);

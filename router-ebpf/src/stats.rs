@@ -1,8 +1,12 @@
 //! Per-CPU counters for every outcome and every backend, the verdict `explain` reads, and
 //! the per-packet log line of debug mode.
 
-use aya_ebpf::{maps::PerCpuArray, programs::XdpContext};
-use router_common::maps::{NO_BACKEND, Outcome, ServerIdKey, Verdict};
+use aya_ebpf::programs::XdpContext;
+use router_common::{
+    counters::Outcome,
+    maps::{ServerIdKey, Verdict},
+};
+use router_ebpf::counters::bump;
 
 use crate::maps::{BACKEND_STATS, STATS, VERDICT};
 
@@ -16,20 +20,11 @@ pub fn count(outcome: Outcome) {
     bump(&STATS, outcome as u32);
 }
 
-/// Adds one to this CPU's counter at `index` of `counters`.
-#[inline(always)]
-pub fn bump(counters: &PerCpuArray<u64>, index: u32) {
-    if let Some(counter) = counters.get_ptr_mut(index) {
-        // SAFETY: this CPU's slot. XDP and socket selection run with bottom halves off, so
-        // nothing else on this CPU writes it meanwhile.
-        unsafe { *counter += 1 };
-    }
-}
-
 #[inline(always)]
 pub fn count_backend(backend: u32, bytes: u64) {
     if let Some(counters) = BACKEND_STATS.get_ptr_mut(backend) {
-        // SAFETY: as for `bump`.
+        // SAFETY: this CPU's slot. XDP runs with bottom halves off, so nothing else on this
+        // CPU writes it meanwhile.
         unsafe {
             (*counters).packets += 1;
             (*counters).bytes += bytes;
@@ -79,13 +74,4 @@ fn record_verdict(outcome: u32, backend: u32, server_id: Option<&ServerIdKey>) -
 #[inline(always)]
 pub fn log(ctx: &XdpContext, outcome: Outcome, backend: u32) {
     aya_log_ebpf::debug!(ctx, "outcome={} backend={}", outcome as u32, backend);
-}
-
-/// Counts, traces and logs an early exit; returns its action.
-#[inline(always)]
-pub fn finish_unrouted(ctx: &XdpContext, outcome: Outcome) -> u32 {
-    count(outcome);
-    trace(outcome, NO_BACKEND, None);
-    log(ctx, outcome, NO_BACKEND);
-    crate::action_of(outcome)
 }

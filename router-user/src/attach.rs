@@ -1,28 +1,17 @@
-//! Attaching the program to an interface through a pinned bpf_link, so that the data path
-//! outlives the controller; adopting the link a previous controller pinned; replacing the
-//! program in it atomically when this build's differs.
+//! Attaching the XDP program to an interface through a pinned bpf_link, so that the data
+//! path outlives the controller; adopting the link a previous controller pinned; replacing
+//! the program in it atomically when this build's differs.
 
 use std::path::Path;
 
 use aya::{
-    Ebpf,
-    maps::{MapData, ReusePortSockArray},
     pin::PinError,
     programs::{
-        ProgramError, XdpMode,
+        ProgramError, Xdp, XdpMode,
         links::{FdLink, LinkError, PinnedLink},
         loaded_programs,
         xdp::XdpLink,
     },
-};
-
-use router_common::maps::WORKER_SOCKET_SLOTS;
-
-use crate::{
-    dataplane::open_pinned,
-    ebpf::{self, LoadError},
-    pin::RouterPaths,
-    runstate::Mode,
 };
 
 /// What attaching did.
@@ -38,8 +27,6 @@ pub enum Attachment {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
-    #[error(transparent)]
-    Load(#[from] LoadError),
     #[error("cannot attach to {iface} ({mode} mode): {source}")]
     Attach {
         iface: String,
@@ -63,11 +50,10 @@ pub enum AttachError {
     Info(ProgramError),
 }
 
-fn xdp_mode(mode: Mode) -> XdpMode {
-    match mode {
-        Mode::Auto => XdpMode::Default,
-        Mode::Native => XdpMode::Driver,
-        Mode::Skb => XdpMode::Skb,
+fn link_error(path: &Path) -> impl FnOnce(LinkError) -> AttachError + '_ {
+    move |source| AttachError::Link {
+        path: path.display().to_string(),
+        source,
     }
 }
 
@@ -76,32 +62,23 @@ pub fn attached_program(path: &Path) -> Result<Option<u32>, AttachError> {
     if !path.exists() {
         return Ok(None);
     }
-    let link_error = |source| AttachError::Link {
-        path: path.display().to_string(),
-        source,
-    };
-    let link: FdLink = PinnedLink::from_pin(path).map_err(link_error)?.into();
-    Ok(Some(link.info().map_err(link_error)?.program_id()))
+    let link: FdLink = PinnedLink::from_pin(path).map_err(link_error(path))?.into();
+    Ok(Some(link.info().map_err(link_error(path))?.program_id()))
 }
 
-/// Attaches `ebpf`'s program to `iface` through the link pinned at `link_path`: a new link if
-/// there is none; otherwise the attached program stays when it is this build's (same tag) and
-/// `replace` is false, and is swapped for this one atomically if not. Returns what it did and
-/// the ID of the program now attached.
+/// Attaches `program` to `iface` (in `mode`, named `mode_name`) through the link pinned at
+/// `link_path`: a new link if there is none; otherwise the attached program stays when it is
+/// this build's (same tag) and `replace` is false, and is swapped for this one atomically if
+/// not. Returns what it did and the ID of the program now attached.
 pub fn attach(
-    ebpf: &mut Ebpf,
+    program: &mut Xdp,
     iface: &str,
-    mode: Mode,
+    mode_name: &'static str,
+    mode: XdpMode,
     link_path: &Path,
     replace: bool,
 ) -> Result<(Attachment, u32), AttachError> {
-    let program = ebpf::xdp_program(ebpf)?;
     let ours = program.info().map_err(AttachError::Info)?;
-    let link_error = |source| AttachError::Link {
-        path: link_path.display().to_string(),
-        source,
-    };
-
     if let Some(attached_id) = attached_program(link_path)? {
         let attached_tag = loaded_programs()
             .filter_map(Result::ok)
@@ -110,8 +87,10 @@ pub fn attach(
         if attached_tag == Some(ours.tag()) && !replace {
             return Ok((Attachment::Adopted, attached_id));
         }
-        let link: FdLink = PinnedLink::from_pin(link_path).map_err(link_error)?.into();
-        let link = XdpLink::try_from(link).map_err(link_error)?;
+        let link: FdLink = PinnedLink::from_pin(link_path)
+            .map_err(link_error(link_path))?
+            .into();
+        let link = XdpLink::try_from(link).map_err(link_error(link_path))?;
         let id = program.attach_to_link(link).map_err(AttachError::Replace)?;
         // The pin keeps the link; this process's handle on it is not needed.
         drop(program.take_link(id).map_err(AttachError::Replace)?);
@@ -120,12 +99,10 @@ pub fn attach(
 
     let attach_error = |source| AttachError::Attach {
         iface: iface.to_owned(),
-        mode: mode.name(),
+        mode: mode_name,
         source,
     };
-    let id = program
-        .attach(iface, xdp_mode(mode))
-        .map_err(attach_error)?;
+    let id = program.attach(iface, mode).map_err(attach_error)?;
     let link = program.take_link(id).map_err(attach_error)?;
     let link: FdLink = link.try_into().map_err(|_| AttachError::NotALink {
         iface: iface.to_owned(),
@@ -137,32 +114,16 @@ pub fn attach(
     Ok((Attachment::New, ours.id()))
 }
 
-/// Removes the pinned link (detaching the program once no process holds it) and pinned maps.
-pub fn detach(paths: &RouterPaths) -> Result<bool, AttachError> {
-    let link_path = paths.link();
-    let had_link = link_path.exists();
-    if had_link {
-        let link = PinnedLink::from_pin(&link_path).map_err(|source| AttachError::Link {
-            path: link_path.display().to_string(),
-            source,
-        })?;
-        // Unpinned and dropped: the kernel detaches the program.
-        drop(link.unpin().map_err(|source| AttachError::Unpin {
-            path: link_path.display().to_string(),
-            source,
-        })?);
+/// Unpins the link at `link_path`, if there is one (the kernel detaches the program once no
+/// process holds the link). Whether there was one.
+pub fn unpin_link(link_path: &Path) -> Result<bool, AttachError> {
+    if !link_path.exists() {
+        return Ok(false);
     }
-    // Socket groups keep running the selection program after the pins go: with no sockets
-    // left to select, it leaves every choice to the kernel.
-    if let Ok(mut sockets) =
-        open_pinned::<ReusePortSockArray<MapData>>(&paths.pin_dir, "WORKER_SOCKETS")
-    {
-        for index in 0..WORKER_SOCKET_SLOTS {
-            let _ = sockets.clear_index(&index);
-        }
-    }
-    if paths.pin_dir.exists() {
-        let _ = std::fs::remove_dir_all(&paths.pin_dir);
-    }
-    Ok(had_link)
+    let link = PinnedLink::from_pin(link_path).map_err(link_error(link_path))?;
+    drop(link.unpin().map_err(|source| AttachError::Unpin {
+        path: link_path.display().to_string(),
+        source,
+    })?);
+    Ok(true)
 }

@@ -1,4 +1,21 @@
 //! Minting and decoding QUIC-LB connection IDs for operators (`quic-router cid`).
+//!
+//! ```
+//! use router_common::quic_lb::{ConfigParams, Key};
+//! use router_user::cid::{EncodeRequest, decode, encode};
+//!
+//! let key = Key::from_slice(&[7; 16]).unwrap();
+//! let request = EncodeRequest {
+//!     params: ConfigParams::new(1, 3, 5),
+//!     server_id: &[0x31, 0x44, 0x1a],
+//!     nonce: None,
+//!     key: Some(&key),
+//! };
+//! let (cid, minted) = encode(&request, &mut rand::rng()).unwrap();
+//! let decoded = decode(cid.as_slice(), 3, 5, Some(&key)).unwrap();
+//! assert_eq!(decoded, minted);
+//! assert_eq!((decoded.server_id.as_str(), decoded.mode), ("31441a", "four-pass"));
+//! ```
 
 use rand::RngCore;
 use router_common::quic_lb::{

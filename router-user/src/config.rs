@@ -1,6 +1,36 @@
-//! The router config file (TOML): listeners, QUIC-LB configs and backends. Parsed and
-//! validated in full before anything is applied; every error names the file, the line and
-//! the problem.
+//! The router config file (TOML): listeners, QUIC-LB configs, backends and the limits the
+//! maps are made to. Parsed and validated in full before anything is applied; every error
+//! names the file, the line and the problem.
+//!
+//! ```
+//! use router_user::config::{self, Reach};
+//!
+//! let text = r#"
+//! [[listener]]
+//! address = "198.18.0.10"
+//! port = 443
+//!
+//! [[quic_lb]]
+//! config_rotation = 0
+//! server_id_len = 2
+//! nonce_len = 6
+//!
+//! [[backend]]
+//! name = "alpha"
+//! server_ids = { 0 = ["0a01"] }
+//! interface = "eth1"
+//! next_hop_mac = "02:00:00:00:0a:01"
+//! "#;
+//! let config = config::parse(text, "router.toml".as_ref()).unwrap();
+//! assert_eq!(config.backends[0].server_ids, [(0, vec![0x0a, 0x01])]);
+//! assert!(matches!(&config.backends[0].reach, Reach::Host { interface, .. } if interface == "eth1"));
+//!
+//! let error = config::parse(&text.replace("0a01", "0a"), "router.toml".as_ref()).unwrap_err();
+//! assert_eq!(
+//!     error.to_string(),
+//!     "router.toml:13: backend alpha: server ID \"0a\" is not 2 octets of hex (config rotation 0)"
+//! );
+//! ```
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -10,8 +40,8 @@ use std::{
 };
 
 use router_common::{
-    maps::{MAX_BACKENDS, MAX_LISTENERS, MAX_SERVER_IDS},
-    quic_lb::{CONFIG_ROTATIONS, ConfigError as ParamsError, ConfigParams, Key},
+    maps::Limits,
+    quic_lb::{CONFIG_ROTATIONS, ConfigError as ParamsError, ConfigParams, Key, Mode},
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -24,6 +54,8 @@ pub struct RouterConfig {
     pub listeners: Vec<Listener>,
     pub cid_configs: Vec<CidConfig>,
     pub backends: Vec<Backend>,
+    /// The sizes of the maps: a running router's cannot change.
+    pub limits: Limits,
 }
 
 /// A VIP and UDP port that QUIC arrives on.
@@ -54,6 +86,13 @@ pub struct CidConfig {
     pub key: Option<Key>,
     /// Where the key came from (watched for changes by the controller).
     pub key_file: Option<PathBuf>,
+}
+
+impl CidConfig {
+    /// How it protects server IDs.
+    pub fn mode(&self) -> Mode {
+        Mode::of(self.key.is_some(), self.params.plaintext_len())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
@@ -121,6 +160,7 @@ pub enum ConfigError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    limits: Option<RawLimits>,
     #[serde(default)]
     listener: Vec<Spanned<RawListener>>,
     #[serde(default)]
@@ -128,6 +168,18 @@ struct RawConfig {
     #[serde(default)]
     backend: Vec<Spanned<RawBackend>>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    backends: Option<Spanned<u32>>,
+    server_ids: Option<Spanned<u32>>,
+    listeners: Option<Spanned<u32>>,
+    cid_cache_entries: Option<Spanned<u32>>,
+}
+
+/// The smallest CID cache: the kernel spreads an LRU map's entries over its CPUs.
+const MIN_CID_CACHE_ENTRIES: u32 = 1024;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -180,13 +232,15 @@ pub fn parse(text: &str, path: &Path) -> Result<RouterConfig, ConfigError> {
         let span = err.span().unwrap_or(0..0);
         context.error(span, err.message().trim().replace('\n', " "))
     })?;
-    let listeners = context.listeners(&raw.listener)?;
+    let limits = context.limits(raw.limits.as_ref())?;
+    let listeners = context.listeners(&raw.listener, &limits)?;
     let cid_configs = context.cid_configs(&raw.quic_lb)?;
-    let backends = context.backends(&raw.backend, &cid_configs)?;
+    let backends = context.backends(&raw.backend, &cid_configs, &limits)?;
     Ok(RouterConfig {
         listeners,
         cid_configs,
         backends,
+        limits,
     })
 }
 
@@ -205,14 +259,70 @@ impl Context<'_> {
         }
     }
 
-    fn listeners(&self, raw: &[Spanned<RawListener>]) -> Result<Vec<Listener>, ConfigError> {
+    /// `[limits]`: each within its range; today's sizes where it is silent.
+    fn limits(&self, raw: Option<&RawLimits>) -> Result<Limits, ConfigError> {
+        let mut limits = Limits::DEFAULT;
+        let Some(raw) = raw else {
+            return Ok(limits);
+        };
+        let fields = [
+            (
+                "backends",
+                &raw.backends,
+                &mut limits.backends,
+                1,
+                Limits::MAX.backends,
+            ),
+            (
+                "server_ids",
+                &raw.server_ids,
+                &mut limits.server_ids,
+                1,
+                Limits::MAX.server_ids,
+            ),
+            (
+                "listeners",
+                &raw.listeners,
+                &mut limits.listeners,
+                1,
+                Limits::MAX.listeners,
+            ),
+            (
+                "cid_cache_entries",
+                &raw.cid_cache_entries,
+                &mut limits.cid_cache_entries,
+                MIN_CID_CACHE_ENTRIES,
+                Limits::MAX.cid_cache_entries,
+            ),
+        ];
+        for (name, given, limit, min, max) in fields {
+            if let Some(given) = given {
+                let value = *given.get_ref();
+                if !(min..=max).contains(&value) {
+                    return Err(self.error(
+                        given.span(),
+                        format!("limits.{name} = {value} is out of range {min}..={max}"),
+                    ));
+                }
+                *limit = value;
+            }
+        }
+        Ok(limits)
+    }
+
+    fn listeners(
+        &self,
+        raw: &[Spanned<RawListener>],
+        limits: &Limits,
+    ) -> Result<Vec<Listener>, ConfigError> {
         if raw.is_empty() {
             return Err(self.error(0..0, "no [[listener]]: the router needs at least one"));
         }
-        if raw.len() > MAX_LISTENERS as usize {
+        let most = limits.listeners as usize;
+        if raw.len() > most {
             return Err(self.error(
-                raw[MAX_LISTENERS as usize].span(),
-                format!("more than {MAX_LISTENERS} listeners"),
+                raw[most].span(),
+                format!("more than {most} listeners (limits.listeners)"),
             ));
         }
         let mut seen = BTreeSet::new();
@@ -320,11 +430,13 @@ impl Context<'_> {
         &self,
         raw: &[Spanned<RawBackend>],
         cid_configs: &[CidConfig],
+        limits: &Limits,
     ) -> Result<Vec<Backend>, ConfigError> {
-        if raw.len() > MAX_BACKENDS as usize {
+        let most = limits.backends as usize;
+        if raw.len() > most {
             return Err(self.error(
-                raw[MAX_BACKENDS as usize].span(),
-                format!("more than {MAX_BACKENDS} backends"),
+                raw[most].span(),
+                format!("more than {most} backends (limits.backends)"),
             ));
         }
         let server_id_len = |codepoint: u8| {
@@ -385,10 +497,13 @@ impl Context<'_> {
                     server_ids.push((codepoint, bytes));
                 }
             }
-            if owners.len() > MAX_SERVER_IDS as usize {
+            if owners.len() > limits.server_ids as usize {
                 return Err(self.error(
                     entry.name.span(),
-                    format!("more than {MAX_SERVER_IDS} server IDs in all"),
+                    format!(
+                        "more than {} server IDs in all (limits.server_ids)",
+                        limits.server_ids
+                    ),
                 ));
             }
             let weight = match &entry.weight {

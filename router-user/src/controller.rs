@@ -10,7 +10,6 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use aya::Ebpf;
 use aya_log::EbpfLogger;
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, unix::AsyncFd},
@@ -21,17 +20,13 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use crate::{
-    attach::{self, AttachError, Attachment},
     config::{self, ConfigError, RouterConfig},
     config_edit,
     control::{Request, Response},
-    dataplane::{Dataplane, DataplaneError},
-    ebpf::{self, LoadError, LoadOptions},
     metrics::{self, RouterCollector},
-    netif,
     pin::{PinError, RouterPaths},
-    runstate::{Mode, RunState, RunStateError},
-    tables::BackendIndices,
+    router::{Attachment, LoadOptions, Mode, Router, RouterError},
+    runstate::{RunState, RunStateError},
 };
 
 /// How to run.
@@ -52,11 +47,7 @@ pub enum ControllerError {
     #[error(transparent)]
     Pin(#[from] PinError),
     #[error(transparent)]
-    Load(#[from] LoadError),
-    #[error(transparent)]
-    Dataplane(#[from] DataplaneError),
-    #[error(transparent)]
-    Attach(#[from] AttachError),
+    Router(#[from] RouterError),
     #[error(transparent)]
     RunState(#[from] RunStateError),
     #[error(
@@ -66,16 +57,6 @@ pub enum ControllerError {
         iface: String,
         attached: &'static str,
         requested: &'static str,
-    },
-    #[error("cannot pin {path}: {source}")]
-    PinProgram {
-        path: String,
-        source: aya::pin::PinError,
-    },
-    #[error("cannot put the pin in place at {path}: {source}")]
-    RenamePin {
-        path: String,
-        source: std::io::Error,
     },
     #[error("a controller already runs for {0}")]
     AlreadyRunning(String),
@@ -93,28 +74,6 @@ pub enum ControllerError {
     DebugLog(String),
     #[error("signal handling: {0}")]
     Signal(std::io::Error),
-}
-
-/// Pins this controller's `SO_REUSEPORT` program where local workers find it, in place of
-/// an earlier controller's (groups that run that one keep it: it uses the same pinned maps).
-/// Pinned under a temporary name and renamed over the old pin: a worker registering meanwhile
-/// always finds one.
-fn pin_worker_program(ebpf: &mut Ebpf, paths: &RouterPaths) -> Result<(), ControllerError> {
-    let path = paths.worker_program();
-    // bpffs refuses names with a dot.
-    let fresh = path.with_file_name("select_worker_new");
-    let _ = fs::remove_file(&fresh);
-    let error = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| ControllerError::PinProgram { path, source }
-    };
-    ebpf::worker_program(ebpf)?
-        .pin(&fresh)
-        .map_err(error(&fresh))?;
-    fs::rename(&fresh, &path).map_err(|source| ControllerError::RenamePin {
-        path: path.display().to_string(),
-        source,
-    })
 }
 
 /// What a file looked like: a change to any of these means it changed.
@@ -139,11 +98,7 @@ fn watched_files(path: &Path, config: &RouterConfig) -> Vec<(PathBuf, FileStamp)
 pub struct Controller {
     options: RunOptions,
     paths: RouterPaths,
-    // Holds the loaded program (and, once attached by this controller, nothing else: the
-    // link is pinned).
-    ebpf: Ebpf,
-    dataplane: Dataplane,
-    indices: BackendIndices,
+    router: Router,
     watched: Vec<(PathBuf, FileStamp)>,
     state: RunState,
     attachment: Attachment,
@@ -174,23 +129,17 @@ impl Controller {
         // A change of debug mode changes the program's log level: swap it in.
         let replace = previous.as_ref().is_some_and(|p| p.debug != options.debug);
 
-        let mut ebpf = ebpf::load(LoadOptions {
-            debug_log: options.debug,
+        let mut router = Router::load(&LoadOptions {
+            limits: config.limits,
             pin_dir: Some(&paths.pin_dir),
+            debug_log: options.debug,
             ..LoadOptions::default()
         })?;
-        let mut dataplane = Dataplane::new(&mut ebpf)?;
-        pin_worker_program(&mut ebpf, &paths)?;
-        let mut indices =
-            BackendIndices::from_map(previous.as_ref().map(RunState::indices).unwrap_or_default());
-        dataplane.install(&config, &mut indices, netif::lookup)?;
-        let (attachment, program_id) = attach::attach(
-            &mut ebpf,
-            &options.iface,
-            options.mode,
-            &paths.link(),
-            replace,
-        )?;
+        router.pin_worker_program(&paths.worker_program())?;
+        router.adopt_indices(previous.as_ref().map(RunState::indices).unwrap_or_default());
+        let epoch = router.install(&config)?;
+        let (attachment, program_id) =
+            router.attach(&options.iface, options.mode, &paths.link(), replace)?;
 
         let mut state = RunState {
             iface: options.iface.clone(),
@@ -199,18 +148,19 @@ impl Controller {
             config: options.config.display().to_string(),
             pid: Some(std::process::id()),
             program_id,
-            epoch: dataplane.epoch(),
+            epoch,
+            limits: config.limits,
             codepoints: Vec::new(),
             backends: Vec::new(),
         };
-        state.record_config(&config, indices.as_map());
+        state.record_config(&config, epoch, router.backend_indices());
         state.store(&paths.state())?;
         info!(
             iface = %options.iface,
             mode = options.mode.name(),
             attachment = ?attachment,
             program_id,
-            epoch = dataplane.epoch(),
+            epoch,
             backends = config.backends.len(),
             "router running"
         );
@@ -218,9 +168,7 @@ impl Controller {
             watched: watched_files(&options.config, &config),
             options,
             paths,
-            ebpf,
-            dataplane,
-            indices,
+            router,
             state,
             attachment,
         })
@@ -245,8 +193,7 @@ impl Controller {
                 .await
                 .map_err(|source| ControllerError::Metrics { addr, source })?;
             let collector = RouterCollector {
-                pin_dir: self.paths.pin_dir.clone(),
-                state_file: self.paths.state(),
+                paths: self.paths.clone(),
             };
             tokio::spawn(async move {
                 if let Err(err) = metrics::serve(listener, collector).await {
@@ -311,7 +258,7 @@ impl Controller {
         }
         let logger = match self.attachment {
             Attachment::Adopted => EbpfLogger::init_from_id(self.state.program_id),
-            Attachment::New | Attachment::Replaced => EbpfLogger::init(&mut self.ebpf),
+            Attachment::New | Attachment::Replaced => EbpfLogger::init(self.router.ebpf_mut()),
         }
         .map_err(|err| ControllerError::DebugLog(err.to_string()))?;
         // SAFETY: the logger owns its ring buffer's descriptor for as long as it lives, and
@@ -350,12 +297,11 @@ impl Controller {
     /// Applies `config` if it changes anything; returns the epoch.
     fn install(&mut self, config: &RouterConfig) -> Result<u32, ControllerError> {
         self.watched = watched_files(&self.options.config, config);
-        self.dataplane
-            .install(config, &mut self.indices, netif::lookup)?;
-        self.state.epoch = self.dataplane.epoch();
-        self.state.record_config(config, self.indices.as_map());
+        let epoch = self.router.install(config)?;
+        self.state
+            .record_config(config, epoch, self.router.backend_indices());
         self.state.store(&self.paths.state())?;
-        Ok(self.dataplane.epoch())
+        Ok(epoch)
     }
 
     fn handle(&mut self, request: Request) -> Response {
@@ -382,7 +328,7 @@ impl Controller {
         Response {
             ok,
             message,
-            epoch: self.dataplane.epoch(),
+            epoch: self.router.epoch(),
         }
     }
 }

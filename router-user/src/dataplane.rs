@@ -11,14 +11,17 @@ use std::{
 use aya::{
     Ebpf,
     maps::{
-        Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray, ReusePortSockArray,
-        xdp::XdpMapError,
+        Array, DevMapHash, HashMap, IterableMap as _, Map, MapData, MapError, MapInfo, PerCpuArray,
+        ReusePortSockArray, xdp::XdpMapError,
     },
 };
-use router_common::maps::{
-    BackendCounters, BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, Control, FALLBACK_TABLE_SIZE,
-    GENERATIONS, LOCAL_WORKER_IFINDEX, ListenerKey, LocalOutcome, MAX_BACKENDS, Outcome, PORTS,
-    ServerIdKey, worker_socket_index,
+use router_common::{
+    counters::{LocalOutcome, Outcome},
+    maps::{
+        BackendCounters, BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, Control,
+        LOCAL_WORKER_IFINDEX, Limits, ListenerKey, MapSpec, PORTS, ServerIdKey, backend_slot,
+        cid_config_slot, fallback_slot, listener_port_slot, specs, worker_socket_slot,
+    },
 };
 
 use crate::{
@@ -29,7 +32,7 @@ use crate::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
-    #[error("the XDP object has no map {0}")]
+    #[error("the router's object has no map {0}")]
     MissingMap(&'static str),
     #[error("map {map}: {source}")]
     Map { map: &'static str, source: MapError },
@@ -37,14 +40,6 @@ pub enum DataplaneError {
     TxPorts(#[from] XdpMapError),
     #[error(transparent)]
     Tables(#[from] TablesError),
-    #[error(
-        "map {map} has {actual} entries where this build expects {expected}: it was pinned by another version; `quic-router detach` first"
-    )]
-    Layout {
-        map: &'static str,
-        actual: u32,
-        expected: u32,
-    },
 }
 
 fn map_error(map: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
@@ -78,7 +73,9 @@ impl Counters {
     }
 }
 
+/// The maps user space writes and reads, taken out of a loaded router.
 pub struct Dataplane {
+    limits: Limits,
     control: Array<MapData, Control>,
     listener_ports: Array<MapData, u8>,
     listeners: HashMap<MapData, ListenerKey, u8>,
@@ -103,98 +100,63 @@ pub struct Dataplane {
     local_workers: Option<BTreeMap<u32, String>>,
 }
 
-/// Takes map `name` out of the loaded program.
+/// Takes `spec`'s map out of the loaded program.
 pub(crate) fn take<T: TryFrom<Map, Error = MapError>>(
     ebpf: &mut Ebpf,
-    name: &'static str,
+    spec: &MapSpec,
 ) -> Result<T, DataplaneError> {
     let map = ebpf
-        .take_map(name)
-        .ok_or(DataplaneError::MissingMap(name))?;
-    T::try_from(map).map_err(map_error(name))
+        .take_map(spec.name)
+        .ok_or(DataplaneError::MissingMap(spec.name))?;
+    T::try_from(map).map_err(map_error(spec.name))
 }
 
-/// Opens map `name` that a router pinned in `pin_dir` (the loader pins each map under its
-/// name).
+/// Opens `spec`'s map that a router pinned in `pin_dir`.
 pub(crate) fn open_pinned<T: TryFrom<Map, Error = MapError>>(
     pin_dir: &Path,
-    name: &'static str,
+    spec: &MapSpec,
 ) -> Result<T, DataplaneError> {
-    MapData::from_pin(pin_dir.join(name))
+    MapData::from_pin(crate::ebpf::pin_path(pin_dir, spec))
         .and_then(Map::from_map_data)
         .and_then(T::try_from)
-        .map_err(map_error(name))
+        .map_err(map_error(spec.name))
 }
 
 impl Dataplane {
-    /// Takes the program's maps: new ones, or pinned ones a running router uses (then the
-    /// active generation is left alone and the other one is rewritten in full on the first
-    /// apply).
-    pub fn new(ebpf: &mut Ebpf) -> Result<Self, DataplaneError> {
-        let control: Array<MapData, Control> = take(ebpf, "CONTROL")?;
-        let epoch = control.get(&0, 0).map_err(map_error("CONTROL"))?.epoch;
-        let tx_port_map: DevMapHash<MapData> = take(ebpf, "TX_PORTS")?;
+    /// Takes the program's maps (made, or adopted and checked, by `ebpf::load` to `limits`):
+    /// new ones, or pinned ones a running router uses (then the active generation is left
+    /// alone and the other one is rewritten in full on the first apply).
+    pub fn new(ebpf: &mut Ebpf, limits: Limits) -> Result<Self, DataplaneError> {
+        let control: Array<MapData, Control> = take(ebpf, &specs::CONTROL)?;
+        let epoch = control
+            .get(&0, 0)
+            .map_err(map_error(specs::CONTROL.name))?
+            .epoch;
+        let tx_port_map: DevMapHash<MapData> = take(ebpf, &specs::TX_PORTS)?;
         // Pinned entries are live: known from the start, so that none is written again.
         let tx_ports = tx_port_map
             .keys()
             .collect::<Result<_, _>>()
-            .map_err(map_error("TX_PORTS"))?;
-        let dataplane = Self {
+            .map_err(map_error(specs::TX_PORTS.name))?;
+        Ok(Self {
+            limits,
             control,
-            listener_ports: take(ebpf, "LISTENER_PORTS")?,
-            listeners: take(ebpf, "LISTENERS")?,
-            cid_configs: take(ebpf, "CID_CONFIGS")?,
-            server_ids: take(ebpf, "SERVER_IDS")?,
-            backends: take(ebpf, "BACKENDS")?,
-            fallback: take(ebpf, "FALLBACK")?,
+            listener_ports: take(ebpf, &specs::LISTENER_PORTS)?,
+            listeners: take(ebpf, &specs::LISTENERS)?,
+            cid_configs: take(ebpf, &specs::CID_CONFIGS)?,
+            server_ids: take(ebpf, &specs::SERVER_IDS)?,
+            backends: take(ebpf, &specs::BACKENDS)?,
+            fallback: take(ebpf, &specs::FALLBACK)?,
             tx_port_map,
-            stats: take(ebpf, "STATS")?,
-            local_stats: take(ebpf, "LOCAL_STATS")?,
-            backend_stats: take(ebpf, "BACKEND_STATS")?,
+            stats: take(ebpf, &specs::STATS)?,
+            local_stats: take(ebpf, &specs::LOCAL_STATS)?,
+            backend_stats: take(ebpf, &specs::BACKEND_STATS)?,
             epoch,
             installed: [None, None],
             tx_ports,
-            worker_sockets: take(ebpf, "WORKER_SOCKETS")?,
+            worker_sockets: take(ebpf, &specs::WORKER_SOCKETS)?,
             local_workers: None,
-        };
-        dataplane.check_sizes()?;
-        Ok(dataplane)
-    }
-
-    /// Pinned maps from an older build may have other sizes; typed maps check key and value
-    /// sizes, this checks the number of entries.
-    fn check_sizes(&self) -> Result<(), DataplaneError> {
-        let sizes = [
-            (
-                "LISTENER_PORTS",
-                self.listener_ports.len(),
-                GENERATIONS * PORTS,
-            ),
-            (
-                "CID_CONFIGS",
-                self.cid_configs.len(),
-                GENERATIONS * CID_CONFIG_SLOTS,
-            ),
-            ("BACKENDS", self.backends.len(), GENERATIONS * MAX_BACKENDS),
-            (
-                "FALLBACK",
-                self.fallback.len(),
-                GENERATIONS * FALLBACK_TABLE_SIZE,
-            ),
-            ("STATS", self.stats.len(), Outcome::COUNT),
-            ("LOCAL_STATS", self.local_stats.len(), LocalOutcome::COUNT),
-            ("BACKEND_STATS", self.backend_stats.len(), MAX_BACKENDS),
-        ];
-        for (map, actual, expected) in sizes {
-            if actual != expected {
-                return Err(DataplaneError::Layout {
-                    map,
-                    actual,
-                    expected,
-                });
-            }
-        }
-        Ok(())
+        })
     }
 
     /// Changes applied so far (the generation packets use is its low bit).
@@ -217,7 +179,7 @@ impl Dataplane {
         interface: impl Fn(&str) -> Result<Interface, NetifError>,
     ) -> Result<(), DataplaneError> {
         let mut new_indices = indices.clone();
-        let tables = RoutingTables::build(config, &mut new_indices, interface)?;
+        let tables = RoutingTables::build(config, &mut new_indices, &self.limits, interface)?;
         if self.active() == Some(&tables) {
             return Ok(());
         }
@@ -238,7 +200,7 @@ impl Dataplane {
         self.write_generation(target, &tables, previous.as_ref())?;
         self.control
             .set(0, Control { epoch }, 0)
-            .map_err(map_error("CONTROL"))?;
+            .map_err(map_error(specs::CONTROL.name))?;
         self.epoch = epoch;
         wait_for_readers();
         // Interfaces that only the retired generation used.
@@ -250,7 +212,7 @@ impl Dataplane {
         for ifindex in unused {
             self.tx_port_map
                 .remove(ifindex)
-                .map_err(map_error("TX_PORTS"))?;
+                .map_err(map_error(specs::TX_PORTS.name))?;
             self.tx_ports.remove(&ifindex);
         }
         self.clear_worker_sockets(&tables);
@@ -270,7 +232,9 @@ impl Dataplane {
             .filter_map(|(index, _)| Some((*index, tables.backend_names.get(index)?.clone())))
             .collect();
         let stale: Vec<u32> = match &self.local_workers {
-            None => (0..MAX_BACKENDS).filter(|i| !now.contains_key(i)).collect(),
+            None => (0..self.limits.backend_indices())
+                .filter(|i| !now.contains_key(i))
+                .collect(),
             Some(before) => before
                 .iter()
                 .filter(|(index, name)| now.get(index) != Some(name))
@@ -282,7 +246,7 @@ impl Dataplane {
                 // An empty slot answers ENOENT: nothing to clear.
                 let _ = self
                     .worker_sockets
-                    .clear_index(&worker_socket_index(index, ipv6));
+                    .clear_index(&worker_socket_slot(index, ipv6));
             }
         }
         self.local_workers = Some(now);
@@ -315,51 +279,56 @@ impl Dataplane {
             let had = previous_ports.as_ref().map(|p| u8::from(p.contains(&port)));
             if had != Some(wanted) {
                 self.listener_ports
-                    .set(generation * PORTS + port, wanted, 0)
-                    .map_err(map_error("LISTENER_PORTS"))?;
+                    .set(listener_port_slot(generation, port), wanted, 0)
+                    .map_err(map_error(specs::LISTENER_PORTS.name))?;
             }
         }
         for slot in 0..CID_CONFIG_SLOTS as usize {
             let new = tables.cid_configs[slot];
             if previous.is_none_or(|p| p.cid_configs[slot] != new) {
                 self.cid_configs
-                    .set(generation * CID_CONFIG_SLOTS + slot as u32, new, 0)
-                    .map_err(map_error("CID_CONFIGS"))?;
+                    .set(cid_config_slot(generation, slot as u32), new, 0)
+                    .map_err(map_error(specs::CID_CONFIGS.name))?;
             }
         }
-        for index in 0..MAX_BACKENDS {
+        for index in 0..self.limits.backend_indices() {
             let new = tables.backends.get(&index).copied().unwrap_or_default();
             let old = previous.map(|p| p.backends.get(&index).copied().unwrap_or_default());
             if old != Some(new) {
                 self.backends
-                    .set(generation * MAX_BACKENDS + index, new, 0)
-                    .map_err(map_error("BACKENDS"))?;
+                    .set(backend_slot(generation, index), new, 0)
+                    .map_err(map_error(specs::BACKENDS.name))?;
             }
         }
         for (slot, &new) in tables.fallback.iter().enumerate() {
             if previous.is_none_or(|p| p.fallback[slot] != new) {
                 self.fallback
-                    .set(generation * FALLBACK_TABLE_SIZE + slot as u32, new, 0)
-                    .map_err(map_error("FALLBACK"))?;
+                    .set(fallback_slot(generation, slot as u32), new, 0)
+                    .map_err(map_error(specs::FALLBACK.name))?;
             }
         }
 
         // Hash maps: insert what is new or changed, remove what is gone.
         sync_hash_map(
             &mut self.server_ids,
-            "SERVER_IDS",
+            specs::SERVER_IDS.name,
             gen_u8,
             &tables.server_ids,
             previous.map(|p| &p.server_ids),
         )?;
         sync_hash_map(
             &mut self.listeners,
-            "LISTENERS",
+            specs::LISTENERS.name,
             gen_u8,
             &tables.listeners,
             previous.map(|p| &p.listeners),
         )?;
         Ok(())
+    }
+
+    /// The local workers' socket slots.
+    pub fn worker_sockets_mut(&mut self) -> &mut ReusePortSockArray<MapData> {
+        &mut self.worker_sockets
     }
 
     /// Every counter, summed over CPUs.
@@ -382,17 +351,23 @@ impl Counters {
         };
         let outcomes = Outcome::ALL
             .iter()
-            .map(|&outcome| sum(stats, "STATS", outcome as u32))
+            .map(|&outcome| sum(stats, specs::STATS.name, outcome as u32))
             .collect::<Result<_, _>>()?;
         let local = LocalOutcome::ALL
             .iter()
-            .map(|&outcome| sum(local_stats, "LOCAL_STATS", outcome as u32))
+            .map(|&outcome| sum(local_stats, specs::LOCAL_STATS.name, outcome as u32))
             .collect::<Result<_, _>>()?;
         let mut backends = BTreeMap::new();
-        for index in 0..MAX_BACKENDS {
+        // The kernel's size: pinned maps keep the limits they were made with.
+        let indices = backend_stats
+            .map()
+            .info()
+            .map_err(map_error(specs::BACKEND_STATS.name))?
+            .max_entries();
+        for index in 0..indices {
             let values = backend_stats
                 .get(&index, 0)
-                .map_err(map_error("BACKEND_STATS"))?;
+                .map_err(map_error(specs::BACKEND_STATS.name))?;
             let total =
                 values
                     .iter()
@@ -414,17 +389,27 @@ impl Counters {
     /// Opens the counter maps that a router pinned in `pin_dir` and reads them.
     pub fn read_pinned(pin_dir: &Path) -> Result<Self, DataplaneError> {
         Self::read(
-            &open_pinned(pin_dir, "STATS")?,
-            &open_pinned(pin_dir, "LOCAL_STATS")?,
-            &open_pinned(pin_dir, "BACKEND_STATS")?,
+            &open_pinned(pin_dir, &specs::STATS)?,
+            &open_pinned(pin_dir, &specs::LOCAL_STATS)?,
+            &open_pinned(pin_dir, &specs::BACKEND_STATS)?,
         )
     }
 }
 
+/// The number of entries of `spec`'s map pinned in `pin_dir`, as the kernel made it.
+pub(crate) fn pinned_entries(pin_dir: &Path, spec: &MapSpec) -> Result<u32, DataplaneError> {
+    MapInfo::from_pin(crate::ebpf::pin_path(pin_dir, spec))
+        .map(|info| info.max_entries())
+        .map_err(map_error(spec.name))
+}
+
 /// CONTROL's epoch in the maps pinned in `pin_dir`: the changes applied so far.
 pub fn pinned_epoch(pin_dir: &Path) -> Result<u32, DataplaneError> {
-    let control: Array<MapData, Control> = open_pinned(pin_dir, "CONTROL")?;
-    Ok(control.get(&0, 0).map_err(map_error("CONTROL"))?.epoch)
+    let control: Array<MapData, Control> = open_pinned(pin_dir, &specs::CONTROL)?;
+    Ok(control
+        .get(&0, 0)
+        .map_err(map_error(specs::CONTROL.name))?
+        .epoch)
 }
 
 /// A hash map key with a generation octet.

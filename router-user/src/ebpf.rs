@@ -1,14 +1,18 @@
-//! Loading the programs built by `build.rs`: the XDP router and the `SO_REUSEPORT` program
-//! that selects local workers' sockets.
+//! Loading the programs built by `build.rs` (the XDP router and the `SO_REUSEPORT` program
+//! that selects local workers' sockets) with maps made to the [`Limits`], or the maps a
+//! running router pinned, once they are checked against the contract in
+//! `router_common::maps`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
+    maps::{MapError, MapInfo},
     programs::{ProgramError, SkReuseport, Xdp},
 };
+use router_common::maps::{Limits, MapKind, MapSpec, PINNED_MAPS, ROUTER_MAPS};
 
-/// The router-ebpf object file, aligned for aya's ELF parser.
+/// The router's object file, aligned for aya's ELF parser.
 pub fn program_bytes() -> &'static [u8] {
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/router-ebpf"))
 }
@@ -18,27 +22,6 @@ pub const PROGRAM_NAME: &str = "quic_router";
 /// The name of the `SO_REUSEPORT` program that selects local workers' sockets.
 pub const WORKER_PROGRAM_NAME: &str = "select_worker";
 
-/// The maps that hold the router's state, pinned so that the data path outlives the
-/// controller and a new controller adopts them.
-pub const PINNED_MAPS: [&str; 14] = [
-    "CONTROL",
-    "LISTENER_PORTS",
-    "LISTENERS",
-    "CID_CONFIGS",
-    "SERVER_IDS",
-    "BACKENDS",
-    "FALLBACK",
-    "TX_PORTS",
-    "STATS",
-    "BACKEND_STATS",
-    "WORKER_SOCKETS",
-    "LOCAL_STATS",
-    // Shared by the XDP program and the local workers' selection program, also when a new
-    // controller adopts an older XDP program.
-    "CID_CACHE",
-    "CID_CACHE_KEY",
-];
-
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot load the router's BPF object (needs root): {0}")]
@@ -47,44 +30,177 @@ pub enum LoadError {
     Program(#[from] ProgramError),
     #[error("the object has no program {0}")]
     NoProgram(&'static str),
+    #[error("pinned map {path}: {source}")]
+    PinnedInfo { path: String, source: MapError },
+    #[error(
+        "the running router's map {map} has {actual} entries where [limits] call for {expected}: \
+         its maps were made with other limits; keep those, or `quic-router detach` first \
+         (routing stops until the next start)"
+    )]
+    LimitsChanged {
+        map: &'static str,
+        actual: u32,
+        expected: u32,
+    },
+    #[error(
+        "the running router's map {map} has {field} {actual} where this build has {expected}: \
+         it was pinned by another version; `quic-router detach` first"
+    )]
+    Layout {
+        map: &'static str,
+        field: &'static str,
+        actual: u32,
+        expected: u32,
+    },
 }
 
-/// How to load the program.
+/// How to load the router.
 #[derive(Debug, Clone, Copy)]
 pub struct LoadOptions<'a> {
-    /// Record each packet's verdict for `explain`.
-    pub trace_verdicts: bool,
-    /// Log a line per packet through aya-log (debug mode only).
-    pub debug_log: bool,
+    /// The sizes of the maps that grow with the config.
+    pub limits: Limits,
     /// Use (or create and pin) the state maps in this directory.
     pub pin_dir: Option<&'a Path>,
+    /// Log a line per packet through aya-log (debug mode only).
+    pub debug_log: bool,
     /// Remember the backends of encrypted CIDs, so that later packets skip the AES passes.
     pub cid_cache: bool,
+    /// Record each packet's verdict for [`Router::explain`](crate::router::Router::explain).
+    pub trace_verdicts: bool,
 }
 
 impl Default for LoadOptions<'_> {
     fn default() -> Self {
         Self {
-            trace_verdicts: false,
-            debug_log: false,
+            limits: Limits::DEFAULT,
             pin_dir: None,
+            debug_log: false,
             cid_cache: true,
+            trace_verdicts: false,
         }
     }
 }
 
-/// Loads the object and its XDP program into the kernel, not attached.
-pub fn load(options: LoadOptions<'_>) -> Result<Ebpf, LoadError> {
+/// What a map is, as the kernel or an object file describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapShape {
+    pub kind: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub flags: u32,
+}
+
+impl MapShape {
+    /// What `spec` is under `limits`.
+    pub fn of(spec: &MapSpec, limits: &Limits) -> Self {
+        Self {
+            kind: spec.kind as u32,
+            key_size: spec.key_size,
+            value_size: spec.value_size,
+            max_entries: spec.max_entries(limits),
+            flags: spec.flags,
+        }
+    }
+
+    fn of_info(info: &MapInfo) -> Self {
+        let kind = info.map_type().map_or(u32::MAX, |kind| kind as u32);
+        Self {
+            kind,
+            key_size: info.key_size(),
+            value_size: info.value_size(),
+            max_entries: info.max_entries(),
+            flags: info.map_flags() & !kernel_added_flags(kind),
+        }
+    }
+
+    /// Whether a map of this shape can serve as `spec` under `limits`; why not if not.
+    pub fn check(&self, spec: &MapSpec, limits: &Limits) -> Result<(), LoadError> {
+        let expected = Self::of(spec, limits);
+        let fields = [
+            ("type", self.kind, expected.kind),
+            ("key size", self.key_size, expected.key_size),
+            ("value size", self.value_size, expected.value_size),
+            ("flags", self.flags, expected.flags),
+        ];
+        for (field, actual, expected) in fields {
+            if actual != expected {
+                return Err(LoadError::Layout {
+                    map: spec.name,
+                    field,
+                    actual,
+                    expected,
+                });
+            }
+        }
+        match (
+            self.max_entries == expected.max_entries,
+            spec.sized_by_limits(),
+        ) {
+            (true, _) => Ok(()),
+            (false, true) => Err(LoadError::LimitsChanged {
+                map: spec.name,
+                actual: self.max_entries,
+                expected: expected.max_entries,
+            }),
+            (false, false) => Err(LoadError::Layout {
+                map: spec.name,
+                field: "entries",
+                actual: self.max_entries,
+                expected: expected.max_entries,
+            }),
+        }
+    }
+}
+
+/// Flags the kernel sets by itself when it makes a map of `kind`: a devmap is read-only to
+/// programs (`BPF_F_RDONLY_PROG`).
+fn kernel_added_flags(kind: u32) -> u32 {
+    const BPF_F_RDONLY_PROG: u32 = 1 << 7;
+    if kind == MapKind::DevMapHash as u32 {
+        BPF_F_RDONLY_PROG
+    } else {
+        0
+    }
+}
+
+/// The pin path of `spec`'s map in `pin_dir`.
+pub fn pin_path(pin_dir: &Path, spec: &MapSpec) -> PathBuf {
+    pin_dir.join(spec.name)
+}
+
+/// Checks the maps pinned in `pin_dir` (those there are) against the contract under
+/// `limits`, before anything adopts them.
+fn check_pinned(pin_dir: &Path, limits: &Limits) -> Result<(), LoadError> {
+    for spec in &PINNED_MAPS {
+        let path = pin_path(pin_dir, spec);
+        if !path.exists() {
+            continue;
+        }
+        let info = MapInfo::from_pin(&path).map_err(|source| LoadError::PinnedInfo {
+            path: path.display().to_string(),
+            source,
+        })?;
+        MapShape::of_info(&info).check(spec, limits)?;
+    }
+    Ok(())
+}
+
+/// Loads the object and both programs into the kernel, not attached.
+pub fn load(options: &LoadOptions<'_>) -> Result<Ebpf, LoadError> {
+    if let Some(pin_dir) = options.pin_dir {
+        check_pinned(pin_dir, &options.limits)?;
+    }
     // aya-log's level: 0 is off, 4 is debug (every level up to it).
     let log_level: u8 = if options.debug_log { 4 } else { 0 };
     let trace = u8::from(options.trace_verdicts);
     let cid_cache = u8::from(options.cid_cache);
-    let pins: Vec<(&str, std::path::PathBuf)> = options
+    let pins: Vec<(&str, PathBuf)> = options
         .pin_dir
         .map(|dir| {
             PINNED_MAPS
                 .iter()
-                .map(|name| (*name, dir.join(name)))
+                .map(|spec| (spec.name, pin_path(dir, spec)))
                 .collect()
         })
         .unwrap_or_default();
@@ -93,6 +209,9 @@ pub fn load(options: LoadOptions<'_>) -> Result<Ebpf, LoadError> {
         .override_global("TRACE_VERDICTS", &trace, true)
         .override_global("AYA_LOG_LEVEL", &log_level, true)
         .override_global("CID_CACHE_ON", &cid_cache, true);
+    for spec in ROUTER_MAPS.iter().filter(|spec| spec.sized_by_limits()) {
+        loader.map_max_entries(spec.name, spec.max_entries(&options.limits));
+    }
     for (name, path) in &pins {
         loader.map_pin_path(name, path.as_path());
     }
@@ -116,4 +235,109 @@ pub fn worker_program(ebpf: &mut Ebpf) -> Result<&mut SkReuseport, LoadError> {
         .ok_or(LoadError::NoProgram(WORKER_PROGRAM_NAME))?
         .try_into()
         .map_err(|_| LoadError::NoProgram(WORKER_PROGRAM_NAME))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use router_common::maps::{Limits, ROUTER_MAPS};
+
+    use super::*;
+
+    /// Maps the object holds besides the router's own: its global data and aya-log's.
+    const OTHER_MAPS: [&str; 4] = [".rodata", ".bss", "AYA_LOGS", "AYA_LOG_BUF"];
+
+    fn object() -> aya_obj::Object {
+        aya_obj::Object::parse(program_bytes()).expect("the built object parses")
+    }
+
+    fn shape(map: &aya_obj::Map) -> MapShape {
+        MapShape {
+            kind: map.map_type(),
+            key_size: map.key_size(),
+            value_size: map.value_size(),
+            max_entries: map.max_entries(),
+            flags: map.map_flags(),
+        }
+    }
+
+    #[test]
+    fn every_map_of_the_built_object_is_the_contracts() {
+        let object = object();
+        for spec in &ROUTER_MAPS {
+            let map = object
+                .maps
+                .get(spec.name)
+                .unwrap_or_else(|| panic!("the object has no map {}", spec.name));
+            shape(map)
+                .check(spec, &Limits::DEFAULT)
+                .unwrap_or_else(|err| panic!("{err}"));
+        }
+        let contract: BTreeSet<&str> = ROUTER_MAPS.iter().map(|spec| spec.name).collect();
+        let others: BTreeSet<&str> = object
+            .maps
+            .keys()
+            .map(String::as_str)
+            .filter(|name| !contract.contains(name))
+            .collect();
+        let allowed = BTreeSet::from(OTHER_MAPS);
+        assert!(
+            others.is_subset(&allowed),
+            "maps outside the contract: {:?}",
+            others.difference(&allowed).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn the_object_holds_the_routers_programs_only() {
+        let object = object();
+        let programs: BTreeSet<&str> = object.programs.keys().map(String::as_str).collect();
+        assert_eq!(
+            programs,
+            BTreeSet::from([PROGRAM_NAME, WORKER_PROGRAM_NAME])
+        );
+    }
+
+    #[test]
+    fn a_map_of_another_shape_is_refused_with_the_reason() {
+        let spec = router_common::maps::specs::SERVER_IDS;
+        let limits = Limits::DEFAULT;
+        let grown = Limits {
+            server_ids: limits.server_ids * 2,
+            ..limits
+        };
+        let made = MapShape::of(&spec, &limits);
+        assert!(made.check(&spec, &limits).is_ok());
+        assert!(matches!(
+            made.check(&spec, &grown),
+            Err(LoadError::LimitsChanged {
+                map: "SERVER_IDS",
+                ..
+            })
+        ));
+        let other_key = MapShape {
+            key_size: made.key_size + 1,
+            ..made
+        };
+        assert!(matches!(
+            other_key.check(&spec, &limits),
+            Err(LoadError::Layout {
+                field: "key size",
+                ..
+            })
+        ));
+        let fixed = router_common::maps::specs::STATS;
+        let other_count = MapShape {
+            max_entries: 3,
+            ..MapShape::of(&fixed, &limits)
+        };
+        assert!(matches!(
+            other_count.check(&fixed, &grown),
+            Err(LoadError::Layout {
+                field: "entries",
+                ..
+            })
+        ));
+    }
 }

@@ -1,8 +1,25 @@
 //! Local workers: server processes or threads on the router's own host that share the
 //! listener's UDP port through `SO_REUSEPORT`, each with server IDs of its own. A worker
 //! registers its socket as a backend's; the router's `SO_REUSEPORT` program (pinned by the
-//! controller) then gives that socket every datagram whose DCID names the backend, and leaves
-//! the rest (new connections, unroutable CIDs) to the kernel's 4-tuple hash.
+//! controller) then gives that socket every datagram whose DCID names the backend, and the
+//! datagrams whose DCID names no server (new connections, unroutable CIDs) to the worker the
+//! fallback table picks for the 4-tuple, as the XDP program does. Only when that backend has
+//! no socket in the group does the kernel choose, by its own 4-tuple hash.
+//!
+//! ```no_run
+//! use std::{net::UdpSocket, os::fd::AsFd as _};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A worker's socket: SO_REUSEPORT, bound to the listener's address and port.
+//! let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+//! socket.set_reuse_port(true)?;
+//! socket.bind(&"198.18.0.10:443".parse::<std::net::SocketAddr>()?.into())?;
+//! let socket: UdpSocket = socket.into();
+//! // The router on eth0 has `worker0` (local_worker = true) in its config.
+//! router_user::local::register_worker("eth0", "worker0", socket.as_fd())?;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::{
     io,
@@ -10,14 +27,14 @@ use std::{
 };
 
 use aya::{
-    maps::{MapData, ReusePortSockArray},
+    maps::{MapData, MapError, ReusePortSockArray},
     programs::{ProgramError, SkReuseport, SkReuseportAttachType},
 };
-use router_common::maps::worker_socket_index;
+use router_common::maps::worker_socket_slot;
 
 use crate::{
-    dataplane::{DataplaneError, open_pinned},
     pin::{PinError, RouterPaths},
+    router::{PinnedRouter, RouterError},
     runstate::{RunState, RunStateError},
 };
 
@@ -37,12 +54,14 @@ pub enum LocalError {
     #[error("the worker's socket: {0}")]
     Socket(io::Error),
     #[error("the router on {iface}: {source}")]
-    Map {
+    Router {
         iface: String,
-        source: DataplaneError,
+        source: Box<RouterError>,
     },
-    #[error("the worker selection program of the router on {iface}: {source}")]
-    Program { iface: String, source: ProgramError },
+    #[error("map WORKER_SOCKETS: {0}")]
+    Map(MapError),
+    #[error("the worker selection program: {0}")]
+    Program(ProgramError),
 }
 
 /// Registers `socket` as the socket of local worker `backend` of the router on `iface`, and
@@ -67,26 +86,29 @@ pub fn register_worker(
     if !record.local_worker {
         return Err(LocalError::NotLocal(backend.to_owned()));
     }
-    let index = worker_socket_index(record.index, is_ipv6(socket)?);
-    let map_error = |source| LocalError::Map {
-        iface: iface.to_owned(),
-        source,
-    };
-    let mut sockets: ReusePortSockArray<MapData> =
-        open_pinned(&paths.pin_dir, "WORKER_SOCKETS").map_err(map_error)?;
-    sockets.set(index, &socket, 0).map_err(|source| {
-        map_error(DataplaneError::Map {
-            map: "WORKER_SOCKETS",
-            source,
-        })
-    })?;
-    let program_error = |source| LocalError::Program {
-        iface: iface.to_owned(),
-        source,
-    };
-    SkReuseport::from_pin(paths.worker_program(), SkReuseportAttachType::Select)
-        .and_then(|program| program.attach(socket))
-        .map_err(program_error)
+    let mut sockets = PinnedRouter::new(&paths)
+        .worker_sockets()
+        .map_err(|source| LocalError::Router {
+            iface: iface.to_owned(),
+            source: Box::new(source),
+        })?;
+    let mut program = SkReuseport::from_pin(paths.worker_program(), SkReuseportAttachType::Select)
+        .map_err(LocalError::Program)?;
+    register_socket(&mut sockets, &mut program, record.index, socket)
+}
+
+/// Puts `socket` in the slot of local worker `backend` (an index) in `sockets` and attaches
+/// `program` to the socket's `SO_REUSEPORT` group.
+pub(crate) fn register_socket(
+    sockets: &mut ReusePortSockArray<MapData>,
+    program: &mut SkReuseport,
+    backend: u32,
+    socket: BorrowedFd<'_>,
+) -> Result<(), LocalError> {
+    let slot = worker_socket_slot(backend, is_ipv6(socket)?);
+    sockets.set(slot, &socket, 0).map_err(LocalError::Map)?;
+    program.attach(socket).map_err(LocalError::Program)?;
+    Ok(())
 }
 
 /// Whether the IPv6 `socket` takes IPv6 only.

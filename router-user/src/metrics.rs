@@ -1,7 +1,7 @@
 //! Prometheus metrics (`--metrics-addr`): the same counters as `quic-router stats`, read from
 //! the pinned maps at each scrape.
 
-use std::{convert::Infallible, path::PathBuf, sync::Arc};
+use std::{convert::Infallible, sync::Arc};
 
 use http_body_util::Full;
 use hyper::{Request, Response, body::Bytes, server::conn::http1, service::service_fn};
@@ -12,25 +12,22 @@ use prometheus_client::{
     metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
     registry::Registry,
 };
-use router_common::maps::{LocalOutcome, Outcome};
+use router_common::counters::{LocalOutcome, Outcome};
 use tokio::net::TcpListener;
 
-use crate::{
-    dataplane::{Counters, pinned_epoch},
-    runstate::RunState,
-};
+use crate::{pin::RouterPaths, router::PinnedRouter, runstate::RunState};
 
 /// Reads the router's pinned maps (and run state, for backend names) at each scrape.
 #[derive(Debug)]
 pub struct RouterCollector {
-    pub pin_dir: PathBuf,
-    pub state_file: PathBuf,
+    pub paths: RouterPaths,
 }
 
 impl Collector for RouterCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         // A scrape during a restart finds no maps: report nothing rather than fail.
-        let Ok(counters) = Counters::read_pinned(&self.pin_dir) else {
+        let pinned = PinnedRouter::new(&self.paths);
+        let Ok(counters) = pinned.counters() else {
             return Ok(());
         };
         let mut family = encoder.encode_descriptor(
@@ -39,7 +36,7 @@ impl Collector for RouterCollector {
             None,
             MetricType::Counter,
         )?;
-        for outcome in Outcome::ALL {
+        for &outcome in Outcome::ALL {
             let labels = [("outcome", outcome.name())];
             ConstCounter::new(counters.outcome(outcome)).encode(family.encode_family(&labels)?)?;
         }
@@ -49,11 +46,11 @@ impl Collector for RouterCollector {
             None,
             MetricType::Counter,
         )?;
-        for outcome in LocalOutcome::ALL {
+        for &outcome in LocalOutcome::ALL {
             let labels = [("outcome", outcome.name())];
             ConstCounter::new(counters.local(outcome)).encode(family.encode_family(&labels)?)?;
         }
-        let names = RunState::load(&self.state_file)
+        let names = RunState::load(&self.paths.state())
             .map(|s| s.backends)
             .unwrap_or_default();
         for (metric, help) in [
@@ -78,7 +75,7 @@ impl Collector for RouterCollector {
                 ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
             }
         }
-        if let Ok(epoch) = pinned_epoch(&self.pin_dir) {
+        if let Ok(epoch) = pinned.epoch() {
             let family = encoder.encode_descriptor(
                 "quic_router_config_epoch",
                 "Config changes applied",

@@ -5,29 +5,13 @@ use std::{
     collections::BTreeMap, fs, io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path,
 };
 
+use router_common::{maps::Limits, quic_lb::Mode as CipherMode};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Reach, RouterConfig};
-
-/// How the program is attached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// The kernel chose (native where the driver supports it).
-    Auto,
-    Native,
-    Skb,
-}
-
-impl Mode {
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Auto => "auto",
-            Mode::Native => "native",
-            Mode::Skb => "skb",
-        }
-    }
-}
+use crate::{
+    config::{BackendState, Reach, RouterConfig},
+    router::Mode,
+};
 
 /// A backend as the last applied config had it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +26,7 @@ pub struct BackendRecord {
     #[serde(default)]
     pub local_worker: bool,
     pub weight: u32,
-    pub state: String,
+    pub state: BackendState,
     /// `codepoint:hex` per server ID.
     pub server_ids: Vec<String>,
 }
@@ -51,7 +35,7 @@ pub struct BackendRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodepointRecord {
     pub config_rotation: u8,
-    pub mode: String,
+    pub mode: CipherMode,
     pub server_id_len: u8,
     pub nonce_len: u8,
 }
@@ -65,7 +49,10 @@ pub struct RunState {
     /// The controller's process ID while it runs.
     pub pid: Option<u32>,
     pub program_id: u32,
+    /// The epoch after the config below was applied.
     pub epoch: u32,
+    /// The sizes the maps were made with.
+    pub limits: Limits,
     pub codepoints: Vec<CodepointRecord>,
     pub backends: Vec<BackendRecord>,
 }
@@ -130,19 +117,21 @@ impl RunState {
             .collect()
     }
 
-    /// Records `config` as applied with these backend indices.
-    pub fn record_config(&mut self, config: &RouterConfig, indices: &BTreeMap<String, u32>) {
+    /// Records `config` as applied, to `epoch`, with these backend indices.
+    pub fn record_config(
+        &mut self,
+        config: &RouterConfig,
+        epoch: u32,
+        indices: &BTreeMap<String, u32>,
+    ) {
+        self.epoch = epoch;
+        self.limits = config.limits;
         self.codepoints = config
             .cid_configs
             .iter()
             .map(|c| CodepointRecord {
                 config_rotation: c.params.config_rotation,
-                mode: match (&c.key, c.params.plaintext_len()) {
-                    (None, _) => "plaintext",
-                    (Some(_), 16) => "single-pass",
-                    (Some(_), _) => "four-pass",
-                }
-                .to_owned(),
+                mode: c.mode(),
                 server_id_len: c.params.server_id_len,
                 nonce_len: c.params.nonce_len,
             })
@@ -166,7 +155,7 @@ impl RunState {
                     },
                     local_worker: b.reach == Reach::LocalWorker,
                     weight: b.weight,
-                    state: b.state.name().to_owned(),
+                    state: b.state,
                     server_ids: b
                         .server_ids
                         .iter()

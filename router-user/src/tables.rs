@@ -1,12 +1,13 @@
 //! What one generation of the maps holds, built from a config: the user-space image of the
 //! routing tables, compared with what is installed to write only the difference.
+//! [`Router::active_tables`](crate::router::Router::active_tables) shows the ones packets use.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use router_common::{
     maps::{
         BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, FALLBACK_TABLE_SIZE,
-        LISTENER_HASH_INITIALS, LOCAL_WORKER_IFINDEX, ListenerKey, MAX_BACKENDS, ServerIdKey,
+        LISTENER_HASH_INITIALS, LOCAL_WORKER_IFINDEX, Limits, ListenerKey, NO_BACKEND, ServerIdKey,
     },
     quic_lb::AesRoundKeys,
 };
@@ -47,14 +48,16 @@ impl std::fmt::Debug for RoutingTables {
 pub enum TablesError {
     #[error("backend {backend}: {source}")]
     Interface { backend: String, source: NetifError },
-    #[error("more than {MAX_BACKENDS} backend indices in use")]
-    OutOfIndices,
+    #[error(
+        "more than {0} backend indices in use (twice limits.backends: a removed backend keeps its index until the next change)"
+    )]
+    OutOfIndices(u32),
 }
 
 /// Stable backend indices by name, so that per-backend counters stay with their backend
 /// across reloads. An index is freed only when no installed generation uses it.
 #[derive(Debug, Default, Clone)]
-pub struct BackendIndices {
+pub(crate) struct BackendIndices {
     by_name: BTreeMap<String, u32>,
 }
 
@@ -68,15 +71,15 @@ impl BackendIndices {
         &self.by_name
     }
 
-    /// The index of `name`, assigning the lowest free one to a new name.
-    fn index(&mut self, name: &str) -> Result<u32, TablesError> {
+    /// The index of `name`, assigning the lowest free one below `available` to a new name.
+    fn index(&mut self, name: &str, available: u32) -> Result<u32, TablesError> {
         if let Some(&index) = self.by_name.get(name) {
             return Ok(index);
         }
         let used: BTreeSet<u32> = self.by_name.values().copied().collect();
-        let index = (0..MAX_BACKENDS)
+        let index = (0..available)
             .find(|i| !used.contains(i))
-            .ok_or(TablesError::OutOfIndices)?;
+            .ok_or(TablesError::OutOfIndices(available))?;
         self.by_name.insert(name.to_owned(), index);
         Ok(index)
     }
@@ -93,22 +96,24 @@ impl BackendIndices {
 
 impl RoutingTables {
     /// Tables that route nothing: every packet is "not for a listener".
-    pub fn empty() -> Self {
+    fn empty() -> Self {
         Self {
             listeners: BTreeMap::new(),
             cid_configs: vec![CidConfigEntry::INACTIVE; CID_CONFIG_SLOTS as usize],
             server_ids: BTreeMap::new(),
             backends: BTreeMap::new(),
-            fallback: vec![router_common::maps::NO_BACKEND; FALLBACK_TABLE_SIZE as usize],
+            fallback: vec![NO_BACKEND; FALLBACK_TABLE_SIZE as usize],
             tx_ports: BTreeSet::new(),
             backend_names: BTreeMap::new(),
         }
     }
 
-    /// The tables for `config`; `interface` resolves backend interfaces.
-    pub fn build(
+    /// The tables for `config` in maps made to `limits`; `interface` resolves backend
+    /// interfaces.
+    pub(crate) fn build(
         config: &RouterConfig,
         indices: &mut BackendIndices,
+        limits: &Limits,
         interface: impl Fn(&str) -> Result<Interface, NetifError>,
     ) -> Result<Self, TablesError> {
         let mut tables = Self::empty();
@@ -142,7 +147,7 @@ impl RoutingTables {
         }
         let mut members = Vec::new();
         for backend in &config.backends {
-            let index = indices.index(&backend.name)?;
+            let index = indices.index(&backend.name, limits.backend_indices())?;
             let entry = match &backend.reach {
                 Reach::Host {
                     interface: name,
@@ -186,7 +191,7 @@ impl RoutingTables {
 }
 
 /// The map key of a listener (generation 0).
-pub fn listener_key(listener: &Listener) -> ListenerKey {
+fn listener_key(listener: &Listener) -> ListenerKey {
     let mut addr = [0u8; 16];
     let family = match listener.address {
         std::net::IpAddr::V4(v4) => {

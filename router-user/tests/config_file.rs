@@ -1,5 +1,5 @@
-//! The router config file: the README's example parses, and every kind of error names the
-//! file, the line and the problem.
+//! The router config file: the examples the documentation shows parse, and every kind of
+//! error names the file, the line and the problem.
 
 use std::{fs, os::unix::fs::PermissionsExt as _, path::Path};
 
@@ -15,22 +15,22 @@ fn write_key(dir: &Path, mode: u32) {
 }
 
 #[test]
-fn the_readme_shows_the_example_config() {
-    let readme = include_str!("../../README.md");
+fn the_config_reference_shows_the_example_config() {
+    let reference = include_str!("../../docs/config.md");
     assert!(
-        readme.contains(EXAMPLE),
-        "README.md's config example differs from config/router.example.toml"
+        reference.contains(&format!("```toml\n{EXAMPLE}```\n")),
+        "docs/config.md's config example differs from config/router.example.toml"
     );
 }
 
 const LOCAL_EXAMPLE: &str = include_str!("../../config/router.local.example.toml");
 
 #[test]
-fn the_readme_shows_the_local_workers_example() {
-    let readme = include_str!("../../README.md");
+fn the_local_workers_page_shows_the_local_workers_example() {
+    let page = include_str!("../../docs/local-workers.md");
     assert!(
-        readme.contains(LOCAL_EXAMPLE),
-        "README.md's local workers example differs from config/router.local.example.toml"
+        page.contains(&format!("```toml\n{LOCAL_EXAMPLE}```\n")),
+        "docs/local-workers.md's example differs from config/router.local.example.toml"
     );
 }
 

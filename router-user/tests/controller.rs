@@ -13,10 +13,12 @@ use std::{
 };
 
 use integration_tests::{
+    addresses::{QUIC_PORT, VIP4},
+    config_text::{BackendText, ConfigText},
     deployment::Deployment,
-    mint,
+    fixtures::mint,
+    netns,
     packet::{QUIC_V1, long_header, short_header, v1},
-    topology::{self, VIP4},
     traffic::{Receiver, Sender, Tag},
 };
 use serde_json::Value;
@@ -43,17 +45,17 @@ impl Setup {
 
     /// Listener, codepoint 0 (plaintext, 2-octet server IDs), with `codepoint1` also
     /// codepoint 1 (four-pass, 3-octet server IDs), and the given backends.
-    fn config_text(&self, codepoint1: bool, backends: &[String]) -> String {
-        let mut text = format!(
-            "[[listener]]\naddress = \"{VIP4}\"\nport = 443\n\n[[quic_lb]]\nconfig_rotation = 0\nserver_id_len = 2\nnonce_len = 6\n"
-        );
+    fn config_text(&self, codepoint1: bool, backends: &[BackendText]) -> String {
+        let mut text = ConfigText::new()
+            .listener(VIP4, QUIC_PORT, None)
+            .quic_lb(0, 2, 6, 0, None);
         if codepoint1 {
-            text += "\n[[quic_lb]]\nconfig_rotation = 1\nserver_id_len = 3\nnonce_len = 5\nkey_file = \"cr1.key\"\n";
+            text = text.quic_lb(1, 3, 5, 0, Some("cr1.key".as_ref()));
         }
-        for backend in backends {
-            text += backend;
-        }
-        text
+        backends
+            .iter()
+            .fold(text, |text, backend| text.backend(backend))
+            .build()
     }
 
     fn receivers(&self) -> Vec<Receiver> {
@@ -108,8 +110,8 @@ fn round(sender: &Sender) -> u32 {
 fn sigkill_loses_no_packet_and_a_restart_adopts_the_router() {
     let setup = Setup::new(2);
     let backends = [
-        setup.backend_entry(0, "alpha", "0 = [\"0a01\"]", "active"),
-        setup.backend_entry(1, "beta", "0 = [\"0a02\"]", "active"),
+        setup.backend(0, "alpha").server_id(0, "0a01"),
+        setup.backend(1, "beta").server_id(0, "0a02"),
     ];
     setup.write_config(&setup.config_text(false, &backends));
     let controller = setup.start(&[]);
@@ -210,8 +212,8 @@ fn sigkill_loses_no_packet_and_a_restart_adopts_the_router() {
 fn backends_are_added_drained_and_removed_while_traffic_flows() {
     let setup = Setup::new(3);
     let backends = [
-        setup.backend_entry(0, "alpha", "0 = [\"0a01\"]", "active"),
-        setup.backend_entry(1, "beta", "0 = [\"0a02\"]", "active"),
+        setup.backend(0, "alpha").server_id(0, "0a01"),
+        setup.backend(1, "beta").server_id(0, "0a02"),
     ];
     setup.write_config(&setup.config_text(false, &backends));
     let _controller = setup.start(&[]);
@@ -380,8 +382,8 @@ fn backends_are_added_drained_and_removed_while_traffic_flows() {
 fn reloads_apply_new_codepoints_and_refuse_invalid_configs() {
     let setup = Setup::new(2);
     let plain = [
-        setup.backend_entry(0, "alpha", "0 = [\"0a01\"]", "active"),
-        setup.backend_entry(1, "beta", "0 = [\"0a02\"]", "active"),
+        setup.backend(0, "alpha").server_id(0, "0a01"),
+        setup.backend(1, "beta").server_id(0, "0a02"),
     ];
     setup.write_config(&setup.config_text(false, &plain));
     let mut controller = setup.start(&["--metrics-addr", "127.0.0.1:19464", "--debug"]);
@@ -389,8 +391,14 @@ fn reloads_apply_new_codepoints_and_refuse_invalid_configs() {
 
     // Codepoint 1 is added by editing the file: the controller notices without a signal.
     let with_codepoint1 = [
-        setup.backend_entry(0, "alpha", "0 = [\"0a01\"], 1 = [\"a1a1a1\"]", "active"),
-        setup.backend_entry(1, "beta", "0 = [\"0a02\"], 1 = [\"b1b1b1\"]", "active"),
+        setup
+            .backend(0, "alpha")
+            .server_id(0, "0a01")
+            .server_id(1, "a1a1a1"),
+        setup
+            .backend(1, "beta")
+            .server_id(0, "0a02")
+            .server_id(1, "b1b1b1"),
     ];
     setup.write_config(&setup.config_text(true, &with_codepoint1));
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -497,7 +505,9 @@ fn reloads_apply_new_codepoints_and_refuse_invalid_configs() {
 #[test]
 fn run_refuses_bad_input_and_touches_nothing() {
     let setup = Setup::new(1);
-    setup.write_config("[[listener]]\naddress = \"198.18.0.10\"\nport = 443\n\n[[backend]]\nname = \"x\"\ninterface = \"r1\"\nnext_hop_mac = \"nope\"\n");
+    setup.write_config(&format!(
+        "[[listener]]\naddress = \"{VIP4}\"\nport = {QUIC_PORT}\n\n[[backend]]\nname = \"x\"\ninterface = \"r1\"\nnext_hop_mac = \"nope\"\n"
+    ));
     let (status, _, stderr) = setup.cli(&[
         "run",
         "--iface",
@@ -525,7 +535,7 @@ fn scrape(netns: &str, addr: &str) -> String {
     let netns = netns.to_owned();
     let addr = addr.to_owned();
     thread::spawn(move || {
-        let _inside = topology::enter(&netns);
+        let _inside = netns::enter(&netns);
         let mut stream = std::net::TcpStream::connect(&addr).expect("metrics endpoint");
         stream
             .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -536,4 +546,75 @@ fn scrape(netns: &str, addr: &str) -> String {
     })
     .join()
     .unwrap()
+}
+
+#[test]
+fn the_maps_are_made_to_the_configs_limits_and_a_running_router_is_never_resized() {
+    let setup = Setup::new(1);
+    let config = |backends: u32| {
+        ConfigText::new()
+            .limits(&[("backends", backends), ("cid_cache_entries", 4096)])
+            .listener(VIP4, QUIC_PORT, None)
+            .quic_lb(0, 2, 6, 0, None)
+            .backend(&setup.backend(0, "alpha").server_id(0, "0a01"))
+            .build()
+    };
+    // What the kernel made: entries of the pinned maps.
+    let entries = |map: &str| {
+        aya::maps::MapInfo::from_pin(format!("/sys/fs/bpf/quic-router/r0/{map}"))
+            .unwrap_or_else(|err| panic!("{map}: {err}"))
+            .max_entries()
+    };
+    setup.write_config(&config(8));
+    let controller = setup.start(&[]);
+    let status = setup.status();
+    assert_eq!(status["limits"]["backends"], 8, "{status}");
+    assert_eq!(status["limits"]["cid_cache_entries"], 4096, "{status}");
+    // Two generations of twice the backends (a removed one keeps its index for a while).
+    assert_eq!(entries("BACKENDS"), 8 * 2 * 2);
+    assert_eq!(entries("CID_CACHE"), 4096);
+    let epoch = status["epoch"].as_u64().unwrap();
+
+    // Other limits in a reload: refused, with the reason; the running maps stay.
+    setup.write_config(&config(16));
+    let (code, _, stderr) = setup.cli(&["reload", "--iface", "r0"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("backends 8 in the maps, 16 in the config") && stderr.contains("detach"),
+        "{stderr}"
+    );
+    assert_eq!(setup.status()["epoch"].as_u64(), Some(epoch));
+    assert_eq!(entries("BACKENDS"), 32);
+
+    // A controller that starts with them refuses before it touches anything.
+    controller.kill();
+    let config_path = setup.config_path();
+    let (code, _, stderr) = setup.cli(&[
+        "run",
+        "--iface",
+        "r0",
+        "--mode",
+        "native",
+        "--config",
+        config_path.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("map BACKENDS has 32 entries where [limits] call for 64"),
+        "{stderr}"
+    );
+    assert_eq!(setup.status()["epoch"].as_u64(), Some(epoch));
+
+    // The old limits adopt the running router; after a detach the new ones make new maps.
+    setup.write_config(&config(8));
+    let controller = setup.start(&[]);
+    assert_eq!(setup.status()["epoch"].as_u64(), Some(epoch + 1));
+    drop(controller);
+    setup.cli_ok(&["detach", "--iface", "r0"]);
+    setup.write_config(&config(16));
+    let _controller = setup.start(&[]);
+    assert_eq!(setup.status()["limits"]["backends"], 16);
+    assert_eq!(entries("BACKENDS"), 16 * 2 * 2);
 }

@@ -1,51 +1,40 @@
 //! `quic-router explain` end to end: the kernel program's verdicts through the binary.
 //! Needs root (it loads the XDP program) and fails, not skips, without it.
 
-use std::{fs, os::unix::fs::PermissionsExt as _, path::Path, process::Command};
+use std::{fs, path::Path, process::Command};
 
-use integration_tests::packet::{Datagram, QUIC_V1, long_header, short_header, v1};
+use integration_tests::{
+    addresses::{QUIC_PORT, VIP4, sender, vip},
+    config_text::{BackendText, ConfigText},
+    packet::{Datagram, QUIC_V1, long_header, short_header, v1},
+    write_key,
+};
 use serde_json::Value;
 
 /// The draft's worked example (§5.4.2.4): four-pass, server ID 31441a.
 const KEY: &str = "fdf726a9893ec05c0632d3956680baf0";
 const ROUTABLE_CID: &str = "0767947d29be054a";
 
-fn write_config(dir: &Path, extra: &str) -> String {
-    let key = dir.join("lb.key");
-    fs::write(&key, KEY).unwrap();
-    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+/// The config: codepoint 0 as in the worked example, backend alpha with its server ID, and
+/// `weight` when given.
+fn write_config(dir: &Path, weight: Option<u32>) -> String {
+    let key = write_key(dir, "lb.key", KEY);
+    let mut alpha = BackendText::host("alpha", "lo", "02:00:00:00:0a:01").server_id(0, "31441a");
+    alpha.weight = weight;
     let config = dir.join("router.toml");
-    fs::write(
-        &config,
-        format!(
-            r#"
-[[listener]]
-address = "198.18.0.10"
-port = 443
-
-[[quic_lb]]
-config_rotation = 0
-server_id_len = 3
-nonce_len = 4
-key_file = "lb.key"
-
-[[backend]]
-name = "alpha"
-server_ids = {{ 0 = ["31441a"] }}
-interface = "lo"
-next_hop_mac = "02:00:00:00:0a:01"
-{extra}"#
-        ),
-    )
-    .unwrap();
+    let text = ConfigText::new()
+        .listener(VIP4, QUIC_PORT, None)
+        .quic_lb(0, 3, 4, 0, Some(&key))
+        .backend(&alpha)
+        .build();
+    fs::write(&config, text).unwrap();
     config.to_str().unwrap().to_owned()
 }
 
-/// Ethernet / IPv4 198.18.1.1:40000 -> 198.18.0.10:`port` / UDP / `payload`.
+/// Ethernet / IPv4 from the hand-made packets' source, port 40000, to the VIP's `port` /
+/// UDP / `payload`.
 fn frame(port: u16, payload: &[u8]) -> Vec<u8> {
-    let client = [198, 18, 1, 1].into();
-    let listener = [198, 18, 0, 10].into();
-    Datagram::new(client, listener, 40000, port, payload.to_vec()).frame()
+    Datagram::new(sender(false), vip(false), 40000, port, payload.to_vec()).frame()
 }
 
 fn quic_router(args: &[&str]) -> (i32, String, String) {
@@ -63,9 +52,9 @@ fn quic_router(args: &[&str]) -> (i32, String, String) {
 #[test]
 fn explains_a_packet_in_text_and_json() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "");
+    let config = write_config(dir.path(), None);
     let packet = hex::encode(frame(
-        443,
+        QUIC_PORT,
         &short_header(&hex::decode(ROUTABLE_CID).unwrap()),
     ));
     let (status, stdout, stderr) =
@@ -90,16 +79,19 @@ fn explains_a_packet_in_text_and_json() {
 #[test]
 fn explains_every_packet_of_a_capture() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "");
+    let config = write_config(dir.path(), None);
     let capture = dir.path().join("capture.pcap");
     let header = pcap_file::pcap::PcapHeader::default();
     let mut writer =
         pcap_file::pcap::PcapWriter::with_header(fs::File::create(&capture).unwrap(), header)
             .unwrap();
     let packets = [
-        frame(443, &short_header(&hex::decode(ROUTABLE_CID).unwrap())),
         frame(
-            443,
+            QUIC_PORT,
+            &short_header(&hex::decode(ROUTABLE_CID).unwrap()),
+        ),
+        frame(
+            QUIC_PORT,
             &long_header(
                 v1::INITIAL,
                 QUIC_V1,
@@ -109,9 +101,9 @@ fn explains_every_packet_of_a_capture() {
             ),
         ),
         frame(53, &short_header(&hex::decode(ROUTABLE_CID).unwrap())),
-        frame(443, &[]),
+        frame(QUIC_PORT, &[]),
         frame(
-            443,
+            QUIC_PORT,
             &short_header(&hex::decode("e7c4605e4504cc4f").unwrap()),
         ),
     ];
@@ -151,16 +143,16 @@ fn explains_every_packet_of_a_capture() {
 #[test]
 fn bad_input_gives_one_line_and_status_2() {
     let (good_dir, bad_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let good = write_config(good_dir.path(), "");
+    let good = write_config(good_dir.path(), None);
     let packet = hex::encode(frame(
-        443,
+        QUIC_PORT,
         &short_header(&hex::decode(ROUTABLE_CID).unwrap()),
     ));
-    let bad = write_config(bad_dir.path(), "weight = 0\n");
+    let bad = write_config(bad_dir.path(), Some(0));
     let cases: [(Vec<&str>, &str); 5] = [
         (
             vec!["explain", "--config", &bad, "--packet", &packet],
-            "router.toml:17: backend alpha: weight 0",
+            "router.toml:16: backend alpha: weight 0",
         ),
         (
             vec!["explain", "--config", &good, "--packet", "00112233"],

@@ -10,6 +10,7 @@ use std::{
 use serde_json::Value;
 
 use crate::{
+    config_text::BackendText,
     mounts::PrivateMounts,
     process::{Controller, quic_router},
     topology::Topology,
@@ -53,13 +54,10 @@ impl Deployment {
         crate::write_key(self.dir.path(), name, hex)
     }
 
-    /// A `[[backend]]` for backend `i` of the topology (reached through `r{i+1}`).
-    pub fn backend_entry(&self, i: usize, name: &str, server_ids: &str, state: &str) -> String {
-        format!(
-            "\n[[backend]]\nname = \"{name}\"\nserver_ids = {{ {server_ids} }}\ninterface = \"r{}\"\nnext_hop_mac = \"{}\"\nstate = \"{state}\"\n",
-            i + 1,
-            self.topology.backend_mac(i)
-        )
+    /// An active `[[backend]]` `name` for backend `i` of the topology (reached through
+    /// `r{i+1}`), without server IDs yet.
+    pub fn backend(&self, i: usize, name: &str) -> BackendText {
+        BackendText::host(name, &format!("r{}", i + 1), &self.topology.backend_mac(i))
     }
 
     /// `quic-router run --iface r0 --config ... --mode native EXTRA` in the router namespace.

@@ -14,13 +14,14 @@ use router_common::quic_lb::{ConfigParams, Key};
 use tokio::task::JoinSet;
 
 use crate::{
+    addresses::{CLIENT4_MOVED, QUIC_PORT, VIP4, VIP6, client, vip_socket},
+    config_text::{BackendText, ConfigText},
     deployment::Deployment,
     process::Controller,
     quic::{
         Backend, Certificate, ClientTls, SERVER_NAME, Tickets, client_endpoint, connect_0rtt,
         request, reuseport_socket_in, socket_in,
     },
-    topology::{CLIENT4, CLIENT6, VIP4, VIP6},
 };
 
 pub const KEY0: &str = "8f95f09245765f80256934e50c66207f";
@@ -38,7 +39,7 @@ pub const WORKER_SERVER_IDS_0: [&str; 4] = ["d0d0", "d1d1", "d2d2", "d3d3"];
 pub enum Servers {
     /// Three hosts behind the router, in namespaces of their own.
     Hosts,
-    /// Four workers in the router's namespace sharing the VIPs' port 443 through
+    /// Four workers in the router's namespace sharing the VIPs' QUIC port through
     /// `SO_REUSEPORT`. `registered`: each registers its sockets with the router, which then
     /// picks the socket by CID; otherwise the kernel picks by its 4-tuple hash.
     LocalWorkers { registered: bool },
@@ -124,11 +125,12 @@ impl Fleet {
                     let sockets = vips
                         .iter()
                         .map(|&vip| match servers {
-                            Servers::Hosts => {
-                                socket_in(&deployment.topology.backends[i].name, (vip, 443).into())
-                            }
+                            Servers::Hosts => socket_in(
+                                &deployment.topology.backends[i].name,
+                                (vip, QUIC_PORT).into(),
+                            ),
                             Servers::LocalWorkers { registered } => {
-                                let socket = reuseport_socket_in(&router, (vip, 443).into());
+                                let socket = reuseport_socket_in(&router, (vip, QUIC_PORT).into());
                                 if registered {
                                     router_user::local::register_worker(
                                         "r0",
@@ -187,54 +189,43 @@ pub fn config_text(
     codepoints: &[u8],
     server_codepoints: &[u8],
 ) -> String {
-    let mut text = String::new();
-    for vip in [VIP4, VIP6] {
-        text += &format!(
-            "[[listener]]\naddress = \"{vip}\"\nport = 443\ninitial_routing = \"{initial_routing}\"\n\n"
-        );
-    }
-    for &codepoint in codepoints {
+    let text = [VIP4, VIP6].iter().fold(ConfigText::new(), |text, vip| {
+        text.listener(vip, QUIC_PORT, Some(initial_routing))
+    });
+    let text = codepoints.iter().fold(text, |text, &codepoint| {
         let p = params(codepoint);
-        text += &format!(
-            "[[quic_lb]]\nconfig_rotation = {codepoint}\nserver_id_len = {}\nnonce_len = {}\nkey_file = \"cr{codepoint}.key\"\n\n",
-            p.server_id_len, p.nonce_len
-        );
-    }
-    if let Servers::LocalWorkers { .. } = servers {
-        for (name, id) in WORKER_NAMES.iter().zip(WORKER_SERVER_IDS_0) {
-            text += &format!(
-                "\n[[backend]]\nname = \"{name}\"\nserver_ids = {{ 0 = [\"{id}\"] }}\nlocal_worker = true\n"
-            );
-        }
-        return text;
-    }
-    for (i, name) in NAMES.iter().enumerate() {
-        let ids: Vec<String> = server_codepoints
+        let key_file = format!("cr{codepoint}.key");
+        text.quic_lb(
+            codepoint,
+            p.server_id_len,
+            p.nonce_len,
+            0,
+            Some(key_file.as_ref()),
+        )
+    });
+    let backends: Vec<BackendText> = match servers {
+        Servers::LocalWorkers { .. } => WORKER_NAMES
             .iter()
-            .map(|&c| {
-                format!(
-                    "{c} = [\"{}\"]",
-                    if c == 0 {
-                        SERVER_IDS_0[i]
-                    } else {
-                        SERVER_IDS_1[i]
-                    }
-                )
+            .zip(WORKER_SERVER_IDS_0)
+            .map(|(name, id)| BackendText::local_worker(name).server_id(0, id))
+            .collect(),
+        Servers::Hosts => NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                server_codepoints
+                    .iter()
+                    .fold(deployment.backend(i, name), |backend, &c| {
+                        let ids = if c == 0 { SERVER_IDS_0 } else { SERVER_IDS_1 };
+                        backend.server_id(c, ids[i])
+                    })
             })
-            .collect();
-        text += &deployment.backend_entry(i, name, &ids.join(", "), "active");
-    }
-    text
-}
-
-pub fn vip(v6: bool) -> SocketAddr {
-    let ip: IpAddr = if v6 { VIP6 } else { VIP4 }.parse().unwrap();
-    SocketAddr::new(ip, 443)
-}
-
-pub fn client_addr(v6: bool, port: u16) -> SocketAddr {
-    let ip: IpAddr = if v6 { CLIENT6 } else { CLIENT4 }.parse().unwrap();
-    SocketAddr::new(ip, port)
+            .collect(),
+    };
+    backends
+        .iter()
+        .fold(text, |text, backend| text.backend(backend))
+        .build()
 }
 
 /// One connection from `local`: handshake, one request, close. The backend's name.
@@ -278,12 +269,12 @@ pub fn resume(fleet: &Fleet, clients: u16, port_base: u16) -> Round {
             for &i in batch {
                 let (netns, tls) = (netns.clone(), ClientTls::new(&fleet.certificate));
                 set.spawn(async move {
-                    let first = client_endpoint(&netns, client_addr(false, port_base + i));
-                    let answer = connect_0rtt(&first, tls.config(None), vip(false)).await?;
+                    let first = client_endpoint(&netns, client(false, port_base + i));
+                    let answer = connect_0rtt(&first, tls.config(None), vip_socket(false)).await?;
                     let _ = tokio::time::timeout(Duration::from_secs(2), first.wait_idle()).await;
-                    let second = client_endpoint(&netns, client_addr(false, port_base + 1000 + i));
+                    let second = client_endpoint(&netns, client(false, port_base + 1000 + i));
                     let config = tls.config(Some(answer.answer.next_cid.clone()));
-                    let resumed = connect_0rtt(&second, config, vip(false)).await?;
+                    let resumed = connect_0rtt(&second, config, vip_socket(false)).await?;
                     let _ = tokio::time::timeout(Duration::from_secs(2), second.wait_idle()).await;
                     Ok::<_, String>((answer.answer.backend, resumed))
                 });
@@ -328,8 +319,8 @@ pub fn connections(
             for &i in batch {
                 set.spawn(one_exchange(
                     fleet.client_netns(),
-                    client_addr(v6, port_base + i),
-                    vip(v6),
+                    client(v6, port_base + i),
+                    vip_socket(v6),
                     tls.clone(),
                 ));
             }
@@ -342,26 +333,28 @@ pub fn connections(
 }
 
 /// Scenario (b): one connection that moves to a new port, then to a new address
-/// (198.18.1.3, added to the client); the backend that answered before and after each move.
+/// (`CLIENT4_MOVED`, added to the client); the backend that answered before and after each move.
 pub fn migrate(fleet: &Fleet) -> Result<Vec<String>, String> {
     let netns = fleet.client_netns();
-    fleet
-        .deployment
-        .topology
-        .client
-        .ip(&["addr", "add", "198.18.1.3/24", "dev", "c0"]);
+    fleet.deployment.topology.client.ip(&[
+        "addr",
+        "add",
+        &format!("{CLIENT4_MOVED}/24"),
+        "dev",
+        "c0",
+    ]);
     let tls = ClientTls::new(&fleet.certificate);
     fleet.runtime.block_on(async {
-        let endpoint = client_endpoint(&netns, client_addr(false, 45_000));
+        let endpoint = client_endpoint(&netns, client(false, 45_000));
         let connection = endpoint
-            .connect_with(tls.config(None), vip(false), SERVER_NAME)
+            .connect_with(tls.config(None), vip_socket(false), SERVER_NAME)
             .map_err(|e| e.to_string())?
             .await
             .map_err(|e| e.to_string())?;
         let mut backends = vec![request(&connection).await?.backend];
         for local in [
-            client_addr(false, 45_001),
-            "198.18.1.3:45002".parse().expect("address"),
+            client(false, 45_001),
+            SocketAddr::new(CLIENT4_MOVED.parse().expect("address"), 45_002),
         ] {
             endpoint
                 .rebind(crate::quic::socket_in(&netns, local))
@@ -391,15 +384,15 @@ pub fn migrate_each(fleet: &Fleet, count: u16, port_base: u16) -> Vec<Result<Str
             for &i in batch {
                 let (netns, tls) = (netns.clone(), tls.clone());
                 set.spawn(async move {
-                    let endpoint = client_endpoint(&netns, client_addr(false, port_base + i));
+                    let endpoint = client_endpoint(&netns, client(false, port_base + i));
                     let connection = endpoint
-                        .connect_with(tls.config(None), vip(false), SERVER_NAME)
+                        .connect_with(tls.config(None), vip_socket(false), SERVER_NAME)
                         .map_err(|e| e.to_string())?
                         .await
                         .map_err(|e| format!("handshake: {e}"))?;
                     let before = request(&connection).await?.backend;
                     endpoint
-                        .rebind(socket_in(&netns, client_addr(false, port_base + 1000 + i)))
+                        .rebind(socket_in(&netns, client(false, port_base + 1000 + i)))
                         .map_err(|e| e.to_string())?;
                     let after = tokio::time::timeout(Duration::from_secs(3), request(&connection))
                         .await
@@ -439,9 +432,9 @@ pub fn open_connections(
     fleet.runtime.block_on(async {
         let mut open = Vec::new();
         for i in 0..count {
-            let endpoint = client_endpoint(&netns, client_addr(false, port_base + i));
+            let endpoint = client_endpoint(&netns, client(false, port_base + i));
             let connection = endpoint
-                .connect_with(tls.config(None), vip(false), SERVER_NAME)
+                .connect_with(tls.config(None), vip_socket(false), SERVER_NAME)
                 .map_err(|e| e.to_string())?
                 .await
                 .map_err(|e| e.to_string())?;

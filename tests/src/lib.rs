@@ -1,7 +1,10 @@
 //! Shared harness for quic-router's integration tests. Tests that need root or the kernel
 //! fail with a clear message when they cannot run; none of them skips.
 
+pub mod addresses;
+pub mod config_text;
 pub mod deployment;
+pub mod fixtures;
 pub mod fleet;
 pub mod mounts;
 pub mod netns;
@@ -13,6 +16,7 @@ pub mod traffic;
 
 use std::{
     fs,
+    ops::{Deref, DerefMut},
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     time::Duration,
@@ -20,83 +24,80 @@ use std::{
 
 use aya::{
     Ebpf,
-    programs::{TestRun as _, TestRunOptions, Xdp, XdpMode},
+    programs::{TestRun as _, TestRunOptions, Xdp},
 };
-use rand::{SeedableRng as _, rngs::StdRng};
-use router_common::quic_lb::{Config, ConfigParams, Encoder, Key};
 use router_user::{
     config::{self, RouterConfig},
-    dataplane::{Counters, Dataplane},
-    ebpf, netif,
-    tables::{BackendIndices, RoutingTables},
+    router::{Counters, LoadOptions, Mode, Router},
 };
 
-pub use crate::topology::{VIP4, VIP6};
-use crate::{netns::IsolatedNetns, topology::Topology};
+use crate::{
+    addresses::{QUIC_PORT, VIP4, VIP6},
+    config_text::{BackendText, ConfigText},
+    fixtures::{BACKENDS, BackendFixture, CID_CONFIGS, INTERFACES, WorkerFixture},
+    netns::{Entered, Netns},
+    topology::Topology,
+};
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_REDIRECT: u32 = 4;
 
-/// The standard test topology's QUIC-LB configs: (codepoint, server ID length, nonce length,
-/// key, server-use octets). One per mode, four-pass both with three and with four passes.
-pub const CID_CONFIGS: [(u8, u8, u8, Option<&str>, u8); 4] = [
-    (0, 2, 6, None, 0),
-    (1, 4, 12, Some("8f95f09245765f80256934e50c66207f"), 0),
-    (2, 3, 4, Some("fdf726a9893ec05c0632d3956680baf0"), 0),
-    (3, 8, 5, Some("0123456789abcdef0f1e2d3c4b5a6978"), 2),
-];
+/// The standard config's text: both VIPs' listeners, the [`CID_CONFIGS`] (key files written
+/// into `dir`) and `backends`.
+pub fn standard_config_text(dir: &Path, backends: &[BackendFixture]) -> ConfigText {
+    backends.iter().fold(
+        standard_quic_lb(standard_listeners(None), dir),
+        |text, backend| text.backend(&backend_text(backend)),
+    )
+}
 
-/// Backends: (name, interface, next-hop MAC, server IDs per codepoint 0..=3, state).
-pub const BACKENDS: [(&str, &str, &str, [&str; 4], &str); 3] = [
-    (
-        "alpha",
-        "be0",
-        "02:00:00:00:0a:01",
-        ["0a01", "000000a1", "31441a", "a1a1a1a1a1a1a1a1"],
-        "active",
-    ),
-    (
-        "beta",
-        "be1",
-        "02:00:00:00:0b:01",
-        ["0a02", "000000b1", "31441b", "b1b1b1b1b1b1b1b1"],
-        "active",
-    ),
-    (
-        "gamma",
-        "be1",
-        "02:00:00:00:0c:01",
-        ["0a03", "000000c1", "31441c", "c1c1c1c1c1c1c1c1"],
-        "draining",
-    ),
-];
+/// Both VIPs' listeners on the QUIC port, with `initial_routing` when given.
+pub fn standard_listeners(initial_routing: Option<&str>) -> ConfigText {
+    ConfigText::new()
+        .listener(VIP4, QUIC_PORT, initial_routing)
+        .listener(VIP6, QUIC_PORT, initial_routing)
+}
 
-/// Local workers for the standard configs: (name, server IDs per codepoint 0..=3).
-pub const LOCAL_WORKERS: [(&str, [&str; 4]); 4] = [
-    (
-        "worker0",
-        ["0e00", "000000e0", "e00000", "e0e0e0e0e0e0e0e0"],
-    ),
-    (
-        "worker1",
-        ["0e01", "000000e1", "e00001", "e1e1e1e1e1e1e1e1"],
-    ),
-    (
-        "worker2",
-        ["0e02", "000000e2", "e00002", "e2e2e2e2e2e2e2e2"],
-    ),
-    (
-        "worker3",
-        ["0e03", "000000e3", "e00003", "e3e3e3e3e3e3e3e3"],
-    ),
-];
+/// `text` with the [`CID_CONFIGS`], their key files written into `dir`.
+pub fn standard_quic_lb(text: ConfigText, dir: &Path) -> ConfigText {
+    CID_CONFIGS.iter().fold(text, |text, config| {
+        let key_file = config
+            .key
+            .map(|key| write_key(dir, &config.key_file_name(), key));
+        text.quic_lb(
+            config.config_rotation,
+            config.server_id_len,
+            config.nonce_len,
+            config.server_use_len,
+            key_file.as_deref(),
+        )
+    })
+}
 
-/// The backend interfaces and their MACs.
-pub const INTERFACES: [(&str, [u8; 6]); 2] = [
-    ("be0", [0x02, 0, 0, 0, 0, 0xe0]),
-    ("be1", [0x02, 0, 0, 0, 0, 0xe1]),
-];
+/// A standard backend's `[[backend]]`.
+pub fn backend_text(backend: &BackendFixture) -> BackendText {
+    with_server_ids(
+        BackendText::host(backend.name, backend.interface, backend.next_hop_mac),
+        &backend.server_ids,
+    )
+    .state(backend.state)
+}
+
+/// A local worker's `[[backend]]`.
+pub fn worker_text(worker: &WorkerFixture) -> BackendText {
+    with_server_ids(BackendText::local_worker(worker.name), &worker.server_ids)
+}
+
+/// `backend` with one server ID per standard codepoint.
+fn with_server_ids(backend: BackendText, server_ids: &[&str; 4]) -> BackendText {
+    server_ids
+        .iter()
+        .zip(CID_CONFIGS)
+        .fold(backend, |backend, (id, config)| {
+            backend.server_id(config.config_rotation, id)
+        })
+}
 
 /// A config file (and its key files) in a temporary directory.
 pub struct ConfigFile {
@@ -105,59 +106,27 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
-    /// The standard topology's config; `backends` picks and edits the backend lines.
+    /// The standard config: [`BACKENDS`].
     pub fn standard() -> Self {
         Self::with_backends(&BACKENDS)
     }
 
-    pub fn with_backends(backends: &[(&str, &str, &str, [&str; 4], &str)]) -> Self {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let mut text = format!(
-            "[[listener]]\naddress = \"{VIP4}\"\nport = 443\n\n[[listener]]\naddress = \"{VIP6}\"\nport = 443\n"
-        );
-        for (codepoint, sid_len, nonce_len, key, server_use) in CID_CONFIGS {
-            text += &format!(
-                "\n[[quic_lb]]\nconfig_rotation = {codepoint}\nserver_id_len = {sid_len}\nnonce_len = {nonce_len}\nserver_use_len = {server_use}\n"
-            );
-            if let Some(key) = key {
-                let file = write_key(dir.path(), &format!("cr{codepoint}.key"), key);
-                text += &format!("key_file = \"{}\"\n", file.display());
-            }
-        }
-        for (name, interface, mac, server_ids, state) in backends {
-            let ids = server_ids_text(server_ids);
-            text += &format!(
-                "\n[[backend]]\nname = \"{name}\"\nserver_ids = {{ {ids} }}\ninterface = \"{interface}\"\nnext_hop_mac = \"{mac}\"\nstate = \"{state}\"\n"
-            );
-        }
-        let path = dir.path().join("router.toml");
-        fs::write(&path, text).expect("write config");
-        Self { dir, path }
+    /// The standard config with other backends.
+    pub fn with_backends(backends: &[BackendFixture]) -> Self {
+        Self::with_text(|dir| standard_config_text(dir, backends))
     }
 
-    /// Adds a local worker with `server_ids` under codepoints 0..=3.
-    pub fn add_local_worker(&self, name: &str, server_ids: [&str; 4]) {
-        let ids = server_ids_text(&server_ids);
-        let mut text = fs::read_to_string(&self.path).expect("read config");
-        text += &format!(
-            "\n[[backend]]\nname = \"{name}\"\nserver_ids = {{ {ids} }}\nlocal_worker = true\n"
-        );
-        fs::write(&self.path, text).expect("write config");
+    /// The config that `text` builds (given the directory, for key files).
+    pub fn with_text(text: impl FnOnce(&Path) -> ConfigText) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("router.toml");
+        fs::write(&path, text(dir.path()).build()).expect("write config");
+        Self { dir, path }
     }
 
     pub fn load(&self) -> RouterConfig {
         config::load(&self.path).unwrap_or_else(|err| panic!("{err}"))
     }
-}
-
-/// `0 = ["..."], 1 = ["..."], ...`: one server ID per codepoint.
-fn server_ids_text(server_ids: &[&str; 4]) -> String {
-    server_ids
-        .iter()
-        .enumerate()
-        .map(|(codepoint, id)| format!("{codepoint} = [\"{id}\"]"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Writes the key file `name` (mode 0600, as the router requires) into `dir`: its path.
@@ -168,33 +137,15 @@ pub fn write_key(dir: &Path, name: &str, hex_key: &str) -> PathBuf {
     path
 }
 
-/// A connection ID that the server `server_id` mints under `codepoint` of [`CID_CONFIGS`],
-/// with a nonce from `seed`.
-pub fn mint(codepoint: u8, server_id: &str, seed: u64) -> Vec<u8> {
-    let (_, sid_len, nonce_len, key, server_use) = CID_CONFIGS
-        .iter()
-        .copied()
-        .find(|c| c.0 == codepoint)
-        .expect("a standard codepoint");
-    let params = ConfigParams {
-        server_use_len: server_use,
-        ..ConfigParams::new(codepoint, sid_len, nonce_len)
-    };
-    let cipher = key.map(|key| {
-        Key::from_slice(&hex::decode(key).unwrap())
-            .unwrap()
-            .aes128()
-    });
-    let encoder = Encoder::new(Config::new(params, cipher).unwrap());
-    let mut rng = StdRng::seed_from_u64(seed);
-    let nonce: Vec<u8> = (0..nonce_len)
-        .map(|_| rand::Rng::random(&mut rng))
-        .collect();
-    encoder
-        .encode(&hex::decode(server_id).unwrap(), &nonce, &mut rng)
-        .unwrap()
-        .as_slice()
-        .to_vec()
+/// The benchmark's programs (bench-ebpf, built by this crate's build script), aligned for
+/// aya's ELF parser.
+pub fn bench_program_bytes() -> &'static [u8] {
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-ebpf"))
+}
+
+/// The benchmark's programs loaded (none of them is loaded into the kernel yet).
+pub fn load_bench_programs() -> Ebpf {
+    Ebpf::load(bench_program_bytes()).unwrap_or_else(|err| panic!("bench programs: {err}"))
 }
 
 /// The XDP program `name` of `ebpf`.
@@ -240,95 +191,109 @@ pub fn run_repeated(program: &Xdp, packet: &[u8], repeat: u32) -> (u32, Vec<u8>,
     (result.return_value, out, result.duration)
 }
 
-/// The router's program loaded in `topology`'s router namespace with `tables` installed and
-/// attached to `r0` in `mode`; detached when the `Ebpf` drops.
-pub fn attach_router(
-    topology: &Topology,
-    tables: &RoutingTables,
-    mode: XdpMode,
-) -> (Ebpf, Dataplane) {
+/// The router loaded with `options` (not attached) and `config` installed; backend
+/// interfaces are looked up in the calling thread's namespace.
+pub fn load_router(config: &RouterConfig, options: &LoadOptions<'_>) -> Router {
+    let mut router = Router::load(options).unwrap_or_else(|err| panic!("{err}"));
+    router.install(config).unwrap_or_else(|err| panic!("{err}"));
+    router
+}
+
+/// The load options for `config`: its limits, the rest as default.
+pub fn options_for(config: &RouterConfig) -> LoadOptions<'static> {
+    LoadOptions {
+        limits: config.limits,
+        ..LoadOptions::default()
+    }
+}
+
+/// The router loaded in `topology`'s router namespace with `config` installed and attached
+/// to `r0` in `mode` until it drops.
+pub fn attach_router(topology: &Topology, config: &RouterConfig, mode: Mode) -> Router {
     let _inside = topology.router.enter();
-    let mut ebpf = ebpf::load(ebpf::LoadOptions::default()).unwrap_or_else(|err| panic!("{err}"));
-    let mut dataplane = Dataplane::new(&mut ebpf).unwrap_or_else(|err| panic!("{err}"));
-    dataplane
-        .apply(tables.clone())
-        .unwrap_or_else(|err| panic!("{err}"));
-    ebpf::xdp_program(&mut ebpf)
-        .expect("the router's program")
-        .attach("r0", mode)
+    let mut router = load_router(config, &options_for(config));
+    router
+        .attach_unpinned("r0", mode)
         .unwrap_or_else(|err| panic!("attach quic-router in {mode:?}: {err}"));
-    (ebpf, dataplane)
+    router
 }
 
-/// The index that `indices` gives backend `name`.
-pub fn backend_index(indices: &BackendIndices, name: &str) -> u32 {
-    *indices
-        .as_map()
-        .get(name)
-        .unwrap_or_else(|| panic!("no backend {name}"))
+/// The router loaded to explain packets (verdict tracing on, not attached), with `config`
+/// installed.
+pub fn explaining_router(config: &RouterConfig) -> Router {
+    load_router(
+        config,
+        &LoadOptions {
+            trace_verdicts: true,
+            ..options_for(config)
+        },
+    )
 }
 
-/// The router's program loaded (not attached) in an isolated namespace with the standard
-/// backend interfaces, and a config installed.
-pub struct Router {
-    pub ebpf: Ebpf,
-    pub dataplane: Dataplane,
-    /// The tables installed at creation ([`install`](Self::install) leaves them).
-    pub tables: RoutingTables,
-    pub indices: BackendIndices,
-    // Dropped last: the namespace holds the interfaces the devmap points at.
-    pub netns: IsolatedNetns,
+/// The router loaded (not attached) in a namespace of its own that has the standard
+/// backend interfaces ([`INTERFACES`]), with a config installed. The calling thread stays in
+/// the namespace while it lives.
+pub struct TestRouter {
+    router: Router,
+    // Dropped after the router: the namespace holds the interfaces the devmap points at.
+    _inside: Entered,
+    pub netns: Netns,
 }
 
-impl Router {
+impl TestRouter {
     pub fn new(config: &RouterConfig) -> Self {
-        Self::with_options(config, ebpf::LoadOptions::default())
+        Self::with_options(config, options_for(config))
     }
 
-    pub fn with_options(config: &RouterConfig, options: ebpf::LoadOptions<'_>) -> Self {
-        let netns = IsolatedNetns::enter();
-        for (name, mac) in INTERFACES {
-            netns.veth(name, mac);
+    pub fn with_options(config: &RouterConfig, options: LoadOptions<'_>) -> Self {
+        let netns = Netns::create("router");
+        for interface in INTERFACES {
+            netns.veth(interface.name, interface.mac);
         }
-        let mut ebpf = ebpf::load(options).unwrap_or_else(|err| panic!("{err}"));
-        let mut dataplane = Dataplane::new(&mut ebpf).unwrap_or_else(|err| panic!("{err}"));
-        let mut indices = BackendIndices::default();
-        let tables = RoutingTables::build(config, &mut indices, netif::lookup)
-            .unwrap_or_else(|err| panic!("{err}"));
-        dataplane
-            .apply(tables.clone())
-            .unwrap_or_else(|err| panic!("{err}"));
+        let inside = netns.enter();
+        let router = load_router(config, &options);
         Self {
-            ebpf,
-            dataplane,
-            tables,
-            indices,
+            router,
+            _inside: inside,
             netns,
         }
     }
 
     /// Runs `packet` through the program: the action and the packet as it leaves.
-    pub fn run(&mut self, packet: &[u8]) -> (u32, Vec<u8>) {
-        run_once(ebpf::xdp_program(&mut self.ebpf).unwrap(), packet)
+    pub fn run(&self, packet: &[u8]) -> (u32, Vec<u8>) {
+        self.router
+            .run(packet)
+            .unwrap_or_else(|err| panic!("{err}"))
     }
 
-    /// Builds `config`'s tables (keeping the backend indices) and installs them.
-    pub fn install(&mut self, config: &RouterConfig) {
-        let tables = RoutingTables::build(config, &mut self.indices, netif::lookup)
-            .unwrap_or_else(|err| panic!("{err}"));
-        self.dataplane
-            .apply(tables)
-            .unwrap_or_else(|err| panic!("{err}"));
+    /// Installs `config` (keeping the backend indices).
+    pub fn install(&mut self, config: &RouterConfig) -> u32 {
+        self.router
+            .install(config)
+            .unwrap_or_else(|err| panic!("{err}"))
     }
 
     pub fn counters(&self) -> Counters {
-        self.dataplane
-            .counters()
-            .unwrap_or_else(|err| panic!("{err}"))
+        self.router.counters().unwrap_or_else(|err| panic!("{err}"))
     }
 
     /// The backend index of `name`.
     pub fn backend(&self, name: &str) -> u32 {
-        backend_index(&self.indices, name)
+        self.router
+            .backend_index(name)
+            .unwrap_or_else(|| panic!("no backend {name}"))
+    }
+}
+
+impl Deref for TestRouter {
+    type Target = Router;
+    fn deref(&self) -> &Router {
+        &self.router
+    }
+}
+
+impl DerefMut for TestRouter {
+    fn deref_mut(&mut self) -> &mut Router {
+        &mut self.router
     }
 }

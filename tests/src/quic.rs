@@ -21,7 +21,7 @@ use rustls::{
     server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions},
 };
 
-use crate::topology;
+use crate::{addresses::QUIC_PORT, netns};
 
 pub const SERVER_NAME: &str = "quic-router.test";
 /// How long a request may wait for its answer: generous, for loaded CI machines.
@@ -188,7 +188,7 @@ fn server_config(
 pub fn socket_in(netns: &str, addr: SocketAddr) -> UdpSocket {
     let netns = netns.to_owned();
     std::thread::spawn(move || {
-        let _inside = topology::enter(&netns);
+        let _inside = netns::enter(&netns);
         UdpSocket::bind(addr).unwrap_or_else(|err| panic!("bind {addr} in {netns}: {err}"))
     })
     .join()
@@ -200,7 +200,7 @@ pub fn socket_in(netns: &str, addr: SocketAddr) -> UdpSocket {
 pub fn reuseport_socket_in(netns: &str, addr: SocketAddr) -> UdpSocket {
     let netns = netns.to_owned();
     std::thread::spawn(move || {
-        let _inside = topology::enter(&netns);
+        let _inside = netns::enter(&netns);
         let socket = socket2::Socket::new(
             socket2::Domain::for_address(addr),
             socket2::Type::DGRAM,
@@ -221,7 +221,7 @@ pub fn reuseport_socket_in(netns: &str, addr: SocketAddr) -> UdpSocket {
 }
 
 impl Backend {
-    /// Serves on each of `vips`, port 443, in namespace `netns`. Call inside the runtime.
+    /// Serves on each of `vips` (the QUIC port) in namespace `netns`. Call inside the runtime.
     pub fn start(
         netns: &str,
         name: &str,
@@ -232,7 +232,7 @@ impl Backend {
     ) -> Self {
         let sockets = vips
             .iter()
-            .map(|&vip| socket_in(netns, SocketAddr::new(vip, 443)))
+            .map(|&vip| socket_in(netns, SocketAddr::new(vip, QUIC_PORT)))
             .collect();
         Self::on_sockets(name, sockets, issuer, tickets, certificate)
     }

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use crate::topology;
+use crate::{addresses::QUIC_PORT, netns};
 
 /// A packet as sent: which flow, which sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -35,7 +35,7 @@ fn tag_of(datagram: &[u8]) -> Option<Tag> {
     })
 }
 
-/// Records the tags of the datagrams a backend namespace receives on the VIP, port 443.
+/// Records the tags of the datagrams a backend namespace receives on the VIP's QUIC port.
 pub struct Receiver {
     stop: Arc<AtomicBool>,
     handle: JoinHandle<Vec<Tag>>,
@@ -49,8 +49,8 @@ impl Receiver {
         let handle = {
             let stop = stop.clone();
             thread::spawn(move || {
-                let _inside = topology::enter(&netns);
-                let socket = UdpSocket::bind((vip, 443)).expect("bind the VIP");
+                let _inside = netns::enter(&netns);
+                let socket = UdpSocket::bind((vip, QUIC_PORT)).expect("bind the VIP");
                 socket
                     .set_read_timeout(Some(Duration::from_millis(50)))
                     .unwrap();
@@ -98,7 +98,7 @@ impl Sender {
         let handle = {
             let (stop, sent) = (stop.clone(), sent.clone());
             thread::spawn(move || {
-                let _inside = topology::enter(&netns);
+                let _inside = netns::enter(&netns);
                 let unspecified = if vip.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
                 let sockets: Vec<UdpSocket> = flows
                     .iter()
@@ -111,7 +111,10 @@ impl Sender {
                             flow: flow as u32,
                             seq,
                         };
-                        if socket.send_to(&tagged(packet, tag), (vip, 443)).is_ok() {
+                        if socket
+                            .send_to(&tagged(packet, tag), (vip, QUIC_PORT))
+                            .is_ok()
+                        {
                             sent.lock().unwrap().push(tag);
                         }
                     }

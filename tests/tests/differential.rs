@@ -2,25 +2,30 @@
 //! router-common's on RustCrypto AES, on random connection IDs.
 
 use integration_tests::{
-    CID_CONFIGS, ConfigFile, VIP4,
-    netns::IsolatedNetns,
+    ConfigFile,
+    addresses::{QUIC_PORT, SENDER4, VIP4},
+    explaining_router,
+    fixtures::CID_CONFIGS,
+    netns::Netns,
     packet::{Datagram, short_header},
 };
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
-use router_common::quic_lb::{Config, ConfigParams, Decoder, Encoder, Key};
-use router_user::{
-    config::{Backend, BackendState, CidConfig, InitialRouting, Listener, Reach, RouterConfig},
-    explain::Explainer,
+use router_common::{
+    maps::Limits,
+    quic_lb::{Config, ConfigParams, Decoder, Encoder, Key},
+};
+use router_user::config::{
+    Backend, BackendState, CidConfig, InitialRouting, Listener, Reach, RouterConfig,
 };
 
 const PER_MODE: usize = 10_000;
 
 fn packet(cid: &[u8]) -> Vec<u8> {
     Datagram::new(
-        "198.18.1.9".parse().unwrap(),
+        SENDER4.parse().unwrap(),
         VIP4.parse().unwrap(),
         50_000,
-        443,
+        QUIC_PORT,
         short_header(cid),
     )
     .frame()
@@ -39,11 +44,17 @@ fn expected_server_id(config: &CidConfig, cid: &[u8]) -> String {
 /// what router-common decodes).
 #[test]
 fn ten_thousand_random_cids_per_mode_decode_alike() {
-    let _netns = IsolatedNetns::enter();
+    let netns = Netns::create("explain");
+    let _inside = netns.enter();
     let config = ConfigFile::standard().load();
-    let mut explainer = Explainer::new(&config).unwrap_or_else(|err| panic!("{err}"));
+    let mut explainer = explaining_router(&config);
     let mut rng = StdRng::seed_from_u64(0x5eed);
-    for (codepoint, sid_len, nonce_len, _, _) in CID_CONFIGS {
+    for fixture in CID_CONFIGS {
+        let (codepoint, sid_len, nonce_len) = (
+            fixture.config_rotation,
+            fixture.server_id_len,
+            fixture.nonce_len,
+        );
         let cid_config = config
             .cid_configs
             .iter()
@@ -84,12 +95,13 @@ fn ten_thousand_random_cids_per_mode_decode_alike() {
 /// lengths) and plaintext, on random CIDs.
 #[test]
 fn every_length_pair_decodes_alike() {
-    let _netns = IsolatedNetns::enter();
+    let netns = Netns::create("explain");
+    let _inside = netns.enter();
     let mut rng = StdRng::seed_from_u64(0x1e9);
     let config_for = |params: ConfigParams, key: Option<Key>| RouterConfig {
         listeners: vec![Listener {
             address: VIP4.parse().unwrap(),
-            port: 443,
+            port: QUIC_PORT,
             initial_routing: InitialRouting::Cid,
         }],
         cid_configs: vec![CidConfig {
@@ -107,10 +119,10 @@ fn every_length_pair_decodes_alike() {
             weight: 1,
             state: BackendState::Active,
         }],
+        limits: Limits::DEFAULT,
     };
     let first = ConfigParams::new(4, 1, 4);
-    let mut explainer =
-        Explainer::new(&config_for(first, None)).unwrap_or_else(|err| panic!("{err}"));
+    let mut explainer = explaining_router(&config_for(first, None));
     let mut checked = 0;
     for server_id_len in 1u8..=15 {
         for nonce_len in 4u8..=(19 - server_id_len).min(18) {

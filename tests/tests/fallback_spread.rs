@@ -4,8 +4,12 @@
 use std::net::IpAddr;
 
 use integration_tests::{
-    BACKENDS, ConfigFile, Router, VIP4, XDP_REDIRECT,
+    ConfigFile, TestRouter, XDP_REDIRECT,
+    addresses::{QUIC_PORT, VIP4},
+    backend_text,
+    fixtures::{BACKENDS, BackendFixture},
     packet::{Datagram, QUIC_V1, long_header, v1},
+    standard_config_text,
 };
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
 
@@ -13,7 +17,7 @@ const PACKETS: u32 = 30_000;
 
 /// Sends `PACKETS` Initials with client-chosen DCIDs from random IPv4 4-tuples; returns the
 /// share of each backend, from the per-backend counters.
-fn shares(router: &mut Router) -> Vec<(String, f64)> {
+fn shares(router: &TestRouter) -> Vec<(String, f64)> {
     let mut rng = StdRng::seed_from_u64(0xfa11);
     let before = router.counters();
     for _ in 0..PACKETS {
@@ -25,7 +29,7 @@ fn shares(router: &mut Router) -> Vec<(String, f64)> {
             client,
             VIP4.parse().unwrap(),
             rng.random_range(1024..=65535),
-            443,
+            QUIC_PORT,
             long_header(v1::INITIAL, QUIC_V1, &dcid, &[1; 8], 64),
         )
         .frame();
@@ -34,12 +38,10 @@ fn shares(router: &mut Router) -> Vec<(String, f64)> {
     }
     let after = router.counters();
     router
-        .tables
-        .backend_names
+        .backend_indices()
         .iter()
-        .map(|(index, name)| {
-            let delivered = after.backends.get(index).map_or(0, |c| c.packets)
-                - before.backends.get(index).map_or(0, |c| c.packets);
+        .map(|(name, &index)| {
+            let delivered = after.backend(index).packets - before.backend(index).packets;
             (name.clone(), delivered as f64 / f64::from(PACKETS))
         })
         .collect()
@@ -47,22 +49,29 @@ fn shares(router: &mut Router) -> Vec<(String, f64)> {
 
 #[test]
 fn new_connections_split_evenly_and_by_weight() {
-    let all_active: Vec<_> = BACKENDS
-        .iter()
-        .map(|b| (b.0, b.1, b.2, b.3, "active"))
-        .collect();
-    let file = ConfigFile::with_backends(&all_active);
-    let mut router = Router::new(&file.load());
-    for (name, share) in shares(&mut router) {
+    let all_active = BACKENDS.map(|b| BackendFixture {
+        state: "active",
+        ..b
+    });
+    let router = TestRouter::new(&ConfigFile::with_backends(&all_active).load());
+    for (name, share) in shares(&router) {
         // One backend's count has a standard deviation of 0.27% of the packets here.
         assert!((share - 1.0 / 3.0).abs() < 0.01, "{name}: {share:.4}");
     }
 
-    let text = std::fs::read_to_string(&file.path).unwrap();
-    let weighted = text.replacen("name = \"beta\"\n", "name = \"beta\"\nweight = 2\n", 1);
-    std::fs::write(&file.path, weighted).unwrap();
-    let mut router = Router::new(&file.load());
-    for (name, share) in shares(&mut router) {
+    let weighted = ConfigFile::with_text(|dir| {
+        all_active
+            .iter()
+            .fold(standard_config_text(dir, &[]), |text, b| {
+                let mut backend = backend_text(b);
+                if b.name == "beta" {
+                    backend.weight = Some(2);
+                }
+                text.backend(&backend)
+            })
+    });
+    let router = TestRouter::new(&weighted.load());
+    for (name, share) in shares(&router) {
         let expected = if name == "beta" { 0.5 } else { 0.25 };
         assert!(
             (share - expected).abs() < 0.01,

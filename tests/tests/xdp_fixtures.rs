@@ -5,13 +5,14 @@
 use std::net::IpAddr;
 
 use integration_tests::{
-    BACKENDS, ConfigFile, INTERFACES, Router, VIP4, VIP6, XDP_DROP, XDP_PASS, XDP_REDIRECT, mint,
+    ConfigFile, TestRouter, XDP_DROP, XDP_PASS, XDP_REDIRECT,
+    addresses::{NOT_A_VIP4, NOT_A_VIP6, QUIC_PORT, sender, vip},
+    backend_text,
+    fixtures::{self, BACKENDS, BackendFixture, interface, mint},
     packet::{Datagram, QUIC_V1, QUIC_V2, dns_query, long_header, short_header, v1, v2},
+    standard_listeners, standard_quic_lb,
 };
-use router_common::{
-    flow_hash::flow_hash,
-    maps::{FALLBACK_TABLE_SIZE, Outcome},
-};
+use router_common::{counters::Outcome, flow_hash::flow_hash, maps::FALLBACK_TABLE_SIZE};
 use router_user::config::parse_mac;
 
 /// What a fixture expects.
@@ -35,18 +36,8 @@ struct Fixture {
     expect: Expect,
 }
 
-fn client(v6: bool) -> IpAddr {
-    if v6 { "2001:db8:1::7" } else { "198.18.1.7" }
-        .parse()
-        .unwrap()
-}
-
-fn vip(v6: bool) -> IpAddr {
-    if v6 { VIP6 } else { VIP4 }.parse().unwrap()
-}
-
 fn udp(v6: bool, payload: Vec<u8>) -> Datagram {
-    Datagram::new(client(v6), vip(v6), 40_001, 443, payload)
+    Datagram::new(sender(v6), vip(v6), 40_001, QUIC_PORT, payload)
 }
 
 fn fixture(name: impl Into<String>, datagram: Datagram, expect: Expect) -> Fixture {
@@ -320,9 +311,9 @@ fn fixtures() -> Vec<Fixture> {
         ));
         let mut other_address = udp(v6, short_header(&mint(0, "0a01", 22)));
         other_address.dst = if v6 {
-            "2001:db8::99".parse().unwrap()
+            NOT_A_VIP6.parse().unwrap()
         } else {
-            "198.18.0.99".parse().unwrap()
+            NOT_A_VIP4.parse().unwrap()
         };
         all.push(fixture(
             f("UDP to another address"),
@@ -429,7 +420,7 @@ fn fixtures() -> Vec<Fixture> {
 }
 
 /// The backend the fallback table gives `datagram`'s 4-tuple.
-fn hashed_backend(router: &Router, datagram: &Datagram) -> String {
+fn hashed_backend(router: &TestRouter, datagram: &Datagram) -> String {
     let addr = |ip: IpAddr| {
         let mut addr = [0u8; 16];
         match ip {
@@ -444,13 +435,14 @@ fn hashed_backend(router: &Router, datagram: &Datagram) -> String {
         datagram.src_port.to_be(),
         datagram.dst_port.to_be(),
     );
-    let index = router.tables.fallback[(hash % FALLBACK_TABLE_SIZE) as usize];
-    router.tables.backend_names[&index].clone()
+    let tables = router.active_tables().expect("tables installed");
+    let index = tables.fallback[(hash % FALLBACK_TABLE_SIZE) as usize];
+    tables.backend_names[&index].clone()
 }
 
 /// Runs `frame` and checks the action, the bytes out and every counter.
 fn check(
-    router: &mut Router,
+    router: &TestRouter,
     name: &str,
     frame: &[u8],
     action: u32,
@@ -463,12 +455,11 @@ fn check(
     assert_eq!(got_action, action, "{name}: action");
 
     let mut expected = frame.to_vec();
-    if let Some(backend) = backend {
-        let (_, interface, next_hop, _, _) = BACKENDS.iter().find(|b| b.0 == backend).unwrap();
-        let (_, interface_mac) = INTERFACES.iter().find(|i| i.0 == *interface).unwrap();
-        let next_hop = parse_mac(next_hop).expect("a backend's MAC");
+    if let Some(name) = backend {
+        let backend = fixtures::backend(name);
+        let next_hop = parse_mac(backend.next_hop_mac).expect("a backend's MAC");
         expected[..6].copy_from_slice(&next_hop);
-        expected[6..12].copy_from_slice(interface_mac);
+        expected[6..12].copy_from_slice(&interface(backend.interface).mac);
     }
     assert_eq!(
         hex::encode(&out),
@@ -476,7 +467,7 @@ fn check(
         "{name}: bytes out"
     );
 
-    for candidate in Outcome::ALL {
+    for &candidate in Outcome::ALL {
         let delta = after.outcome(candidate) - before.outcome(candidate);
         assert_eq!(
             delta,
@@ -485,9 +476,9 @@ fn check(
             candidate.name()
         );
     }
-    for (index, backend_name) in &router.tables.backend_names {
-        let old = before.backends.get(index).copied().unwrap_or_default();
-        let new = after.backends.get(index).copied().unwrap_or_default();
+    for (backend_name, &index) in router.backend_indices() {
+        let old = before.backend(index);
+        let new = after.backend(index);
         let hit = backend == Some(backend_name.as_str());
         assert_eq!(
             new.packets - old.packets,
@@ -508,21 +499,17 @@ fn every_fixture_gives_its_action_bytes_and_counters() {
     let fixtures = fixtures();
     assert!(fixtures.len() >= 40, "only {} fixtures", fixtures.len());
     let config = ConfigFile::standard().load();
-    let mut router = Router::new(&config);
+    let router = TestRouter::new(&config);
     for fixture in &fixtures {
         let frame = fixture
             .frame
             .clone()
             .unwrap_or_else(|| fixture.datagram.frame());
         match fixture.expect {
-            Expect::Pass(outcome) => {
-                check(&mut router, &fixture.name, &frame, XDP_PASS, outcome, None)
-            }
-            Expect::Drop(outcome) => {
-                check(&mut router, &fixture.name, &frame, XDP_DROP, outcome, None)
-            }
+            Expect::Pass(outcome) => check(&router, &fixture.name, &frame, XDP_PASS, outcome, None),
+            Expect::Drop(outcome) => check(&router, &fixture.name, &frame, XDP_DROP, outcome, None),
             Expect::Routed(backend) => check(
-                &mut router,
+                &router,
                 &fixture.name,
                 &frame,
                 XDP_REDIRECT,
@@ -537,7 +524,7 @@ fn every_fixture_gives_its_action_bytes_and_counters() {
                     fixture.name
                 );
                 check(
-                    &mut router,
+                    &router,
                     &fixture.name,
                     &frame,
                     XDP_REDIRECT,
@@ -554,7 +541,7 @@ fn every_fixture_gives_its_action_bytes_and_counters() {
 #[test]
 fn truncated_packets_are_passed_or_dropped_never_routed() {
     let config = ConfigFile::standard().load();
-    let mut router = Router::new(&config);
+    let router = TestRouter::new(&config);
     for (v6, vlan) in [(false, None), (true, None), (false, Some(7))] {
         let mut datagram = udp(
             v6,
@@ -564,7 +551,7 @@ fn truncated_packets_are_passed_or_dropped_never_routed() {
         let frame = datagram.frame();
         let headers = 14 + if vlan.is_some() { 4 } else { 0 } + if v6 { 40 } else { 20 } + 8;
         check(
-            &mut router,
+            &router,
             "whole packet",
             &frame,
             XDP_REDIRECT,
@@ -575,7 +562,7 @@ fn truncated_packets_are_passed_or_dropped_never_routed() {
             let name = format!("{} cut to {len} octets", if v6 { "IPv6" } else { "IPv4" });
             if len < headers {
                 check(
-                    &mut router,
+                    &router,
                     &name,
                     &frame[..len],
                     XDP_PASS,
@@ -584,7 +571,7 @@ fn truncated_packets_are_passed_or_dropped_never_routed() {
                 );
             } else {
                 check(
-                    &mut router,
+                    &router,
                     &name,
                     &frame[..len],
                     XDP_DROP,
@@ -598,19 +585,19 @@ fn truncated_packets_are_passed_or_dropped_never_routed() {
 
 #[test]
 fn without_active_backends_fallback_traffic_is_dropped() {
-    let draining: Vec<_> = BACKENDS
-        .iter()
-        .map(|b| (b.0, b.1, b.2, b.3, "draining"))
-        .collect();
+    let draining = BACKENDS.map(|b| BackendFixture {
+        state: "draining",
+        ..b
+    });
     let config = ConfigFile::with_backends(&draining).load();
-    let mut router = Router::new(&config);
+    let router = TestRouter::new(&config);
     let initial = udp(
         false,
         long_header(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, 1200),
     )
     .frame();
     check(
-        &mut router,
+        &router,
         "Initial, all draining",
         &initial,
         XDP_DROP,
@@ -620,7 +607,7 @@ fn without_active_backends_fallback_traffic_is_dropped() {
     // Traffic that names a draining backend still reaches it.
     let short = udp(false, short_header(&mint(0, "0a02", 31))).frame();
     check(
-        &mut router,
+        &router,
         "short header to draining beta",
         &short,
         XDP_REDIRECT,
@@ -632,7 +619,7 @@ fn without_active_backends_fallback_traffic_is_dropped() {
 #[test]
 fn a_vanished_interface_counts_as_redirect_failure() {
     let config = ConfigFile::standard().load();
-    let mut router = Router::new(&config);
+    let router = TestRouter::new(&config);
     // The kernel takes a device out of every devmap when it goes away.
     router.netns.ip(&["link", "del", "be1"]);
     let frame = udp(false, short_header(&mint(1, "000000b1", 32))).frame();
@@ -654,14 +641,13 @@ fn a_vanished_interface_counts_as_redirect_failure() {
 /// by the DCID that names a server; other packets still go by their DCID.
 #[test]
 fn a_listener_can_hash_initials_by_4_tuple_only() {
-    let file = ConfigFile::standard();
-    let text = std::fs::read_to_string(&file.path).unwrap();
-    std::fs::write(
-        &file.path,
-        text.replace("port = 443\n", "port = 443\ninitial_routing = \"hash\"\n"),
-    )
-    .unwrap();
-    let mut router = Router::new(&file.load());
+    let file = ConfigFile::with_text(|dir| {
+        BACKENDS.iter().fold(
+            standard_quic_lb(standard_listeners(Some("hash")), dir),
+            |text, backend| text.backend(&backend_text(backend)),
+        )
+    });
+    let router = TestRouter::new(&file.load());
     for v6 in [false, true] {
         let resumed = udp(
             v6,
@@ -669,7 +655,7 @@ fn a_listener_can_hash_initials_by_4_tuple_only() {
         );
         let backend = hashed_backend(&router, &resumed);
         check(
-            &mut router,
+            &router,
             "resumed Initial",
             &resumed.frame(),
             XDP_REDIRECT,
@@ -682,7 +668,7 @@ fn a_listener_can_hash_initials_by_4_tuple_only() {
         );
         let backend = hashed_backend(&router, &zero_rtt);
         check(
-            &mut router,
+            &router,
             "v2 0-RTT",
             &zero_rtt.frame(),
             XDP_REDIRECT,
@@ -694,7 +680,7 @@ fn a_listener_can_hash_initials_by_4_tuple_only() {
             long_header(v1::HANDSHAKE, QUIC_V1, &mint(2, "31441b", 42), &SCID, 100),
         );
         check(
-            &mut router,
+            &router,
             "Handshake",
             &handshake.frame(),
             XDP_REDIRECT,
@@ -703,7 +689,7 @@ fn a_listener_can_hash_initials_by_4_tuple_only() {
         );
         let short = udp(v6, short_header(&mint(2, "31441b", 43)));
         check(
-            &mut router,
+            &router,
             "short header",
             &short.frame(),
             XDP_REDIRECT,

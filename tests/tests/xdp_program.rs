@@ -1,16 +1,20 @@
 //! The XDP program loads into this kernel and passes what is not for a listener.
 
-use integration_tests::{ConfigFile, Router, XDP_PASS, packet::Datagram};
+use integration_tests::{
+    ConfigFile, TestRouter, XDP_PASS,
+    addresses::{NOT_A_VIP4, QUIC_PORT, SENDER4},
+    packet::Datagram,
+};
 
 #[test]
 fn program_loads_and_passes_traffic_for_no_listener() {
     let config = ConfigFile::standard().load();
-    let mut router = Router::new(&config);
+    let router = TestRouter::new(&config);
     let packet = Datagram::new(
-        "198.18.0.1".parse().unwrap(),
-        "198.18.0.99".parse().unwrap(),
+        SENDER4.parse().unwrap(),
+        NOT_A_VIP4.parse().unwrap(),
         12345,
-        443,
+        QUIC_PORT,
         vec![0x40; 30],
     )
     .frame();

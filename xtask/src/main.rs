@@ -56,8 +56,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// The host crates: every member but the XDP program, which only builds for the BPF target.
-const HOST_CRATES: &[&str] = &["--workspace", "--exclude", "router-ebpf"];
+/// The host crates: every member but the eBPF programs, which only build for the BPF target.
+const HOST_CRATES: &[&str] = &[
+    "--workspace",
+    "--exclude",
+    "router-ebpf",
+    "--exclude",
+    "bench-ebpf",
+];
 
 fn test() -> anyhow::Result<()> {
     run::cargo(&["fmt", "--all", "--check"])?;
@@ -73,6 +79,8 @@ fn test() -> anyhow::Result<()> {
         "clippy",
         "--package",
         "router-ebpf",
+        "--package",
+        "bench-ebpf",
         "--target",
         "bpfel-unknown-none",
         "-Z",

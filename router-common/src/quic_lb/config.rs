@@ -4,6 +4,11 @@ use super::{BLOCK_LEN, BlockCipher, CONFIG_ROTATIONS, MAX_CID_LEN, UNROUTABLE_CO
 
 /// How a configuration protects the server ID (draft-21 §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "user",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum Mode {
     /// No key: the server ID is in the clear.
     Plaintext,

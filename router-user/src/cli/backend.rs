@@ -8,7 +8,7 @@ use router_user::{
     config::BackendState,
     config_edit::{BackendSpec, Edit},
     control::Request,
-    dataplane::Counters,
+    router::PinnedRouter,
     runstate::RunState,
 };
 use serde_json::json;
@@ -135,7 +135,7 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
             args.iface.iface
         ))
     })?;
-    let counters = Counters::read_pinned(&paths.pin_dir)?;
+    let counters = PinnedRouter::new(&paths).counters()?;
     if args.json {
         let backends: Vec<_> = state
             .backends
@@ -162,7 +162,7 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
         println!(
             "{:<16} {:<9} {:>6} {:<12} {:<17} {:>12} {:>14}  {}",
             b.name,
-            b.state,
+            b.state.name(),
             b.weight,
             b.interface.as_deref().unwrap_or("(local)"),
             b.next_hop_mac.as_deref().unwrap_or("(worker)"),

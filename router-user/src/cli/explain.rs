@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use router_user::{config, explain::Explainer, pcap};
+use router_user::{
+    config, pcap,
+    router::{LoadOptions, Router, RouterError},
+};
 
 use super::{BadInput, parse_hex};
 
@@ -31,12 +34,15 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         (None, Some(path)) => pcap::read_packets(path).map_err(BadInput::from)?,
         (None, None) => return Err(BadInput(anyhow::anyhow!("give --packet or --pcap")).into()),
     };
-    let mut explainer = Explainer::new(&config)?;
+    let mut router = Router::load(&LoadOptions {
+        limits: config.limits,
+        trace_verdicts: true,
+        ..LoadOptions::default()
+    })?;
+    router.install(&config)?;
     for packet in &packets {
-        let explanation = match explainer.explain(packet) {
-            Err(err @ router_user::explain::ExplainError::TooShort(_)) => {
-                return Err(BadInput::from(err).into());
-            }
+        let explanation = match router.explain(packet) {
+            Err(err @ RouterError::TooShort(_)) => return Err(BadInput::from(err).into()),
             other => other?,
         };
         if args.json {

@@ -6,12 +6,12 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use router_user::{
-    attach,
+    config::BackendState,
     control::{self, Request},
     controller::{Controller, ControllerError, RunOptions},
-    dataplane::pinned_epoch,
     pin::RouterPaths,
-    runstate::{Mode, RunState},
+    router::{Mode, PinnedRouter},
+    runstate::RunState,
 };
 use serde_json::json;
 
@@ -92,6 +92,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         err @ (ControllerError::Config(_) | ControllerError::ModeMismatch { .. }) => {
             anyhow::Error::new(BadInput::from(err))
         }
+        ControllerError::Router(err) if err.is_limits_change() => {
+            anyhow::Error::new(BadInput::from(err))
+        }
         other => other.into(),
     })?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -132,7 +135,7 @@ pub fn detach(args: IfaceArgs) -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    let had_link = attach::detach(&paths)?;
+    let had_link = PinnedRouter::new(&paths).detach()?;
     let _ = std::fs::remove_dir_all(&paths.run_dir);
     if !had_link {
         return Err(BadInput(anyhow::anyhow!("no router is attached to {}", args.iface)).into());
@@ -144,53 +147,66 @@ pub fn detach(args: IfaceArgs) -> anyhow::Result<()> {
 pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     let iface = &args.iface.iface;
     let paths = paths(iface)?;
-    let program_id = attach::attached_program(&paths.link())?
+    let pinned = PinnedRouter::new(&paths);
+    let program_id = pinned
+        .program_id()?
         .ok_or_else(|| BadInput(anyhow::anyhow!("no router is attached to {iface}")))?;
-    let epoch = pinned_epoch(&paths.pin_dir)?;
-    let state = RunState::load(&paths.state()).ok();
+    // One snapshot: the run state records the epoch with the config that made it. The
+    // kernel's epoch runs ahead of it while a change is being recorded.
+    let state = match RunState::load(&paths.state()) {
+        Ok(state) => state,
+        Err(err) => {
+            return Err(anyhow::anyhow!(
+                "a router is attached to {iface} (program {program_id}, epoch {}), but its run state is unreadable: {err}",
+                pinned.epoch()?
+            ));
+        }
+    };
     let running = std::os::unix::net::UnixStream::connect(paths.control_socket()).is_ok();
-    let pid = state.as_ref().and_then(|s| s.pid).filter(|_| running);
-    let backends = state
-        .as_ref()
-        .map(|s| s.backends.clone())
-        .unwrap_or_default();
-    let codepoints = state
-        .as_ref()
-        .map(|s| s.codepoints.clone())
-        .unwrap_or_default();
+    let pid = state.pid.filter(|_| running);
     if args.json {
         let status = json!({
             "interface": iface,
-            "mode": state.as_ref().map(|s| s.mode.name()),
+            "mode": state.mode,
             "program_id": program_id,
-            "epoch": epoch,
+            "epoch": state.epoch,
             "controller_pid": pid,
-            "config": state.as_ref().map(|s| s.config.clone()),
-            "codepoints": codepoints,
-            "backends": backends,
+            "config": state.config,
+            "limits": state.limits,
+            "codepoints": state.codepoints,
+            "backends": state.backends,
         });
         println!("{status}");
         return Ok(());
     }
-    let mode = state.as_ref().map_or("unknown", |s| s.mode.name());
     println!("interface   {iface}");
-    println!("mode        {mode}");
+    println!("mode        {}", state.mode.name());
     println!("program     id {program_id}");
-    println!("epoch       {epoch} (config changes applied)");
+    println!("epoch       {} (config changes applied)", state.epoch);
     match pid {
         Some(pid) => println!("controller  running, pid {pid}"),
         None => println!("controller  not running (the data path runs on)"),
     }
-    if let Some(state) = &state {
-        println!("config      {}", state.config);
-    }
-    for c in &codepoints {
+    println!("config      {}", state.config);
+    let limits = &state.limits;
+    println!(
+        "limits      {} backends, {} server IDs, {} listeners, {} cached CIDs",
+        limits.backends, limits.server_ids, limits.listeners, limits.cid_cache_entries
+    );
+    for c in &state.codepoints {
         println!(
             "codepoint   {}: {}, server ID {} octets, nonce {} octets",
-            c.config_rotation, c.mode, c.server_id_len, c.nonce_len
+            c.config_rotation,
+            c.mode.name(),
+            c.server_id_len,
+            c.nonce_len
         );
     }
-    let draining = backends.iter().filter(|b| b.state == "draining").count();
+    let backends = &state.backends;
+    let draining = backends
+        .iter()
+        .filter(|b| b.state == BackendState::Draining)
+        .count();
     let local = backends.iter().filter(|b| b.local_worker).count();
     println!(
         "backends    {} ({} active, {draining} draining; {local} local workers)",

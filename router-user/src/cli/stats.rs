@@ -7,8 +7,11 @@ use std::{
 };
 
 use clap::Args;
-use router_common::maps::{LocalOutcome, Outcome};
-use router_user::{dataplane::Counters, runstate::RunState};
+use router_common::counters::{LocalOutcome, Outcome};
+use router_user::{
+    router::{Counters, PinnedRouter},
+    runstate::RunState,
+};
 use serde_json::json;
 
 use super::run::{IfaceArgs, paths};
@@ -46,7 +49,7 @@ pub fn run(args: StatsArgs) -> anyhow::Result<()> {
     let mut previous: Option<(Instant, Counters)> = None;
     let mut samples = 0u64;
     loop {
-        let counters = Counters::read_pinned(&paths.pin_dir)?;
+        let counters = PinnedRouter::new(&paths).counters()?;
         let now = Instant::now();
         let elapsed = previous
             .as_ref()

@@ -11,7 +11,7 @@ use integration_tests::{
     fleet::{Fleet, connections, drain, migrate, open_connections, resume},
     quic::Tickets,
 };
-use router_common::maps::Outcome;
+use router_common::counters::Outcome;
 
 fn main() {
     let Some(binary) = std::env::args().nth(1).map(PathBuf::from) else {

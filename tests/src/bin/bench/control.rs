@@ -4,9 +4,15 @@
 //! (read and validate, build, apply the difference): the path `quic-router run` takes on
 //! SIGHUP. The program is loaded (not attached) in an isolated namespace.
 
-use std::{fmt::Write as _, path::Path, time::Instant};
+use std::{path::Path, time::Instant};
 
-use integration_tests::{ConfigFile, Router, VIP4, write_key};
+use integration_tests::{
+    ConfigFile, TestRouter,
+    addresses::{QUIC_PORT, VIP4},
+    config_text::{BackendText, ConfigText},
+    fixtures::INTERFACES,
+    write_key,
+};
 use router_common::maps::FALLBACK_TABLE_SIZE;
 use router_user::{
     config::{self, RouterConfig},
@@ -33,31 +39,31 @@ pub struct Figure {
 /// A config with `BACKENDS` backends and `server_ids` server IDs (3 octets, four-pass,
 /// codepoint 2) spread over them; backend 0 drained if `drain_first`.
 fn config_text(key_file: &Path, server_ids: usize, drain_first: bool) -> String {
-    let mut text = format!(
-        "[[listener]]\naddress = \"{VIP4}\"\nport = 443\n\n[[quic_lb]]\nconfig_rotation = 2\nserver_id_len = 3\nnonce_len = 4\nkey_file = \"{}\"\n",
-        key_file.display()
-    );
     let per_backend = server_ids.div_ceil(BACKENDS).max(1);
-    for backend in 0..BACKENDS {
-        let ids: Vec<String> = (backend * per_backend..(backend + 1) * per_backend)
-            .filter(|&id| id < server_ids.max(BACKENDS))
-            .map(|id| format!("\"{:06x}\"", id + 1))
-            .collect();
-        let state = if drain_first && backend == 0 {
-            "draining"
-        } else {
-            "active"
-        };
-        write!(
-            text,
-            "\n[[backend]]\nname = \"server{backend}\"\nserver_ids = {{ 2 = [{}] }}\ninterface = \"be{}\"\nnext_hop_mac = \"02:00:00:00:{:02x}:01\"\nstate = \"{state}\"\n",
-            ids.join(", "),
-            backend % 2,
-            backend % 256,
+    (0..BACKENDS)
+        .fold(
+            ConfigText::new()
+                .listener(VIP4, QUIC_PORT, None)
+                .quic_lb(2, 3, 4, 0, Some(key_file)),
+            |text, backend| {
+                let ids = (backend * per_backend..(backend + 1) * per_backend)
+                    .filter(|&id| id < server_ids.max(BACKENDS));
+                let host = BackendText::host(
+                    &format!("server{backend}"),
+                    INTERFACES[backend % 2].name,
+                    &format!("02:00:00:00:{:02x}:01", backend % 256),
+                );
+                let host = ids.fold(host, |host, id| {
+                    host.server_id(2, &format!("{:06x}", id + 1))
+                });
+                text.backend(&host.state(if drain_first && backend == 0 {
+                    "draining"
+                } else {
+                    "active"
+                }))
+            },
         )
-        .expect("write to a string");
-    }
-    text
+        .build()
 }
 
 fn median(mut samples: Vec<f64>) -> f64 {
@@ -71,7 +77,7 @@ fn ms_since(start: Instant) -> f64 {
 
 pub fn run(settings: &Settings) -> Vec<Figure> {
     // The standard config only brings up the namespace's interfaces and loads the program.
-    let mut router = Router::new(&ConfigFile::standard().load());
+    let mut router = TestRouter::new(&ConfigFile::standard().load());
     let dir = tempfile::tempdir().expect("temporary directory");
     let key_file = write_key(dir.path(), "cr2.key", "fdf726a9893ec05c0632d3956680baf0");
     let write_config = |name: &str, server_ids, drain_first| {
@@ -83,7 +89,7 @@ pub fn run(settings: &Settings) -> Vec<Figure> {
     let base =
         config::load(&write_config("base.toml", 0, false)).unwrap_or_else(|err| panic!("{err}"));
     // Both generations hold `config`.
-    let settle = |router: &mut Router, config: &RouterConfig| {
+    let settle = |router: &mut TestRouter, config: &RouterConfig| {
         router.install(config);
         router.install(config);
     };

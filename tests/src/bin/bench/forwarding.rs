@@ -28,29 +28,37 @@ use std::{
 };
 
 use aya::{
+    Ebpf,
     maps::{Array, DevMap, MapData, PerCpuArray},
-    programs::XdpMode,
     sys::{Stats, enable_stats},
 };
+use bench_ebpf::{SinkCounter, map_names, program_names};
 use integration_tests::{
-    BACKENDS, ConfigFile, attach_router, take_map,
-    topology::{self, Topology, VIP4},
+    ConfigFile,
+    addresses::{QUIC_PORT, VIP4, backend4},
+    attach_router, backend_text,
+    config_text::Reach,
+    fixtures::BACKENDS,
+    load_bench_programs, load_router, netns, options_for, standard_config_text, take_map,
+    topology::Topology,
+    xdp_program,
 };
 use router_common::{
     flow_hash::{FlowAddr, flow_hash},
-    maps::{FALLBACK_TABLE_SIZE, ServerIdKey, SinkCounter},
+    maps::{FALLBACK_TABLE_SIZE, ServerIdKey},
     quic_lb::{Config, Decoder},
 };
 use router_user::{
     config::{RouterConfig, parse_mac},
-    ebpf, netif,
-    tables::{BackendIndices, RoutingTables},
+    netif,
+    router::{Mode, Router},
+    tables::RoutingTables,
 };
 
 use crate::harness::{
-    GENERATOR_CPU, Generator, MessageBatch, QUIC_PORT, busy, cpu_times, flow_payloads,
-    forwarding_cpu, load_and_attach, ns_per_run, pin_napi_threads, pin_to_cpu, receiving_socket,
-    sockaddr_in, udp_rcvbuf_errors_in, xdp_run_stats,
+    GENERATOR_CPU, Generator, MessageBatch, busy, cpu_times, flow_payloads, forwarding_cpu,
+    load_and_attach, ns_per_run, pin_napi_threads, pin_to_cpu, receiving_socket, sockaddr_in,
+    udp_rcvbuf_errors_in, xdp_run_stats,
 };
 
 pub struct Settings {
@@ -130,7 +138,10 @@ impl Run {
 /// The frames the generator sends, one per flow. Flow `j` carries a CID of backend `j % 3`
 /// under codepoint `(j / 3) % 4`, from a source port that the floor maps to the same backend.
 fn frames(generator: &Generator) -> Vec<Vec<u8>> {
-    let servers: Vec<[&str; 4]> = BACKENDS[..BACKEND_COUNT].iter().map(|b| b.3).collect();
+    let servers: Vec<[&str; 4]> = BACKENDS[..BACKEND_COUNT]
+        .iter()
+        .map(|b| b.server_ids)
+        .collect();
     flow_payloads(&servers, FLOWS)
         .into_iter()
         .enumerate()
@@ -146,25 +157,17 @@ pub fn run(settings: &Settings) -> Vec<Run> {
         .map(|i| topology.backend_mac(i))
         .collect();
     let interfaces: Vec<String> = (1..=BACKEND_COUNT).map(|i| format!("r{i}")).collect();
-    let backends: Vec<(&str, &str, &str, [&str; 4], &str)> = (0..BACKEND_COUNT)
-        .map(|i| {
-            let (name, _, _, server_ids, _) = BACKENDS[i];
-            (
-                name,
-                interfaces[i].as_str(),
-                macs[i].as_str(),
-                server_ids,
-                "active",
-            )
+    let config_file = ConfigFile::with_text(|dir| {
+        (0..BACKEND_COUNT).fold(standard_config_text(dir, &[]), |text, i| {
+            let mut backend = backend_text(&BACKENDS[i]).state("active");
+            backend.reach = Reach::Host {
+                interface: interfaces[i].clone(),
+                next_hop_mac: macs[i].clone(),
+            };
+            text.backend(&backend)
         })
-        .collect();
-    let config_file = ConfigFile::with_backends(&backends);
+    });
     let config = config_file.load();
-    let tables = {
-        let _inside = topology.router.enter();
-        RoutingTables::build(&config, &mut BackendIndices::default(), netif::lookup)
-            .unwrap_or_else(|err| panic!("{err}"))
-    };
     let mut generator = Generator::new(&topology);
     let frames = frames(&generator);
     topology.router.exec("ethtool", &["-K", "r0", "gro", "on"]);
@@ -183,7 +186,7 @@ pub fn run(settings: &Settings) -> Vec<Run> {
         // not reported): timing costs each run two clock reads, which the rates should not.
         let stats = (round == 0).then(|| enable_stats(Stats::RunTime).expect("BPF_ENABLE_STATS"));
         for forwarder in Forwarder::ALL {
-            let mut forwarding = Forwarding::start(forwarder, &topology, &config, &tables, &macs);
+            let mut forwarding = Forwarding::start(forwarder, &topology, &config, &macs);
             // The user-space router gets the forwarding CPU to itself: the kernel's receive
             // path runs on the generator's.
             let napi_cpu = match forwarder {
@@ -221,11 +224,8 @@ pub fn run(settings: &Settings) -> Vec<Run> {
 
 /// A forwarder running in the router namespace; stops on drop.
 enum Forwarding {
-    Xdp {
-        ebpf: aya::Ebpf,
-        /// The attached program.
-        program: &'static str,
-    },
+    Router(Box<Router>),
+    Floor(Ebpf),
     UserSpace {
         stop: Arc<AtomicBool>,
         worker: Option<JoinHandle<()>>,
@@ -238,20 +238,17 @@ impl Forwarding {
         forwarder: Forwarder,
         topology: &Topology,
         config: &RouterConfig,
-        tables: &RoutingTables,
         macs: &[String],
     ) -> Self {
         let _inside = topology.router.enter();
         match forwarder {
-            Forwarder::Router => Self::Xdp {
-                ebpf: attach_router(topology, tables, XdpMode::Driver).0,
-                program: ebpf::PROGRAM_NAME,
-            },
+            Forwarder::Router => {
+                Self::Router(Box::new(attach_router(topology, config, Mode::Native)))
+            }
             Forwarder::Floor => {
-                let mut ebpf =
-                    ebpf::load(ebpf::LoadOptions::default()).unwrap_or_else(|err| panic!("{err}"));
-                let mut ports: DevMap<_> = take_map(&mut ebpf, "FLOOR_PORTS");
-                let mut addresses: Array<_, [u8; 12]> = take_map(&mut ebpf, "FLOOR_MACS");
+                let mut ebpf = load_bench_programs();
+                let mut ports: DevMap<_> = take_map(&mut ebpf, map_names::FLOOR_PORTS);
+                let mut addresses: Array<_, [u8; 12]> = take_map(&mut ebpf, map_names::FLOOR_MACS);
                 for (slot, mac) in macs.iter().enumerate() {
                     let port = netif::lookup(&format!("r{}", slot + 1))
                         .unwrap_or_else(|err| panic!("{err}"));
@@ -263,17 +260,14 @@ impl Forwarding {
                         .expect("FLOOR_PORTS");
                     addresses.set(slot as u32, entry, 0).expect("FLOOR_MACS");
                 }
-                load_and_attach(&mut ebpf, "floor_redirect", "r0");
-                Self::Xdp {
-                    ebpf,
-                    program: "floor_redirect",
-                }
+                load_and_attach(&mut ebpf, program_names::FLOOR_REDIRECT, "r0");
+                Self::Floor(ebpf)
             }
             Forwarder::UserSpace => {
                 topology
                     .router
                     .ip(&["addr", "add", &format!("{VIP4}/32"), "dev", "lo"]);
-                let routes = Arc::new(UserSpaceRoutes::new(config, tables));
+                let routes = Arc::new(UserSpaceRoutes::new(config, topology));
                 let stop = Arc::new(AtomicBool::new(false));
                 let (ready, is_ready) = mpsc::channel();
                 let worker = {
@@ -309,7 +303,7 @@ impl Drop for Forwarding {
             if let Some(worker) = worker.take() {
                 let _ = worker.join();
             }
-            let _inside = topology::enter(router_netns);
+            let _inside = netns::enter(router_netns);
             let _ = std::process::Command::new("ip")
                 .args(["addr", "del", &format!("{VIP4}/32"), "dev", "lo"])
                 .status();
@@ -326,19 +320,23 @@ fn measure(
     forwarding: &mut Forwarding,
 ) -> Run {
     let forwarder_stats = |forwarding: &mut Forwarding| match forwarding {
-        Forwarding::Xdp { ebpf, program } => Some(xdp_run_stats(ebpf, program)),
+        Forwarding::Router(router) => Some(xdp_run_stats(router.program())),
+        Forwarding::Floor(ebpf) => Some(xdp_run_stats(xdp_program(
+            ebpf,
+            program_names::FLOOR_REDIRECT,
+        ))),
         Forwarding::UserSpace { .. } => None,
     };
     let sink_stats = |sinks: &mut [Sink]| {
         sinks
             .iter_mut()
-            .map(|sink| xdp_run_stats(&mut sink.ebpf, "bench_sink"))
+            .map(|sink| xdp_run_stats(xdp_program(&mut sink.ebpf, program_names::SINK)))
             .fold((0, 0), |sum, (time, runs)| (sum.0 + time, sum.1 + runs))
     };
     let (forwarder_before, sinks_before) = (forwarder_stats(forwarding), sink_stats(sinks));
     let router_overflows_before = match forwarding {
         Forwarding::UserSpace { router_netns, .. } => udp_rcvbuf_errors_in(router_netns),
-        Forwarding::Xdp { .. } => 0,
+        Forwarding::Router(_) | Forwarding::Floor(_) => 0,
     };
     let before: Vec<SinkCounts> = sinks.iter().map(Sink::counts).collect();
     let cpu_before = cpu_times();
@@ -355,7 +353,7 @@ fn measure(
         Forwarding::UserSpace { router_netns, .. } => {
             udp_rcvbuf_errors_in(router_netns) - router_overflows_before
         }
-        Forwarding::Xdp { .. } => 0,
+        Forwarding::Router(_) | Forwarding::Floor(_) => 0,
     };
     let delta = |counter: fn(&SinkCounts) -> u64| -> u64 {
         after
@@ -381,7 +379,7 @@ fn measure(
 /// The bench's sink program at a backend's interface.
 struct Sink {
     counts: PerCpuArray<MapData, u64>,
-    ebpf: aya::Ebpf,
+    ebpf: Ebpf,
 }
 
 #[derive(Clone, Copy)]
@@ -393,13 +391,12 @@ struct SinkCounts {
 impl Sink {
     /// Attaches a sink for backend `index` to `b0` in the namespace `netns`.
     fn attach(netns: &str, index: u32) -> Self {
-        let _inside = topology::enter(netns);
-        let mut ebpf =
-            ebpf::load(ebpf::LoadOptions::default()).unwrap_or_else(|err| panic!("{err}"));
-        let mut backend: Array<_, u32> = take_map(&mut ebpf, "SINK_BACKEND");
+        let _inside = netns::enter(netns);
+        let mut ebpf = load_bench_programs();
+        let mut backend: Array<_, u32> = take_map(&mut ebpf, map_names::SINK_BACKEND);
         backend.set(0, index, 0).expect("SINK_BACKEND");
-        let counts = take_map(&mut ebpf, "SINK_COUNTS");
-        load_and_attach(&mut ebpf, "bench_sink", "b0");
+        let counts = take_map(&mut ebpf, map_names::SINK_COUNTS);
+        load_and_attach(&mut ebpf, program_names::SINK, "b0");
         Self { counts, ebpf }
     }
 
@@ -427,18 +424,23 @@ struct UserSpaceRoutes {
 }
 
 impl UserSpaceRoutes {
-    fn new(config: &RouterConfig, tables: &RoutingTables) -> Self {
+    /// The tables the router builds for `config` in `topology` (loaded, not attached).
+    fn new(config: &RouterConfig, topology: &Topology) -> Self {
+        let router = {
+            let _inside = topology.router.enter();
+            load_router(config, &options_for(config))
+        };
+        let tables: &RoutingTables = router.active_tables().expect("tables installed");
         let destinations = tables
             .backend_names
             .iter()
             .map(|(index, name)| {
                 let position = BACKENDS
                     .iter()
-                    .position(|b| b.0 == name)
+                    .position(|b| b.name == name)
                     .expect("a bench backend");
-                let addr =
-                    SocketAddrV4::new(Ipv4Addr::new(198, 18, 10 + position as u8, 2), QUIC_PORT);
-                (*index, sockaddr_in(addr))
+                let ip: Ipv4Addr = backend4(position).parse().expect("an address");
+                (*index, sockaddr_in(SocketAddrV4::new(ip, QUIC_PORT)))
             })
             .collect();
         Self {
@@ -458,7 +460,7 @@ fn user_space_router(
     stop: &AtomicBool,
     ready: mpsc::Sender<()>,
 ) {
-    let _inside = topology::enter(netns);
+    let _inside = netns::enter(netns);
     let vip = SocketAddr::new(IpAddr::V4(VIP4.parse().expect("VIP")), QUIC_PORT);
     let socket = receiving_socket(vip, false);
     // Sends leave from the router's own address: a backend drops datagrams from the VIP,

@@ -14,19 +14,20 @@ use aya::{
     maps::DevMap,
     programs::{ProgramInfo, TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
+use bench_ebpf::{BENCH_MARKER_OFFSET, map_names, program_names};
 use integration_tests::{
-    mint,
+    addresses::{CLIENT4, QUIC_PORT, VIP4},
+    fixtures::mint,
+    load_bench_programs, netns,
     packet::{Datagram, short_header},
     take_map,
-    topology::{self, CLIENT4, Topology, VIP4},
+    topology::Topology,
     xdp_program,
 };
-use router_common::maps::BENCH_MARKER_OFFSET;
-use router_user::{config::parse_mac, ebpf, netif};
+use router_user::{config::parse_mac, netif};
 use socket2::{Domain, Socket, Type};
 
 /// The QUIC port of the listener.
-pub const QUIC_PORT: u16 = 443;
 /// UDP payload octets per packet: a short header, its CID, then padding, with the index of
 /// the server the CID names at `BENCH_MARKER_OFFSET`.
 pub const PAYLOAD_LEN: usize = 128;
@@ -113,12 +114,11 @@ const GENERATOR_THREADS: usize = 2;
 impl Generator {
     pub fn new(topology: &Topology) -> Self {
         let _inside = topology.client.enter();
-        let mut ebpf =
-            ebpf::load(ebpf::LoadOptions::default()).unwrap_or_else(|err| panic!("{err}"));
-        let mut port: DevMap<_> = take_map(&mut ebpf, "GENERATOR_PORT");
+        let mut ebpf = load_bench_programs();
+        let mut port: DevMap<_> = take_map(&mut ebpf, map_names::GENERATOR_PORT);
         let c0 = netif::lookup("c0").unwrap_or_else(|err| panic!("{err}"));
         port.set(0, c0.ifindex, None, 0).expect("GENERATOR_PORT");
-        xdp_program(&mut ebpf, "bench_generate")
+        xdp_program(&mut ebpf, program_names::GENERATE)
             .load()
             .unwrap_or_else(|err| panic!("bench_generate: {err}"));
         Self {
@@ -148,7 +148,7 @@ impl Generator {
     /// Sends a call's worth of each of `frames` in turn for `seconds` or up to `max_packets`,
     /// from the threads on the generator's CPU: (frames handed to the kernel, seconds).
     pub fn send(&mut self, frames: &[Vec<u8>], seconds: f64, max_packets: u64) -> (u64, f64) {
-        let program: &Xdp = xdp_program(&mut self.ebpf, "bench_generate");
+        let program: &Xdp = xdp_program(&mut self.ebpf, program_names::GENERATE);
         let netns = &self.netns;
         let deadline = Duration::from_secs_f64(seconds);
         let per_thread = max_packets / GENERATOR_THREADS as u64;
@@ -158,7 +158,7 @@ impl Generator {
                 .map(|first| {
                     scope.spawn(move || {
                         pin_to_cpu(0, GENERATOR_CPU);
-                        let _inside = topology::enter(netns);
+                        let _inside = netns::enter(netns);
                         let mut sent = 0u64;
                         for frame in frames.iter().cycle().skip(first) {
                             if started.elapsed() >= deadline || sent >= per_thread {
@@ -195,11 +195,11 @@ pub fn run_stats(info: &ProgramInfo) -> (u64, u64) {
     (info.run_time().as_nanos() as u64, info.run_count())
 }
 
-/// [`run_stats`] of the loaded XDP program `name`.
-pub fn xdp_run_stats(ebpf: &mut aya::Ebpf, name: &str) -> (u64, u64) {
-    let info = xdp_program(ebpf, name)
+/// [`run_stats`] of a loaded XDP program.
+pub fn xdp_run_stats(program: &Xdp) -> (u64, u64) {
+    let info = program
         .info()
-        .unwrap_or_else(|err| panic!("{name}: {err}"));
+        .unwrap_or_else(|err| panic!("program information: {err}"));
     run_stats(&info)
 }
 
@@ -402,7 +402,7 @@ fn udp_rcvbuf_errors() -> u64 {
 pub fn udp_rcvbuf_errors_in(netns: &str) -> u64 {
     let netns = netns.to_owned();
     thread::spawn(move || {
-        let _inside = topology::enter(&netns);
+        let _inside = netns::enter(&netns);
         udp_rcvbuf_errors()
     })
     .join()

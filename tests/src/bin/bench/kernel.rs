@@ -2,16 +2,19 @@
 //! BPF_PROG_TEST_RUN reports it, beside two floors measured in the same run (a program that
 //! only passes packets; one that parses Ethernet/IP/UDP and redirects through a devmap).
 
-use std::{net::IpAddr, time::Duration};
+use std::time::Duration;
 
 use aya::{maps::DevMap, programs::Xdp};
+use bench_ebpf::{FLOOR_SLOTS, map_names, program_names};
 use integration_tests::{
-    ConfigFile, LOCAL_WORKERS, Router, VIP4, VIP6, mint,
+    ConfigFile, TestRouter,
+    addresses::{QUIC_PORT, sender, vip},
+    fixtures::{BACKENDS, INTERFACES, LOCAL_WORKERS, mint},
+    load_bench_programs, options_for,
     packet::{Datagram, QUIC_V1, dns_query, long_header, short_header, v1},
-    run_repeated, take_map, xdp_program,
+    run_repeated, standard_config_text, take_map, worker_text, xdp_program,
 };
-use router_common::maps::FLOOR_SLOTS;
-use router_user::ebpf::{self, LoadOptions};
+use router_user::router::LoadOptions;
 
 pub struct Settings {
     /// BPF_PROG_TEST_RUN's repeat count.
@@ -57,12 +60,8 @@ pub struct Row {
 
 /// The paths: (id, description, whether the CID is encrypted, frame).
 fn paths(v6: bool) -> Vec<(&'static str, &'static str, bool, Vec<u8>)> {
-    let (client, vip): (IpAddr, IpAddr) = if v6 {
-        ("2001:db8:1::7".parse().unwrap(), VIP6.parse().unwrap())
-    } else {
-        ("198.18.1.7".parse().unwrap(), VIP4.parse().unwrap())
-    };
-    let udp = |payload: Vec<u8>| Datagram::new(client, vip, 40_001, 443, payload).frame();
+    let (client, vip) = (sender(v6), vip(v6));
+    let udp = |payload: Vec<u8>| Datagram::new(client, vip, 40_001, QUIC_PORT, payload).frame();
     vec![
         (
             "plaintext",
@@ -124,7 +123,7 @@ fn paths(v6: bool) -> Vec<(&'static str, &'static str, bool, Vec<u8>)> {
             "local_worker",
             "short header, plaintext, for a local worker (to the stack)",
             false,
-            udp(short_header(&mint(0, LOCAL_WORKERS[0].1[0], 7))),
+            udp(short_header(&mint(0, LOCAL_WORKERS[0].server_ids[0], 7))),
         ),
         (
             "no_listener",
@@ -145,30 +144,31 @@ fn cost(program: &Xdp, packet: &[u8], settings: &Settings) -> f64 {
 }
 
 pub fn run(settings: &Settings) -> Vec<Row> {
-    let config_file = ConfigFile::standard();
-    let (worker, worker_ids) = LOCAL_WORKERS[0];
-    config_file.add_local_worker(worker, worker_ids);
+    let config_file = ConfigFile::with_text(|dir| {
+        standard_config_text(dir, &BACKENDS).backend(&worker_text(&LOCAL_WORKERS[0]))
+    });
     let config = config_file.load();
-    let mut router = Router::new(&config);
+    let router = TestRouter::new(&config);
 
-    // The floors, from the router's object, in the same namespace.
-    for name in ["floor_pass", "floor_redirect"] {
-        xdp_program(&mut router.ebpf, name)
+    // The floors, in the router's namespace.
+    let mut floors = load_bench_programs();
+    for name in [program_names::FLOOR_PASS, program_names::FLOOR_REDIRECT] {
+        xdp_program(&mut floors, name)
             .load()
             .unwrap_or_else(|err| panic!("{name}: {err}"));
     }
-    let mut ports: DevMap<_> = take_map(&mut router.ebpf, "FLOOR_PORTS");
-    let be0 = router_user::netif::lookup("be0").unwrap_or_else(|err| panic!("{err}"));
+    let mut ports: DevMap<_> = take_map(&mut floors, map_names::FLOOR_PORTS);
+    let be0 = router_user::netif::lookup(INTERFACES[0].name).unwrap_or_else(|err| panic!("{err}"));
     for slot in 0..FLOOR_SLOTS {
         ports.set(slot, be0.ifindex, None, 0).expect("FLOOR_PORTS");
     }
     // The same config in a second instance (in a namespace of its own, left before the
     // first's) that decodes every packet.
-    let mut decoding = Router::with_options(
+    let decoding = TestRouter::with_options(
         &config,
         LoadOptions {
             cid_cache: false,
-            ..LoadOptions::default()
+            ..options_for(&config)
         },
     );
 
@@ -178,12 +178,12 @@ pub fn run(settings: &Settings) -> Vec<Row> {
         let paths = paths(v6);
         let floor_packet = &paths[0].3;
         let pass_ns = cost(
-            xdp_program(&mut router.ebpf, "floor_pass"),
+            xdp_program(&mut floors, program_names::FLOOR_PASS),
             floor_packet,
             settings,
         );
         let redirect_ns = cost(
-            xdp_program(&mut router.ebpf, "floor_redirect"),
+            xdp_program(&mut floors, program_names::FLOOR_REDIRECT),
             floor_packet,
             settings,
         );
@@ -209,18 +209,10 @@ pub fn run(settings: &Settings) -> Vec<Row> {
             redirect_ns,
         ));
         for (id, path, encrypted, packet) in &paths {
-            let ns = cost(
-                ebpf::xdp_program(&mut router.ebpf).expect("the router's program"),
-                packet,
-                settings,
-            );
+            let ns = cost(router.program(), packet, settings);
             rows.push(row(id, path, Variant::Router, ns));
             if *encrypted {
-                let ns = cost(
-                    ebpf::xdp_program(&mut decoding.ebpf).expect("the router's program"),
-                    packet,
-                    settings,
-                );
+                let ns = cost(decoding.program(), packet, settings);
                 rows.push(row(id, path, Variant::Decoding, ns));
             }
         }

@@ -9,34 +9,30 @@
 //! BPF run-time statistics (BPF_ENABLE_STATS), taken in the warm-up round.
 
 use std::{
-    net::{IpAddr, SocketAddr},
-    os::fd::AsRawFd as _,
+    os::fd::{AsFd as _, AsRawFd as _},
     sync::atomic::{AtomicBool, Ordering},
     thread,
     time::Duration,
 };
 
-use aya::{
-    maps::{Map, MapData, ReusePortSockArray},
-    programs::XdpMode,
-    sys::{Stats, enable_stats},
-};
+use aya::sys::{Stats, enable_stats};
+use bench_ebpf::BENCH_MARKER_OFFSET;
 use integration_tests::{
-    ConfigFile, LOCAL_WORKERS, attach_router, backend_index,
-    topology::{Topology, VIP4},
+    ConfigFile,
+    addresses::{VIP4, vip_socket},
+    attach_router,
+    fixtures::LOCAL_WORKERS,
+    standard_config_text,
+    topology::Topology,
+    worker_text,
 };
-use router_common::maps::{BENCH_MARKER_OFFSET, worker_socket_index};
-use router_user::{
-    ebpf, netif,
-    tables::{BackendIndices, RoutingTables},
-};
+use router_user::router::{Mode, Router};
 
 use crate::{
     forwarding::Settings,
     harness::{
-        Generator, MessageBatch, QUIC_PORT, flow_payloads, forwarding_cpu, ns_per_run,
-        pin_napi_threads, pin_to_cpu, receiving_socket, run_stats, udp_rcvbuf_errors_in,
-        xdp_run_stats,
+        Generator, MessageBatch, flow_payloads, forwarding_cpu, ns_per_run, pin_napi_threads,
+        pin_to_cpu, receiving_socket, run_stats, udp_rcvbuf_errors_in, xdp_run_stats,
     },
 };
 
@@ -99,20 +95,18 @@ pub fn run(settings: &Settings) -> Vec<Run> {
     router.exec("ethtool", &["-K", "r0", "gro", "on"]);
     router.exec("sh", &["-c", "echo 1 > /sys/class/net/r0/threaded"]);
 
-    let config_file = ConfigFile::with_backends(&[]);
-    for (name, server_ids) in LOCAL_WORKERS {
-        config_file.add_local_worker(name, server_ids);
-    }
+    let config_file = ConfigFile::with_text(|dir| {
+        LOCAL_WORKERS
+            .iter()
+            .fold(standard_config_text(dir, &[]), |text, worker| {
+                text.backend(&worker_text(worker))
+            })
+    });
     let config = config_file.load();
-    // Local workers need no interface: the tables build anywhere.
-    let mut indices = BackendIndices::default();
-    let tables = RoutingTables::build(&config, &mut indices, netif::lookup)
-        .unwrap_or_else(|err| panic!("{err}"));
-    let (mut ebpf, _) = attach_router(&topology, &tables, XdpMode::Driver);
-    let mut worker_sockets = worker_sockets_of(&mut ebpf);
+    let mut quic_router = attach_router(&topology, &config, Mode::Native);
 
     let mut generator = Generator::new(&topology);
-    let servers: Vec<[&str; 4]> = LOCAL_WORKERS.iter().map(|w| w.1).collect();
+    let servers: Vec<[&str; 4]> = LOCAL_WORKERS.iter().map(|w| w.server_ids).collect();
     let frames: Vec<Vec<u8>> = flow_payloads(&servers, FLOWS)
         .into_iter()
         .enumerate()
@@ -124,32 +118,23 @@ pub fn run(settings: &Settings) -> Vec<Run> {
         // Program run times are taken in round 0 only, as for forwarding.
         let stats = (round == 0).then(|| enable_stats(Stats::RunTime).expect("BPF_ENABLE_STATS"));
         for selection in Selection::ALL {
-            let vip = SocketAddr::new(IpAddr::V4(VIP4.parse().expect("VIP")), QUIC_PORT);
             let sockets: Vec<socket2::Socket> = {
                 let _inside = router.enter();
                 (0..LOCAL_WORKERS.len())
-                    .map(|_| receiving_socket(vip, true))
+                    .map(|_| receiving_socket(vip_socket(false), true))
                     .collect()
             };
             if selection == Selection::ByCid {
-                for ((name, _), socket) in LOCAL_WORKERS.iter().zip(&sockets) {
-                    worker_sockets
-                        .set(
-                            worker_socket_index(backend_index(&indices, name), false),
-                            socket,
-                            0,
-                        )
-                        .expect("WORKER_SOCKETS");
+                for (worker, socket) in LOCAL_WORKERS.iter().zip(&sockets) {
+                    quic_router
+                        .register_worker(worker.name, socket.as_fd())
+                        .unwrap_or_else(|err| panic!("register {}: {err}", worker.name));
                 }
-                ebpf::worker_program(&mut ebpf)
-                    .expect("select_worker")
-                    .attach(&sockets[0])
-                    .unwrap_or_else(|err| panic!("attach select_worker: {err}"));
             }
             pin_napi_threads("r0", forwarding_cpu());
             let run = measure(
                 selection,
-                &mut ebpf,
+                &quic_router,
                 &topology,
                 &mut generator,
                 &frames,
@@ -174,38 +159,15 @@ pub fn run(settings: &Settings) -> Vec<Run> {
     runs
 }
 
-/// The `WORKER_SOCKETS` map that `select_worker` reads (the dataplane took the object's
-/// handle; the controller's workers find the map by its pin, the bench by the program).
-fn worker_sockets_of(ebpf: &mut aya::Ebpf) -> ReusePortSockArray<MapData> {
-    let ids = ebpf::worker_program(ebpf)
-        .expect("select_worker")
-        .info()
-        .and_then(|info| info.map_ids())
-        .expect("select_worker's maps")
-        .unwrap_or_default();
-    let map = ids
-        .into_iter()
-        .filter_map(|id| MapData::from_id(id).ok())
-        .find(|map| {
-            map.info()
-                .is_ok_and(|info| info.name_as_str() == Some("WORKER_SOCKETS"))
-        })
-        .expect("select_worker uses WORKER_SOCKETS");
-    ReusePortSockArray::try_from(Map::ReusePortSockArray(map)).expect("a reuseport socket array")
-}
-
 /// (total run time in ns, runs) of the router's XDP program and of `select_worker`.
-fn program_stats(ebpf: &mut aya::Ebpf) -> [(u64, u64); 2] {
-    let select = ebpf::worker_program(ebpf)
-        .expect("select_worker")
-        .info()
-        .expect("select_worker info");
-    [xdp_run_stats(ebpf, ebpf::PROGRAM_NAME), run_stats(&select)]
+fn program_stats(router: &Router) -> [(u64, u64); 2] {
+    let select = router.worker_program().info().expect("select_worker info");
+    [xdp_run_stats(router.program()), run_stats(&select)]
 }
 
 fn measure(
     selection: Selection,
-    ebpf: &mut aya::Ebpf,
+    router: &Router,
     topology: &Topology,
     generator: &mut Generator,
     frames: &[Vec<u8>],
@@ -214,7 +176,7 @@ fn measure(
 ) -> Run {
     let stop = AtomicBool::new(false);
     let overflows_before = udp_rcvbuf_errors_in(&topology.router.name);
-    let stats_before = program_stats(ebpf);
+    let stats_before = program_stats(router);
     let ((sent, seconds), counts) = thread::scope(|scope| {
         let workers: Vec<_> = sockets
             .iter()
@@ -251,7 +213,7 @@ fn measure(
             .collect();
         (sent, counts)
     });
-    let stats_after = program_stats(ebpf);
+    let stats_after = program_stats(router);
     Run {
         selection,
         sent,

@@ -6,7 +6,7 @@ use std::{fmt::Write as _, path::Path};
 use plotters::prelude::*;
 use serde_json::{Value, json};
 
-use integration_tests::LOCAL_WORKERS;
+use integration_tests::fixtures::LOCAL_WORKERS;
 
 use crate::{
     control::Figure,

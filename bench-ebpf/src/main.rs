@@ -1,20 +1,41 @@
-//! Programs for the benchmarks (`cargo xtask bench`), loaded by nothing else: the floors that
-//! the router's cost and rate are measured next to, and the sink that counts, at a backend's
-//! interface, what the forwarder delivered there.
+//! Programs for the benchmarks (`cargo xtask bench`) and their tests, loaded by nothing else:
+//! the floors that the router's cost and rate are measured next to, the traffic generator,
+//! and the sink that counts, at a backend's interface, what the forwarder delivered there.
+//! They parse with the router's own code (`router_ebpf::parse`).
+#![no_std]
+#![no_main]
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS},
-    macros::xdp,
+    macros::{map, xdp},
+    maps::{Array, DevMap, PerCpuArray},
     programs::XdpContext,
 };
-
-use router_common::maps::{BENCH_MARKER_OFFSET, FLOOR_SLOTS, SinkCounter};
-
-use crate::{
-    maps::{FLOOR_MACS, FLOOR_PORTS, GENERATOR_PORT, SINK_BACKEND, SINK_COUNTS},
+use bench_ebpf::{BENCH_MARKER_OFFSET, FLOOR_SLOTS, SinkCounter};
+use router_ebpf::{
+    counters::bump,
     parse::{Datagram, byte_at, parse_datagram, ptr_at},
-    stats,
 };
+
+/// The floor's redirect targets.
+#[map]
+static FLOOR_PORTS: DevMap = DevMap::with_max_entries(FLOOR_SLOTS, 0);
+
+/// The Ethernet addresses the floor writes (destination, source), per slot.
+#[map]
+static FLOOR_MACS: Array<[u8; 12]> = Array::with_max_entries(FLOOR_SLOTS, 0);
+
+/// The interface the generator sends through (slot 0).
+#[map]
+static GENERATOR_PORT: DevMap = DevMap::with_max_entries(1, 0);
+
+/// The index of the backend a sink counts for (slot 0).
+#[map]
+static SINK_BACKEND: Array<u32> = Array::with_max_entries(1, 0);
+
+/// A sink's counters, by [`SinkCounter`].
+#[map]
+static SINK_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(SinkCounter::COUNT, 0);
 
 /// Does nothing: the cost of running an XDP program at all.
 #[xdp]
@@ -59,7 +80,7 @@ pub fn bench_sink(ctx: XdpContext) -> u32 {
     if parse_datagram(&ctx, &mut datagram).is_err() {
         return XDP_PASS;
     }
-    stats::bump(&SINK_COUNTS, SinkCounter::Delivered as u32);
+    bump(&SINK_COUNTS, SinkCounter::Delivered as u32);
     // Scalars before comparing: LLVM would otherwise test both Options at once by OR-ing a
     // map pointer, which the verifier rejects.
     let expected = SINK_BACKEND.get(0).map_or(u32::MAX, |&index| index);
@@ -68,7 +89,17 @@ pub fn bench_sink(ctx: XdpContext) -> u32 {
         Err(_) => u32::MAX - 1,
     };
     if marker != expected {
-        stats::bump(&SINK_COUNTS, SinkCounter::Misrouted as u32);
+        bump(&SINK_COUNTS, SinkCounter::Misrouted as u32);
     }
     XDP_DROP
 }
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,107 @@
+//! What the programs count: one per-CPU counter per outcome. Each list below is the one
+//! place an outcome is defined: the kernel counts by its index, and `stats`, the metrics,
+//! `explain` and the documentation's tables show its name and meaning.
+
+/// Defines a list of counters: a `repr(u32)` enum numbered in order, with [`ALL`](Outcome::ALL),
+/// [`COUNT`](Outcome::COUNT), the name operators see and the meaning its doc comment gives.
+#[macro_export]
+macro_rules! counter_list {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[doc = $doc:literal])+ $variant:ident => $label:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(u32)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $( $(#[doc = $doc])+ $variant, )+
+        }
+
+        impl $name {
+            /// Every counter, in index order.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+            /// The number of counters: the entries of the map that holds them.
+            pub const COUNT: u32 = Self::ALL.len() as u32;
+
+            /// The name operators see.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $label,)+
+                }
+            }
+
+            /// What the counter counts (its doc comment, one line).
+            pub const fn meaning(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $crate::counters::doc_line(concat!($($doc),+)),)+
+                }
+            }
+
+            /// The counter at index `value`.
+            pub fn from_u32(value: u32) -> Option<Self> {
+                Self::ALL.get(value as usize).copied()
+            }
+        }
+    };
+}
+
+/// A doc comment's lines joined: without the space that `///` leaves in front.
+pub const fn doc_line(joined: &'static str) -> &'static str {
+    match joined.as_bytes() {
+        [b' ', ..] => joined.split_at(1).1,
+        _ => joined,
+    }
+}
+
+counter_list! {
+    /// What the XDP program did with a packet.
+    pub enum Outcome {
+        /// Redirected to the server its DCID names (any header type).
+        RoutedByServerId => "routed_by_server_id",
+        /// An Initial or 0-RTT packet whose DCID names no server (client-chosen): sent by
+        /// the fallback hash.
+        InitialHashed => "initial_hashed",
+        /// Any other packet whose DCID decodes to a server ID no backend has: sent by the
+        /// fallback hash.
+        UnknownServerId => "unknown_server_id",
+        /// Any other packet whose DCID has codepoint 0b111 or an inactive one: sent by the
+        /// fallback hash.
+        UnroutableCodepoint => "unroutable_codepoint",
+        /// Any other packet whose DCID is too short for its config, or too long to decode
+        /// (an unknown QUIC version): sent by the fallback hash.
+        UnroutableLength => "unroutable_length",
+        /// UDP to a listener that is not a QUIC packet (bad lengths, empty, a QUIC v1/v2
+        /// long header with a connection ID over 20 octets): dropped.
+        MalformedQuic => "malformed_quic",
+        /// Not UDP to a listener (or too short to tell): passed to the stack untouched.
+        NotListener => "not_listener",
+        /// An IP fragment: passed to the stack untouched.
+        Fragment => "fragment",
+        /// IPv6 with extension headers before UDP: passed to the stack untouched.
+        Ipv6Extension => "ipv6_extension_headers",
+        /// A fallback with no active backend: dropped.
+        NoBackend => "no_backend",
+        /// The backend's interface is not in the redirect map: dropped.
+        RedirectFailed => "redirect_failed",
+    }
+}
+
+counter_list! {
+    /// What the `SO_REUSEPORT` program did with a datagram for local workers.
+    pub enum LocalOutcome {
+        /// Given to the socket of the worker its DCID names.
+        Worker => "local_worker_by_server_id",
+        /// The DCID names no server (a new connection's client-chosen DCID, an unknown
+        /// server ID, an unroutable CID, not QUIC): given to the worker the fallback table
+        /// picks for the 4-tuple, the one the XDP program passed it for.
+        Fallback => "local_worker_by_fallback",
+        /// The DCID names a backend with no socket in this group (a remote host, or a
+        /// worker that has not registered): the kernel's own choice by 4-tuple hash.
+        NotRegistered => "local_not_registered",
+        /// The DCID names no server and the fallback table's backend has no socket in this
+        /// group (none active, a remote host): the kernel's own choice.
+        KernelChoice => "local_kernel_choice",
+    }
+}

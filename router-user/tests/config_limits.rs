@@ -1,0 +1,129 @@
+//! `[limits]` in the router config: defaults when absent, each value within its range, and
+//! the file's listeners, backends and server IDs counted against them; every error one line
+//! naming the file and the line.
+
+use integration_tests::{
+    ConfigFile,
+    addresses::{QUIC_PORT, VIP4, VIP6},
+    config_text::{BackendText, ConfigText},
+};
+use router_common::maps::Limits;
+use router_user::config::{self, RouterConfig};
+
+fn load(text: ConfigText) -> Result<RouterConfig, String> {
+    let file = ConfigFile::with_text(|_| text);
+    config::load(&file.path).map_err(|err| {
+        let message = err.to_string();
+        assert!(!message.contains('\n'), "{message:?} is not one line");
+        message
+    })
+}
+
+fn base() -> ConfigText {
+    ConfigText::new()
+        .listener(VIP4, QUIC_PORT, None)
+        .quic_lb(0, 2, 6, 0, None)
+}
+
+fn host(name: &str, server_id: &str) -> BackendText {
+    BackendText::host(name, "eth1", "02:00:00:00:0a:01").server_id(0, server_id)
+}
+
+#[test]
+fn limits_default_to_todays_sizes_and_take_what_the_file_says() {
+    let config = load(base().backend(&host("alpha", "0a01"))).unwrap();
+    assert_eq!(config.limits, Limits::DEFAULT);
+
+    let config = load(
+        ConfigText::new()
+            .limits(&[
+                ("backends", 2048),
+                ("server_ids", 1_000_000),
+                ("listeners", 4),
+                ("cid_cache_entries", 1_048_576),
+            ])
+            .listener(VIP4, QUIC_PORT, None),
+    )
+    .unwrap();
+    assert_eq!(
+        config.limits,
+        Limits {
+            backends: 2048,
+            server_ids: 1_000_000,
+            listeners: 4,
+            cid_cache_entries: 1_048_576,
+        }
+    );
+}
+
+#[test]
+fn each_limit_is_checked_against_its_range() {
+    for (key, value, range) in [
+        ("backends", 0, "1..=65536"),
+        ("backends", 65_537, "1..=65536"),
+        ("server_ids", 0, "1..=4194304"),
+        ("server_ids", 4_194_305, "1..=4194304"),
+        ("listeners", 0, "1..=65536"),
+        ("cid_cache_entries", 1023, "1024..=16777216"),
+        ("cid_cache_entries", 16_777_217, "1024..=16777216"),
+    ] {
+        let message = load(
+            ConfigText::new()
+                .limits(&[(key, value)])
+                .listener(VIP4, QUIC_PORT, None),
+        )
+        .unwrap_err();
+        assert!(
+            message.contains(":2: ")
+                && message.contains(&format!("limits.{key} = {value} is out of range {range}")),
+            "{message}"
+        );
+    }
+    let message = load(
+        ConfigText::new()
+            .limits(&[("backend", 8)])
+            .listener(VIP4, QUIC_PORT, None),
+    )
+    .unwrap_err();
+    assert!(message.contains("unknown field `backend`"), "{message}");
+}
+
+#[test]
+fn the_file_must_fit_in_its_limits() {
+    // Two listeners where one fits.
+    let message = load(
+        ConfigText::new()
+            .limits(&[("listeners", 1)])
+            .listener(VIP4, QUIC_PORT, None)
+            .listener(VIP6, QUIC_PORT, None),
+    )
+    .unwrap_err();
+    assert!(
+        message.contains("more than 1 listeners (limits.listeners)"),
+        "{message}"
+    );
+    // Three backends where two fit; then server IDs over the limit.
+    let three = |limits: &[(&str, u32)]| {
+        let text = ConfigText::new()
+            .limits(limits)
+            .listener(VIP4, QUIC_PORT, None)
+            .quic_lb(0, 2, 6, 0, None);
+        ["0a01", "0a02", "0a03"]
+            .iter()
+            .enumerate()
+            .fold(text, |text, (i, id)| {
+                text.backend(&host(&format!("b{i}"), id))
+            })
+    };
+    let message = load(three(&[("backends", 2)])).unwrap_err();
+    assert!(
+        message.contains("more than 2 backends (limits.backends)"),
+        "{message}"
+    );
+    let message = load(three(&[("server_ids", 2)])).unwrap_err();
+    assert!(
+        message.contains("more than 2 server IDs in all (limits.server_ids)"),
+        "{message}"
+    );
+    assert!(load(three(&[("backends", 3), ("server_ids", 3)])).is_ok());
+}
