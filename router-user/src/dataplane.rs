@@ -159,6 +159,11 @@ impl Dataplane {
         })
     }
 
+    /// The sizes the maps were made with.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// Changes applied so far (the generation packets use is its low bit).
     pub fn epoch(&self) -> u32 {
         self.epoch

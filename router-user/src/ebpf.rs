@@ -186,8 +186,9 @@ fn check_pinned(pin_dir: &Path, limits: &Limits) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Loads the object and both programs into the kernel, not attached.
-pub fn load(options: &LoadOptions<'_>) -> Result<Ebpf, LoadError> {
+/// Loads `object` (this build's is [`program_bytes`]) and both its programs into the kernel,
+/// not attached.
+pub fn load(object: &[u8], options: &LoadOptions<'_>) -> Result<Ebpf, LoadError> {
     if let Some(pin_dir) = options.pin_dir {
         check_pinned(pin_dir, &options.limits)?;
     }
@@ -215,7 +216,7 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Ebpf, LoadError> {
     for (name, path) in &pins {
         loader.map_pin_path(name, path.as_path());
     }
-    let mut ebpf = loader.load(program_bytes())?;
+    let mut ebpf = loader.load(object)?;
     xdp_program(&mut ebpf)?.load()?;
     worker_program(&mut ebpf)?.load()?;
     Ok(ebpf)

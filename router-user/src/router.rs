@@ -49,6 +49,11 @@ pub use crate::{
     explain::{Explanation, action_name},
 };
 
+/// The router's eBPF object as this build embeds it (ELF).
+pub fn object() -> &'static [u8] {
+    ebpf::program_bytes()
+}
+
 /// How the XDP program is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -128,7 +133,6 @@ pub struct Router {
     /// Stable backend indices by name. An index is freed only when no installed generation
     /// uses it; the data plane's install keeps that rule.
     indices: BackendIndices,
-    limits: Limits,
     /// `explain`'s verdict map, when loaded to trace.
     verdict: Option<Array<MapData, Verdict>>,
 }
@@ -137,7 +141,13 @@ impl Router {
     /// Loads the programs (not attached) with new maps, or with the maps pinned in
     /// `options.pin_dir` once they are checked against this build and `options.limits`.
     pub fn load(options: &LoadOptions<'_>) -> Result<Self, RouterError> {
-        let mut ebpf = ebpf::load(options)?;
+        Self::load_object(object(), options)
+    }
+
+    /// [`load`](Self::load) from another build of the router's object (a variant that a
+    /// benchmark compares, say); its maps must still be the contract's.
+    pub fn load_object(object: &[u8], options: &LoadOptions<'_>) -> Result<Self, RouterError> {
+        let mut ebpf = ebpf::load(object, options)?;
         let dataplane = Dataplane::new(&mut ebpf, options.limits)?;
         let verdict = if options.trace_verdicts {
             Some(dataplane::take(&mut ebpf, &specs::VERDICT)?)
@@ -148,7 +158,6 @@ impl Router {
             ebpf,
             dataplane,
             indices: BackendIndices::default(),
-            limits: options.limits,
             verdict,
         })
     }
@@ -163,9 +172,10 @@ impl Router {
     /// generation, flips to it and waits until no packet can read the old one. Returns the
     /// epoch (changes applied so far). On an error the active generation is untouched.
     pub fn install(&mut self, config: &RouterConfig) -> Result<u32, RouterError> {
-        if config.limits != self.limits {
+        let limits = self.limits();
+        if config.limits != limits {
             return Err(RouterError::LimitsChanged(limit_changes(
-                &self.limits,
+                &limits,
                 &config.limits,
             )));
         }
@@ -188,7 +198,7 @@ impl Router {
 
     /// The sizes the maps were made with.
     pub fn limits(&self) -> Limits {
-        self.limits
+        self.dataplane.limits()
     }
 
     /// The tables packets use; `None` while unknown (pinned maps adopted, nothing installed).

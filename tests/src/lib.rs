@@ -194,7 +194,12 @@ pub fn run_repeated(program: &Xdp, packet: &[u8], repeat: u32) -> (u32, Vec<u8>,
 /// The router loaded with `options` (not attached) and `config` installed; backend
 /// interfaces are looked up in the calling thread's namespace.
 pub fn load_router(config: &RouterConfig, options: &LoadOptions<'_>) -> Router {
-    let mut router = Router::load(options).unwrap_or_else(|err| panic!("{err}"));
+    load_router_from(router_user::router::object(), config, options)
+}
+
+/// [`load_router`] from `object`, another build of the router's object.
+pub fn load_router_from(object: &[u8], config: &RouterConfig, options: &LoadOptions<'_>) -> Router {
+    let mut router = Router::load_object(object, options).unwrap_or_else(|err| panic!("{err}"));
     router.install(config).unwrap_or_else(|err| panic!("{err}"));
     router
 }
@@ -246,12 +251,17 @@ impl TestRouter {
     }
 
     pub fn with_options(config: &RouterConfig, options: LoadOptions<'_>) -> Self {
+        Self::with_object(config, router_user::router::object(), options)
+    }
+
+    /// The router from `object` (another build of it, say) with `options`.
+    pub fn with_object(config: &RouterConfig, object: &[u8], options: LoadOptions<'_>) -> Self {
         let netns = Netns::create("router");
         for interface in INTERFACES {
             netns.veth(interface.name, interface.mac);
         }
         let inside = netns.enter();
-        let router = load_router(config, &options);
+        let router = load_router_from(object, config, &options);
         Self {
             router,
             _inside: inside,

@@ -1,10 +1,12 @@
 //! `cargo xtask bench`: how fast the router is, beside floors and alternatives measured in the
-//! same run. Per-packet cost in the kernel (BPF_PROG_TEST_RUN), forwarding rate end to end
-//! through network namespaces, and control-plane timings. Writes results.json, results.md and
+//! same run. Per-packet cost in the kernel (BPF_PROG_TEST_RUN), the CID cache's LRU kind
+//! under two CPUs, forwarding rate end to end through network namespaces, and control-plane
+//! timings. Writes results.json, results.md and
 //! chart.svg; targets are reported, never asserted. Needs root.
 //!
 //! Usage: bench [--quick] [--out DIR]
 
+mod cid_cache;
 mod control;
 mod forwarding;
 mod harness;
@@ -62,6 +64,12 @@ fn main() {
         max_packets: 60_000_000,
         rounds: if options.quick { 1 } else { 3 },
     };
+    let cid_cache_settings = cid_cache::Settings {
+        rounds: if options.quick { 3 } else { 5 },
+        repeat: 1_000_000,
+        connections: if options.quick { 10_000 } else { 30_000 },
+        new_cids: if options.quick { 40_000 } else { 100_000 },
+    };
     let control_settings = control::Settings {
         server_ids: vec![10_000, 100_000],
         runs: if options.quick { 1 } else { 3 },
@@ -69,6 +77,8 @@ fn main() {
 
     eprintln!("bench: per-packet cost in the kernel");
     let kernel = kernel::run(&kernel_settings);
+    eprintln!("bench: the CID cache with both CPUs running the program");
+    let cid_cache = cid_cache::run(&cid_cache_settings);
     eprintln!("bench: forwarding end to end");
     let forwarding = forwarding::run(&forwarding_settings);
     eprintln!("bench: local delivery");
@@ -86,6 +96,7 @@ fn main() {
             rounds: forwarding_settings.rounds,
         },
         kernel: &kernel,
+        cid_cache: &cid_cache,
         forwarding: &forwarding,
         local: &local,
         control: &control,

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use integration_tests::fixtures::LOCAL_WORKERS;
 
 use crate::{
+    cid_cache,
     control::Figure,
     forwarding::{self, Forwarder, Run},
     harness,
@@ -70,6 +71,7 @@ pub struct Results<'a> {
     pub machine: Machine,
     pub settings: Settings,
     pub kernel: &'a [Row],
+    pub cid_cache: &'a [cid_cache::Row],
     pub forwarding: &'a [Run],
     pub local: &'a [local::Run],
     pub control: &'a [Figure],
@@ -251,6 +253,11 @@ impl Results<'_> {
                 "payload_octets": harness::PAYLOAD_LEN,
             },
             "kernel_cost": kernel,
+            "cid_cache": self.cid_cache.iter().map(|r| json!({
+                "scenario": r.scenario,
+                "common_lru_ns": round(r.common_ns, 1),
+                "per_cpu_lru_ns": round(r.per_cpu_ns, 1),
+            })).collect::<Vec<_>>(),
             "forwarding": {
                 "median": medians,
                 "runs": self.forwarding.iter().map(run_json).collect::<Vec<_>>(),
@@ -303,6 +310,20 @@ impl Results<'_> {
                 r.ns,
                 r.ns / r.pass_ns,
                 r.ns / r.redirect_ns
+            ));
+        }
+        line(String::new());
+        line("The CID cache, one LRU list for all CPUs (as built) or one per CPU (`BPF_F_NO_COMMON_LRU`), with both CPUs running the program at once on CIDs of their own (four-pass, 3 passes; ns/packet, mean of the CPUs, median of rounds that alternate the two):".into());
+        line(String::new());
+        line("| scenario | one LRU list | an LRU list per CPU | per CPU / one |".into());
+        line("|---|---:|---:|---:|".into());
+        for r in self.cid_cache {
+            line(format!(
+                "| {} | {:.1} | {:.1} | {:.2} |",
+                r.scenario,
+                r.common_ns,
+                r.per_cpu_ns,
+                r.per_cpu_ns / r.common_ns
             ));
         }
         line(String::new());
