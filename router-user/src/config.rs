@@ -46,7 +46,10 @@ use router_common::{
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::key::load_key_file;
+use crate::{
+    files::{self, FileError, MAX_CONFIG_LEN},
+    key::load_key_file,
+};
 
 /// A validated router config.
 #[derive(Debug, Clone)]
@@ -139,16 +142,35 @@ pub enum Reach {
     LocalWorker,
 }
 
+/// The longest backend name.
+pub const MAX_BACKEND_NAME_LEN: usize = 64;
+
+/// Whether `name` may name a backend: 1 to 64 ASCII letters, digits, `-`, `_` or `.`, so that
+/// it shows the same in the file, the logs, the CLI's tables and the metrics' labels.
+pub fn valid_backend_name(name: &str) -> bool {
+    (1..=MAX_BACKEND_NAME_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// At most 80 characters of `text`, to quote it in a message.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
 /// The largest weight: the fallback table has 65,537 slots to share.
 pub const MAX_WEIGHT: u32 = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("{path}: not UTF-8 text")]
+    NotText { path: String },
     #[error("{path}:{line}: {message}")]
     Invalid {
         path: String,
@@ -218,11 +240,17 @@ struct RawBackend {
 /// Reads and validates the config file at `path`. Relative key file paths are taken from
 /// the config file's directory.
 pub fn load(path: &Path) -> Result<RouterConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    parse(&text, path)
+    parse(&read_text(path)?, path)
+}
+
+/// The text of the config file at `path`: a regular file of at most [`MAX_CONFIG_LEN`]
+/// octets of UTF-8.
+pub fn read_text(path: &Path) -> Result<String, ConfigError> {
+    String::from_utf8(files::read_regular(path, MAX_CONFIG_LEN)?).map_err(|_| {
+        ConfigError::NotText {
+            path: path.display().to_string(),
+        }
+    })
 }
 
 /// Validates `text` as the contents of the config file at `path`.
@@ -451,10 +479,13 @@ impl Context<'_> {
         for entry in raw {
             let entry = entry.get_ref();
             let name = entry.name.get_ref().clone();
-            if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            if !valid_backend_name(&name) {
                 return Err(self.error(
                     entry.name.span(),
-                    format!("backend name {name:?} must be non-empty, without spaces"),
+                    format!(
+                        "backend name {:?} must be 1 to {MAX_BACKEND_NAME_LEN} letters, digits, '-', '_' or '.'",
+                        shorten(&name)
+                    ),
                 ));
             }
             if !names.insert(name.clone()) {

@@ -65,10 +65,7 @@ pub enum EditError {
 /// the file atomically (same permissions). Returns the new config.
 pub fn edit_file(path: &Path, edit: &Edit) -> Result<RouterConfig, EditError> {
     let shown = path.display().to_string();
-    let text = fs::read_to_string(path).map_err(|source| EditError::Read {
-        path: shown.clone(),
-        source,
-    })?;
+    let text = config::read_text(path)?;
     let edited = edit_text(&text, edit).map_err(|err| match err {
         EditError::Parse { message, .. } => EditError::Parse {
             path: shown.clone(),

@@ -31,6 +31,17 @@ pub struct Response {
     pub epoch: u32,
 }
 
+impl Response {
+    /// A request refused before it reached the controller's work.
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            message: message.into(),
+            epoch: 0,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error("no controller is running for {iface} ({path}: {source})")]

@@ -12,7 +12,7 @@ use std::{
 
 use aya_log::EbpfLogger;
 use tokio::{
-    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, unix::AsyncFd},
+    io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader, unix::AsyncFd},
     net::UnixListener,
     signal::unix::{SignalKind, signal},
     sync::{mpsc, oneshot},
@@ -24,9 +24,10 @@ use crate::{
     config_edit,
     control::{Request, Response},
     metrics::{self, RouterCollector},
-    pin::{PinError, RouterPaths},
+    pin::{ControllerLock, PinError, RouterPaths},
     router::{Attachment, LoadOptions, Mode, Router, RouterError},
     runstate::{RunState, RunStateError},
+    serve,
 };
 
 /// How to run.
@@ -58,8 +59,6 @@ pub enum ControllerError {
         attached: &'static str,
         requested: &'static str,
     },
-    #[error("a controller already runs for {0}")]
-    AlreadyRunning(String),
     #[error("control socket {path}: {source}")]
     Socket {
         path: String,
@@ -98,6 +97,7 @@ fn watched_files(path: &Path, config: &RouterConfig) -> Vec<(PathBuf, FileStamp)
 pub struct Controller {
     options: RunOptions,
     paths: RouterPaths,
+    _lock: ControllerLock,
     router: Router,
     watched: Vec<(PathBuf, FileStamp)>,
     state: RunState,
@@ -112,9 +112,8 @@ impl Controller {
         let config = config::load(&options.config)?;
         let paths = RouterPaths::new(&options.iface)?;
         paths.prepare()?;
-        if std::os::unix::net::UnixStream::connect(paths.control_socket()).is_ok() {
-            return Err(ControllerError::AlreadyRunning(options.iface.clone()));
-        }
+        // One controller per interface, for as long as it runs.
+        let lock = paths.lock(Duration::ZERO)?;
         let previous = RunState::load(&paths.state()).ok();
         let link_pinned = paths.link().exists();
         if let Some(previous) = previous.as_ref().filter(|_| link_pinned)
@@ -168,6 +167,7 @@ impl Controller {
             watched: watched_files(&options.config, &config),
             options,
             paths,
+            _lock: lock,
             router,
             state,
             attachment,
@@ -195,11 +195,7 @@ impl Controller {
             let collector = RouterCollector {
                 paths: self.paths.clone(),
             };
-            tokio::spawn(async move {
-                if let Err(err) = metrics::serve(listener, collector).await {
-                    error!(%err, "metrics server stopped");
-                }
-            });
+            tokio::spawn(metrics::serve(listener, collector));
             info!(%addr, "serving metrics");
         }
 
@@ -344,39 +340,64 @@ fn describe(edit: &config_edit::Edit) -> String {
     }
 }
 
-/// Accepts control connections: one JSON request line each, answered with one line.
+/// The longest request line a control connection may send.
+const MAX_REQUEST_LEN: u64 = 64 << 10;
+/// How long a control connection may take to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Control connections served at once; more wait in the listen backlog.
+const MAX_CONTROL_CONNECTIONS: usize = 16;
+
+/// Accepts control connections: one JSON request line each, answered with one line, each
+/// bounded in size and time ([`serve::accept_loop`] bounds how many at once).
 async fn accept_requests(
     listener: UnixListener,
     requests: mpsc::Sender<(Request, oneshot::Sender<Response>)>,
 ) {
-    while let Ok((stream, _)) = listener.accept().await {
-        let requests = requests.clone();
-        tokio::spawn(async move {
-            let (read, mut write) = stream.into_split();
-            let mut line = String::new();
-            if BufReader::new(read).read_line(&mut line).await.is_err() {
+    let listener = &listener;
+    serve::accept_loop(
+        "control socket",
+        MAX_CONTROL_CONNECTIONS,
+        move || async move { listener.accept().await.map(|(stream, _)| stream) },
+        |stream| answer(stream, requests.clone()),
+    )
+    .await;
+}
+
+/// Reads one request from `stream`, has the controller handle it, and writes the answer.
+async fn answer(
+    stream: tokio::net::UnixStream,
+    requests: mpsc::Sender<(Request, oneshot::Sender<Response>)>,
+) {
+    let (read, mut write) = stream.into_split();
+    let response = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(read)).await {
+        Err(_) => Response::refused("no request line within 10 s"),
+        Ok(Err(message)) => Response::refused(message),
+        Ok(Ok(request)) => {
+            let (reply, answer) = oneshot::channel();
+            if requests.send((request, reply)).await.is_err() {
                 return;
             }
-            let response = match serde_json::from_str::<Request>(&line) {
-                Ok(request) => {
-                    let (reply, answer) = oneshot::channel();
-                    if requests.send((request, reply)).await.is_err() {
-                        return;
-                    }
-                    match answer.await {
-                        Ok(response) => response,
-                        Err(_) => return,
-                    }
-                }
-                Err(err) => Response {
-                    ok: false,
-                    message: format!("not a request: {err}"),
-                    epoch: 0,
-                },
-            };
-            let mut text = serde_json::to_string(&response).unwrap_or_default();
-            text.push('\n');
-            let _ = write.write_all(text.as_bytes()).await;
-        });
+            match answer.await {
+                Ok(response) => response,
+                Err(_) => return,
+            }
+        }
+    };
+    let mut text = serde_json::to_string(&response).unwrap_or_default();
+    text.push('\n');
+    let _ = tokio::time::timeout(REQUEST_TIMEOUT, write.write_all(text.as_bytes())).await;
+}
+
+/// One request line, at most [`MAX_REQUEST_LEN`] octets of UTF-8 JSON; why not if not.
+async fn read_request(read: tokio::net::unix::OwnedReadHalf) -> Result<Request, String> {
+    let mut line = Vec::new();
+    BufReader::new(read.take(MAX_REQUEST_LEN + 1))
+        .read_until(b'\n', &mut line)
+        .await
+        .map_err(|err| format!("cannot read the request: {err}"))?;
+    if line.len() as u64 > MAX_REQUEST_LEN {
+        return Err(format!("a request is at most {MAX_REQUEST_LEN} octets"));
     }
+    let text = std::str::from_utf8(&line).map_err(|_| "a request is UTF-8 JSON".to_owned())?;
+    serde_json::from_str(text).map_err(|err| format!("not a request: {err}"))
 }

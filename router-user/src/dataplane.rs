@@ -128,16 +128,9 @@ impl Dataplane {
     /// alone and the other one is rewritten in full on the first apply).
     pub fn new(ebpf: &mut Ebpf, limits: Limits) -> Result<Self, DataplaneError> {
         let control: Array<MapData, Control> = take(ebpf, &specs::CONTROL)?;
-        let epoch = control
-            .get(&0, 0)
-            .map_err(map_error(specs::CONTROL.name))?
-            .epoch;
+        let epoch = kernel_epoch(&control)?;
         let tx_port_map: DevMapHash<MapData> = take(ebpf, &specs::TX_PORTS)?;
-        // Pinned entries are live: known from the start, so that none is written again.
-        let tx_ports = tx_port_map
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(map_error(specs::TX_PORTS.name))?;
+        let tx_ports = devmap_ports(&tx_port_map)?;
         Ok(Self {
             limits,
             control,
@@ -183,6 +176,7 @@ impl Dataplane {
         indices: &mut BackendIndices,
         interface: impl Fn(&str) -> Result<Interface, NetifError>,
     ) -> Result<(), DataplaneError> {
+        self.follow_kernel()?;
         let mut new_indices = indices.clone();
         let tables = RoutingTables::build(config, &mut new_indices, &self.limits, interface)?;
         if self.active() == Some(&tables) {
@@ -197,7 +191,7 @@ impl Dataplane {
 
     /// Installs `tables`: writes the inactive generation, flips to it, waits until no packet
     /// can be using the old one. On an error the active generation is untouched.
-    pub fn apply(&mut self, tables: RoutingTables) -> Result<(), DataplaneError> {
+    fn apply(&mut self, tables: RoutingTables) -> Result<(), DataplaneError> {
         let epoch = self.epoch.wrapping_add(1);
         let target = Control { epoch }.generation();
         // Unknown until written in full: an error half-way leaves it so.
@@ -222,6 +216,21 @@ impl Dataplane {
         }
         self.clear_worker_sockets(&tables);
         self.installed[target as usize] = Some(tables);
+        Ok(())
+    }
+
+    /// Takes the epoch from the kernel, not from memory: if another writer flipped the
+    /// generations since (there should be none: a controller holds its interface's lock),
+    /// neither generation's content is known any more, and the next write is a full one into
+    /// the generation packets do not use.
+    fn follow_kernel(&mut self) -> Result<(), DataplaneError> {
+        let epoch = kernel_epoch(&self.control)?;
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            self.installed = [None, None];
+            self.tx_ports = devmap_ports(&self.tx_port_map)?;
+            self.local_workers = None;
+        }
         Ok(())
     }
 
@@ -399,6 +408,21 @@ impl Counters {
             &open_pinned(pin_dir, &specs::BACKEND_STATS)?,
         )
     }
+}
+
+/// The epoch in `CONTROL`.
+fn kernel_epoch(control: &Array<MapData, Control>) -> Result<u32, DataplaneError> {
+    Ok(control
+        .get(&0, 0)
+        .map_err(map_error(specs::CONTROL.name))?
+        .epoch)
+}
+
+/// The interfaces in the devmap: live entries, never to be written again.
+fn devmap_ports(map: &DevMapHash<MapData>) -> Result<BTreeSet<u32>, DataplaneError> {
+    map.keys()
+        .collect::<Result<_, _>>()
+        .map_err(map_error(specs::TX_PORTS.name))
 }
 
 /// The number of entries of `spec`'s map pinned in `pin_dir`, as the kernel made it.

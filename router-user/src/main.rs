@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("quic-router: error: {err:#}");
+            eprintln!("quic-router: error: {}", cli::error_line(&err));
             ExitCode::from(if cli::is_bad_input(&err) {
                 EXIT_BAD_INPUT
             } else {

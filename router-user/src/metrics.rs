@@ -1,11 +1,11 @@
 //! Prometheus metrics (`--metrics-addr`): the same counters as `quic-router stats`, read from
 //! the pinned maps at each scrape.
 
-use std::{convert::Infallible, sync::Arc};
+use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use http_body_util::Full;
 use hyper::{Request, Response, body::Bytes, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric as _, text::encode},
@@ -13,7 +13,7 @@ use prometheus_client::{
     registry::Registry,
 };
 use router_common::counters::{LocalOutcome, Outcome};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::{pin::RouterPaths, router::PinnedRouter, runstate::RunState};
 
@@ -71,7 +71,8 @@ impl Collector for RouterCollector {
                 } else {
                     delivered.packets
                 };
-                let labels = [("backend", backend.name.as_str())];
+                let name = escape_label(&backend.name);
+                let labels = [("backend", name.as_str())];
                 ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
             }
         }
@@ -88,36 +89,80 @@ impl Collector for RouterCollector {
     }
 }
 
-/// Serves `GET /metrics` (any path) on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, collector: RouterCollector) -> std::io::Result<()> {
+/// `value` as the text format quotes a label value: backslash, double quote and newline
+/// escaped. Backend names cannot hold them, but the run state is a file.
+fn escape_label(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// Connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send its request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one connection may stay open, whatever it does.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves `GET /metrics` (any path) on `listener` until the task is dropped, each connection
+/// bounded in time ([`serve::accept_loop`] bounds how many at once).
+pub async fn serve(listener: TcpListener, collector: RouterCollector) {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(collector));
     let registry = Arc::new(registry);
-    loop {
-        let (stream, _) = listener.accept().await?;
+    let listener = &listener;
+    crate::serve::accept_loop(
+        "metrics",
+        MAX_CONNECTIONS,
+        move || async move { listener.accept().await.map(|(stream, _)| stream) },
+        |stream| scrape(stream, registry.clone()),
+    )
+    .await;
+}
+
+/// Answers one connection's requests with the metrics.
+async fn scrape(stream: TcpStream, registry: Arc<Registry>) {
+    let service = service_fn(move |_request: Request<hyper::body::Incoming>| {
         let registry = registry.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |_request: Request<hyper::body::Incoming>| {
-                let registry = registry.clone();
-                async move {
-                    let mut body = String::new();
-                    let response = match encode(&mut body, &registry) {
-                        Ok(()) => Response::builder()
-                            .header(
-                                "content-type",
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            )
-                            .body(Full::new(Bytes::from(body))),
-                        Err(_) => Response::builder()
-                            .status(500)
-                            .body(Full::new(Bytes::new())),
-                    };
-                    Ok::<_, Infallible>(response.expect("a valid response"))
-                }
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+        async move {
+            let mut body = String::new();
+            let response = match encode(&mut body, &registry) {
+                Ok(()) => Response::builder()
+                    .header(
+                        "content-type",
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )
+                    .body(Full::new(Bytes::from(body))),
+                Err(_) => Response::builder()
+                    .status(500)
+                    .body(Full::new(Bytes::new())),
+            };
+            Ok::<_, Infallible>(response.expect("a valid response"))
+        }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service);
+    let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_label;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("alpha-1.b_2"), "alpha-1.b_2");
+        assert_eq!(escape_label("q\"x"), "q\\\"x");
+        assert_eq!(escape_label("a\\b\nc"), "a\\\\b\\nc");
     }
 }

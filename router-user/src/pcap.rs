@@ -1,6 +1,11 @@
-//! Packets from capture files (pcap or pcapng), as Ethernet frames for `explain`.
+//! Packets from capture files (pcap or pcapng), as Ethernet frames for `explain`: read as a
+//! stream, one packet at a time, from a regular file of bounded size.
 
-use std::{fs::File, io::Read as _, path::Path};
+use std::{
+    fs::File,
+    io::{BufReader, Read as _, Take},
+    path::Path,
+};
 
 use pcap_file::{
     DataLink,
@@ -8,13 +13,12 @@ use pcap_file::{
     pcapng::{Block, PcapNgReader},
 };
 
+use crate::files::{self, FileError, MAX_CAPTURE_LEN};
+
 #[derive(Debug, thiserror::Error)]
 pub enum PcapError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("{path}: not a capture file: {message}")]
     Format { path: String, message: String },
     #[error("{path}: packet {packet}: link type {link:?} is not Ethernet, raw IP or Linux cooked")]
@@ -23,64 +27,129 @@ pub enum PcapError {
         packet: usize,
         link: DataLink,
     },
+    #[error("{path}: packet {packet}: not an IP packet, in a capture of raw IP")]
+    NotIp { path: String, packet: usize },
+    #[error("{path}: packet {packet}: shorter than its link type's header")]
+    Truncated { path: String, packet: usize },
 }
 
 /// pcapng files start with a Section Header Block.
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
-/// Every packet of the capture at `path`, as an Ethernet frame.
-pub fn read_packets(path: &Path) -> Result<Vec<Vec<u8>>, PcapError> {
+type Input = BufReader<Take<File>>;
+
+enum Reader {
+    Pcap(PcapReader<Input>),
+    PcapNg(PcapNgReader<Input>),
+}
+
+/// The packets of a capture file, in order, as Ethernet frames.
+pub struct Packets {
+    path: String,
+    reader: Reader,
+    /// Packets read so far.
+    count: usize,
+}
+
+/// Opens the capture at `path`.
+pub fn open(path: &Path) -> Result<Packets, PcapError> {
     let shown = path.display().to_string();
-    let read_error = |source| PcapError::Read {
+    let file = files::open_regular(path)?;
+    let len = file
+        .metadata()
+        .map_err(|source| FileError::Read {
+            path: shown.clone(),
+            source,
+        })?
+        .len();
+    if len > MAX_CAPTURE_LEN {
+        return Err(FileError::TooLarge {
+            path: shown,
+            limit: MAX_CAPTURE_LEN,
+        }
+        .into());
+    }
+    let mut input = BufReader::new(file.take(MAX_CAPTURE_LEN));
+    let magic = std::io::BufRead::fill_buf(&mut input).map_err(|source| FileError::Read {
         path: shown.clone(),
         source,
-    };
-    let mut bytes = Vec::new();
-    File::open(path)
-        .and_then(|mut file| file.read_to_end(&mut bytes))
-        .map_err(read_error)?;
+    })?;
     let format_error = |err: pcap_file::PcapError| PcapError::Format {
         path: shown.clone(),
         message: err.to_string(),
     };
-    let mut frames = Vec::new();
-    let mut push = |link: DataLink, data: &[u8]| match to_ethernet(link, data) {
-        Some(frame) => {
-            frames.push(frame);
-            Ok(())
-        }
-        None => Err(PcapError::LinkType {
-            path: shown.clone(),
-            packet: frames.len() + 1,
-            link,
-        }),
-    };
-    if bytes.starts_with(&PCAPNG_MAGIC) {
-        let mut reader = PcapNgReader::new(&bytes[..]).map_err(format_error)?;
-        while let Some(block) = reader.next_block() {
-            let (interface, data) = match block.map_err(format_error)? {
-                Block::EnhancedPacket(packet) => {
-                    (packet.interface_id as usize, packet.data.into_owned())
-                }
-                Block::SimplePacket(packet) => (0, packet.data.into_owned()),
-                _ => continue,
-            };
-            let link = reader
-                .interfaces()
-                .get(interface)
-                .map_or(DataLink::ETHERNET, |description| description.linktype);
-            push(link, &data)?;
-        }
+    let reader = if magic.starts_with(&PCAPNG_MAGIC) {
+        Reader::PcapNg(PcapNgReader::new(input).map_err(format_error)?)
     } else {
-        let mut reader = PcapReader::new(&bytes[..]).map_err(format_error)?;
-        let link = reader.header().datalink;
-        while let Some(packet) = reader.next_packet() {
-            push(link, &packet.map_err(format_error)?.data)?;
-        }
-    }
-    Ok(frames)
+        Reader::Pcap(PcapReader::new(input).map_err(format_error)?)
+    };
+    Ok(Packets {
+        path: shown,
+        reader,
+        count: 0,
+    })
 }
 
+impl Packets {
+    /// The next packet's link type and data; `None` at the end.
+    fn next_raw(&mut self) -> Option<Result<(DataLink, Vec<u8>), pcap_file::PcapError>> {
+        match &mut self.reader {
+            Reader::Pcap(reader) => {
+                let link = reader.header().datalink;
+                let packet = reader.next_packet()?;
+                Some(packet.map(|packet| (link, packet.data.into_owned())))
+            }
+            Reader::PcapNg(reader) => loop {
+                let (interface, data) = match reader.next_block()? {
+                    Err(err) => return Some(Err(err)),
+                    Ok(Block::EnhancedPacket(packet)) => {
+                        (packet.interface_id as usize, packet.data.into_owned())
+                    }
+                    Ok(Block::SimplePacket(packet)) => (0, packet.data.into_owned()),
+                    Ok(_) => continue,
+                };
+                let link = reader
+                    .interfaces()
+                    .get(interface)
+                    .map_or(DataLink::ETHERNET, |description| description.linktype);
+                return Some(Ok((link, data)));
+            },
+        }
+    }
+}
+
+impl Iterator for Packets {
+    type Item = Result<Vec<u8>, PcapError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let raw = self.next_raw()?;
+        self.count += 1;
+        let (path, packet) = (&self.path, self.count);
+        Some(
+            raw.map_err(|err| PcapError::Format {
+                path: path.clone(),
+                message: err.to_string(),
+            })
+            .and_then(|(link, data)| {
+                to_ethernet(link, &data).ok_or_else(|| match link {
+                    DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => PcapError::NotIp {
+                        path: path.clone(),
+                        packet,
+                    },
+                    DataLink::LINUX_SLL | DataLink::LINUX_SLL2 => PcapError::Truncated {
+                        path: path.clone(),
+                        packet,
+                    },
+                    _ => PcapError::LinkType {
+                        path: path.clone(),
+                        packet,
+                        link,
+                    },
+                })
+            }),
+        )
+    }
+}
 /// The packet as an Ethernet frame: as it is, or behind a made-up Ethernet header for raw IP
 /// and Linux cooked captures (`tcpdump -i any`).
 fn to_ethernet(link: DataLink, data: &[u8]) -> Option<Vec<u8>> {

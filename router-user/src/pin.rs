@@ -5,8 +5,13 @@
 use std::{
     ffi::CString,
     fs,
-    os::unix::fs::{DirBuilderExt as _, PermissionsExt as _},
+    io::Write as _,
+    os::{
+        fd::AsRawFd as _,
+        unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _},
+    },
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 /// The bpffs mount point.
@@ -25,6 +30,14 @@ pub enum PinError {
     },
     #[error("interface name {0:?} cannot name a directory")]
     Interface(String),
+    #[error("a controller already runs for {iface}{}", holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default())]
+    Locked { iface: String, holder: Option<u32> },
+}
+
+/// A held controller lock ([`RouterPaths::lock`]).
+#[derive(Debug)]
+pub struct ControllerLock {
+    _file: fs::File,
 }
 
 /// The paths of one interface's router.
@@ -67,6 +80,51 @@ impl RouterPaths {
     /// The controller's control socket.
     pub fn control_socket(&self) -> PathBuf {
         self.run_dir.join("control.sock")
+    }
+
+    /// The lock a controller holds for as long as it runs.
+    pub fn lock_file(&self) -> PathBuf {
+        self.run_dir.join("controller.lock")
+    }
+
+    /// Takes the interface's controller lock (`flock`, exclusive): without waiting, or waiting
+    /// up to `wait`. Held until the returned guard drops, or the process ends.
+    pub fn lock(&self, wait: Duration) -> Result<ControllerLock, PinError> {
+        let path = self.lock_file();
+        let error = |source| PinError::Create {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(error)?;
+        let deadline = Instant::now() + wait;
+        loop {
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                // For the refusal of the next one: who holds it.
+                let _ = file.set_len(0);
+                let _ = (&file).write_all(std::process::id().to_string().as_bytes());
+                return Ok(ControllerLock { _file: file });
+            }
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(error(err));
+            }
+            if Instant::now() >= deadline {
+                let holder = fs::read_to_string(&path).unwrap_or_default();
+                return Err(PinError::Locked {
+                    iface: self.iface.clone(),
+                    holder: holder.trim().parse().ok(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Mounts bpffs if needed and creates both directories, root-only.

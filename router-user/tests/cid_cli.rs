@@ -1,47 +1,19 @@
 //! `quic-router cid` end to end: the draft's vectors in both directions through the binary,
 //! and one clear line with exit status 2 for every kind of bad input.
 
-use std::{fs, os::unix::fs::PermissionsExt as _, path::Path, process::Command};
+use std::{fs, os::unix::fs::PermissionsExt as _, path::Path};
 
+use integration_tests::process::{self, CliOutput, run_cli};
 use serde_json::Value;
 
 const VECTORS: &str = include_str!("../../router-common/tests/data/quic_lb_vectors.json");
 
-struct Output {
-    status: i32,
-    stdout: String,
-    stderr: String,
+fn quic_router(args: &[&str]) -> CliOutput {
+    run_cli(Path::new(env!("CARGO_BIN_EXE_quic-router")), args)
 }
 
-fn quic_router(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_quic-router"))
-        .args(args)
-        .output()
-        .expect("run quic-router");
-    Output {
-        status: out.status.code().expect("exit status"),
-        stdout: String::from_utf8(out.stdout).expect("utf-8 stdout"),
-        stderr: String::from_utf8(out.stderr).expect("utf-8 stderr"),
-    }
-}
-
-/// Exit status 2, nothing on stdout, exactly one line on stderr that mentions `needle`.
 fn assert_bad_input(args: &[&str], needle: &str) {
-    let out = quic_router(args);
-    assert_eq!(out.status, 2, "{args:?}: {}", out.stderr);
-    assert!(out.stdout.is_empty(), "{args:?}: stdout {:?}", out.stdout);
-    assert_eq!(
-        out.stderr.lines().count(),
-        1,
-        "{args:?}: stderr {:?}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains(needle),
-        "{args:?}: {:?} lacks {needle:?}",
-        out.stderr
-    );
-    assert!(!out.stderr.contains("panicked"), "{args:?}: {}", out.stderr);
+    process::assert_bad_input(Path::new(env!("CARGO_BIN_EXE_quic-router")), args, needle);
 }
 
 fn vectors() -> Vec<Value> {
@@ -216,7 +188,7 @@ fn write_key_file(dir: &Path, name: &str, contents: &[u8], mode: u32) -> String 
 }
 
 #[test]
-fn key_files_work_and_must_not_be_world_readable() {
+fn key_files_work_and_must_be_private_to_their_owner() {
     let dir = tempfile::tempdir().unwrap();
     let key_hex = "fdf726a9893ec05c0632d3956680baf0";
     let hex_file = write_key_file(
@@ -225,19 +197,9 @@ fn key_files_work_and_must_not_be_world_readable() {
         format!("{key_hex}\n").as_bytes(),
         0o600,
     );
-    let raw_file = write_key_file(dir.path(), "raw.key", &hex_decode(key_hex), 0o640);
+    let raw_file = write_key_file(dir.path(), "raw.key", &hex_decode(key_hex), 0o400);
     for file in [&hex_file, &raw_file] {
-        let out = quic_router(&[
-            "cid",
-            "decode",
-            "--server-id-len",
-            "3",
-            "--nonce-len",
-            "4",
-            "--key-file",
-            file,
-            "0767947d29be054a",
-        ]);
+        let out = quic_router(&decode_with_key_file(file, "0767947d29be054a"));
         assert_eq!(out.status, 0, "{}", out.stderr);
         assert_eq!(
             out.stdout,
@@ -247,18 +209,13 @@ fn key_files_work_and_must_not_be_world_readable() {
 
     let open_file = write_key_file(dir.path(), "open.key", key_hex.as_bytes(), 0o644);
     assert_bad_input(
-        &[
-            "cid",
-            "decode",
-            "--server-id-len",
-            "3",
-            "--nonce-len",
-            "4",
-            "--key-file",
-            &open_file,
-            "0767947d29be054a",
-        ],
-        "accessible to other users",
+        &decode_with_key_file(&open_file, "0767947d29be054a"),
+        "accessible to its group and other users",
+    );
+    let group_file = write_key_file(dir.path(), "group.key", key_hex.as_bytes(), 0o640);
+    assert_bad_input(
+        &decode_with_key_file(&group_file, "0767947d29be054a"),
+        "accessible to its group (mode 0640)",
     );
     let bad_file = write_key_file(dir.path(), "bad.key", b"not a key at all\n", 0o600);
     assert_bad_input(
@@ -278,19 +235,24 @@ fn key_files_work_and_must_not_be_world_readable() {
     );
     let missing = dir.path().join("missing.key");
     assert_bad_input(
-        &[
-            "cid",
-            "decode",
-            "--server-id-len",
-            "3",
-            "--nonce-len",
-            "4",
-            "--key-file",
-            missing.to_str().unwrap(),
-            "07c4605e4504cc4f",
-        ],
-        "cannot read key file",
+        &decode_with_key_file(missing.to_str().unwrap(), "07c4605e4504cc4f"),
+        "key file: cannot open",
     );
+}
+
+/// `cid decode` of `cid` with the worked example's lengths and the key in `key_file`.
+fn decode_with_key_file<'a>(key_file: &'a str, cid: &'a str) -> [&'a str; 9] {
+    [
+        "cid",
+        "decode",
+        "--server-id-len",
+        "3",
+        "--nonce-len",
+        "4",
+        "--key-file",
+        key_file,
+        cid,
+    ]
 }
 
 fn hex_decode(digits: &str) -> Vec<u8> {

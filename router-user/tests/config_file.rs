@@ -146,7 +146,7 @@ fn every_error_names_file_line_and_problem() {
         "keys/cr1.key",
         "keys/missing.key",
         26,
-        "cannot read key file",
+        "key file: cannot open",
     );
     assert_error(
         "0 = [\"0a01\"]",
@@ -219,17 +219,27 @@ fn every_error_names_file_line_and_problem() {
 }
 
 #[test]
-fn a_world_readable_key_file_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    write_key(dir.path(), 0o644);
-    let path = dir.path().join("router.toml");
-    fs::write(&path, EXAMPLE).unwrap();
-    let message = config::load(&path).unwrap_err().to_string();
-    assert!(
-        message.contains(":26: key file") && message.contains("accessible to other users"),
-        "{message}"
-    );
-    assert!(!message.contains("8f95f092"), "the key leaked: {message}");
+fn a_key_file_its_group_or_others_can_access_is_refused() {
+    for (mode, who) in [
+        (0o644, "its group and other users"),
+        (0o640, "its group"),
+        (0o660, "its group"),
+        (0o604, "other users"),
+        (0o601, "other users"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        write_key(dir.path(), mode);
+        let path = dir.path().join("router.toml");
+        fs::write(&path, EXAMPLE).unwrap();
+        let message = config::load(&path).unwrap_err().to_string();
+        assert!(
+            message.contains(":26: key file")
+                && message.contains(&format!("accessible to {who} (mode {mode:04o})"))
+                && message.contains("chmod go-rwx"),
+            "{mode:o}: {message}"
+        );
+        assert!(!message.contains("8f95f092"), "the key leaked: {message}");
+    }
 }
 
 #[test]

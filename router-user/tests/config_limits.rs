@@ -3,21 +3,11 @@
 //! naming the file and the line.
 
 use integration_tests::{
-    ConfigFile,
     addresses::{QUIC_PORT, VIP4, VIP6},
     config_text::{BackendText, ConfigText},
+    load_config_text,
 };
 use router_common::maps::Limits;
-use router_user::config::{self, RouterConfig};
-
-fn load(text: ConfigText) -> Result<RouterConfig, String> {
-    let file = ConfigFile::with_text(|_| text);
-    config::load(&file.path).map_err(|err| {
-        let message = err.to_string();
-        assert!(!message.contains('\n'), "{message:?} is not one line");
-        message
-    })
-}
 
 fn base() -> ConfigText {
     ConfigText::new()
@@ -31,10 +21,10 @@ fn host(name: &str, server_id: &str) -> BackendText {
 
 #[test]
 fn limits_default_to_todays_sizes_and_take_what_the_file_says() {
-    let config = load(base().backend(&host("alpha", "0a01"))).unwrap();
+    let config = load_config_text(base().backend(&host("alpha", "0a01"))).unwrap();
     assert_eq!(config.limits, Limits::DEFAULT);
 
-    let config = load(
+    let config = load_config_text(
         ConfigText::new()
             .limits(&[
                 ("backends", 2048),
@@ -67,7 +57,7 @@ fn each_limit_is_checked_against_its_range() {
         ("cid_cache_entries", 1023, "1024..=16777216"),
         ("cid_cache_entries", 16_777_217, "1024..=16777216"),
     ] {
-        let message = load(
+        let message = load_config_text(
             ConfigText::new()
                 .limits(&[(key, value)])
                 .listener(VIP4, QUIC_PORT, None),
@@ -79,7 +69,7 @@ fn each_limit_is_checked_against_its_range() {
             "{message}"
         );
     }
-    let message = load(
+    let message = load_config_text(
         ConfigText::new()
             .limits(&[("backend", 8)])
             .listener(VIP4, QUIC_PORT, None),
@@ -91,7 +81,7 @@ fn each_limit_is_checked_against_its_range() {
 #[test]
 fn the_file_must_fit_in_its_limits() {
     // Two listeners where one fits.
-    let message = load(
+    let message = load_config_text(
         ConfigText::new()
             .limits(&[("listeners", 1)])
             .listener(VIP4, QUIC_PORT, None)
@@ -115,15 +105,15 @@ fn the_file_must_fit_in_its_limits() {
                 text.backend(&host(&format!("b{i}"), id))
             })
     };
-    let message = load(three(&[("backends", 2)])).unwrap_err();
+    let message = load_config_text(three(&[("backends", 2)])).unwrap_err();
     assert!(
         message.contains("more than 2 backends (limits.backends)"),
         "{message}"
     );
-    let message = load(three(&[("server_ids", 2)])).unwrap_err();
+    let message = load_config_text(three(&[("server_ids", 2)])).unwrap_err();
     assert!(
         message.contains("more than 2 server IDs in all (limits.server_ids)"),
         "{message}"
     );
-    assert!(load(three(&[("backends", 3), ("server_ids", 3)])).is_ok());
+    assert!(load_config_text(three(&[("backends", 3), ("server_ids", 3)])).is_ok());
 }

@@ -129,6 +129,17 @@ impl ConfigFile {
     }
 }
 
+/// The config `text` builds, written to a file and loaded; an error as its one line (the
+/// line is checked to be one).
+pub fn load_config_text(text: ConfigText) -> Result<RouterConfig, String> {
+    let file = ConfigFile::with_text(|_| text);
+    config::load(&file.path).map_err(|err| {
+        let message = err.to_string();
+        assert!(!message.contains('\n'), "{message:?} is not one line");
+        message
+    })
+}
+
 /// Writes the key file `name` (mode 0600, as the router requires) into `dir`: its path.
 pub fn write_key(dir: &Path, name: &str, hex_key: &str) -> PathBuf {
     let path = dir.join(name);

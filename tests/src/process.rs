@@ -102,3 +102,62 @@ impl Drop for Controller {
         let _ = self.child.wait();
     }
 }
+
+/// What a finished command gave.
+pub struct CliOutput {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// How long a command run by [`run_cli`] may take: commands that fail at once, or hang.
+const CLI_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Runs `binary ARGS` in this namespace with no input, killing it (and failing) if it has
+/// not finished within 20 s.
+pub fn run_cli(binary: &Path, args: &[&str]) -> CliOutput {
+    let mut child = Command::new(binary)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("run {}: {err}", binary.display()));
+    let started = Instant::now();
+    while child.try_wait().expect("wait for the command").is_none() {
+        if started.elapsed() > CLI_DEADLINE {
+            let _ = child.kill();
+            panic!(
+                "{} {args:?} did not finish within {CLI_DEADLINE:?}",
+                binary.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("the command's output");
+    CliOutput {
+        status: out.status.code().expect("an exit status, not a signal"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `binary ARGS` is refused as bad input: exit status 2, nothing on stdout, one line on stderr
+/// that mentions `needle` and says each cause once, no panic.
+pub fn assert_bad_input(binary: &Path, args: &[&str], needle: &str) {
+    let out = run_cli(binary, args);
+    assert_eq!(out.status, 2, "{args:?}: {}", out.stderr);
+    assert!(out.stdout.is_empty(), "{args:?}: stdout {:?}", out.stdout);
+    assert_eq!(out.stderr.lines().count(), 1, "{args:?}: {:?}", out.stderr);
+    assert!(
+        out.stderr.contains(needle),
+        "{args:?}: {:?} lacks {needle:?}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"), "{args:?}: {}", out.stderr);
+    assert!(
+        out.stderr.matches("(os error").count() <= 1,
+        "{args:?}: a cause said twice: {}",
+        out.stderr
+    );
+}

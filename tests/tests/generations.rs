@@ -12,11 +12,16 @@ use aya_obj::programs::XdpAttachType;
 use integration_tests::{
     ConfigFile, TestRouter, XDP_REDIRECT,
     addresses::{QUIC_PORT, SENDER4, VIP4},
-    fixtures::{BACKENDS, BackendFixture, interface, mint},
+    fixtures::{BACKENDS, BackendFixture, INTERFACES, interface, mint},
+    load_router,
     mounts::PrivateMounts,
+    netns::Netns,
+    options_for,
     packet::{Datagram, short_header},
     run_once,
 };
+use router_common::counters::Outcome;
+use router_user::router::LoadOptions;
 
 const SWAPS: usize = 200;
 
@@ -111,4 +116,84 @@ fn packets_never_see_half_of_a_swap() {
             );
         }
     }
+}
+
+/// Two writers on one router's pinned maps (a lock keeps controllers from this; the data
+/// plane must not trust its memory all the same): one that last wrote long ago installs a
+/// config, and the maps then hold that config, not what the other wrote since.
+#[test]
+fn a_writer_takes_the_active_generation_from_the_kernel_not_from_memory() {
+    let [alpha, beta, gamma] = BACKENDS;
+    let config_a = ConfigFile::standard().load();
+    // A': beta's plaintext server ID is another; B: alpha and beta trade next hops.
+    let config_a2 = ConfigFile::with_backends(&[
+        alpha,
+        BackendFixture {
+            server_ids: ["0a0b", "000000b1", "31441b", "b1b1b1b1b1b1b1b1"],
+            ..beta
+        },
+        gamma,
+    ])
+    .load();
+    let config_b = ConfigFile::with_backends(&[
+        BackendFixture {
+            next_hop_mac: beta.next_hop_mac,
+            ..alpha
+        },
+        BackendFixture {
+            next_hop_mac: alpha.next_hop_mac,
+            ..beta
+        },
+        gamma,
+    ])
+    .load();
+
+    let netns = Netns::create("router");
+    for interface in INTERFACES {
+        netns.veth(interface.name, interface.mac);
+    }
+    let _inside = netns.enter();
+    let _mounts = PrivateMounts::enter();
+    let pin_dir = std::path::Path::new("/sys/fs/bpf/two-writers");
+    std::fs::create_dir(pin_dir).unwrap();
+    let options = LoadOptions {
+        pin_dir: Some(pin_dir),
+        ..options_for(&config_a)
+    };
+    let mut old = load_router(&config_a, &options);
+    let mut new = load_router(&config_b, &options);
+    new.install(&config_a2).unwrap();
+    assert_eq!(new.epoch(), 3);
+
+    // A packet whose DCID names 0a02: beta's in A, nobody's in A'.
+    let packet = Datagram::new(
+        SENDER4.parse().unwrap(),
+        VIP4.parse().unwrap(),
+        40_001,
+        QUIC_PORT,
+        short_header(&mint(0, beta.server_ids[0], 7)),
+    )
+    .frame();
+    assert_eq!(old.counters().unwrap().outcome(Outcome::UnknownServerId), 0);
+    old.run(&packet).unwrap();
+    assert_eq!(
+        old.counters().unwrap().outcome(Outcome::UnknownServerId),
+        1,
+        "A' is active"
+    );
+
+    // The old writer installs A again: it must not take A for installed from its memory.
+    let epoch = old.install(&config_a).unwrap();
+    assert_eq!(
+        epoch, 4,
+        "the old writer flipped on from the kernel's epoch"
+    );
+    let (action, out) = old.run(&packet).unwrap();
+    assert_eq!(action, XDP_REDIRECT);
+    assert_eq!(
+        hex::encode(&out[..6]),
+        beta.next_hop_mac.replace(':', ""),
+        "A routes 0a02 to beta"
+    );
+    assert_eq!(old.counters().unwrap().outcome(Outcome::UnknownServerId), 1);
 }

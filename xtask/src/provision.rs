@@ -14,8 +14,9 @@ use crate::run;
 
 /// bpf-linker 0.13 is the last release that builds with this machine's stable rustc.
 const BPF_LINKER_VERSION: &str = "0.13.0";
-/// ethtool: the namespace tests switch veth offloads (see platform notes).
-const DEBIAN_PACKAGES: &[&str] = &["ethtool"];
+/// ethtool: the namespace tests switch veth offloads (see platform notes); systemd: the tests
+/// check the shipped unit file with `systemd-analyze verify`.
+const DEBIAN_PACKAGES: &[&str] = &["ethtool", "systemd"];
 
 pub fn provision() -> anyhow::Result<()> {
     let started = Instant::now();

@@ -27,7 +27,7 @@ pub struct KeyArgs {
     /// AES-128 key as 32 hex digits. Prefer --key-file: arguments are visible in `ps`.
     #[arg(long, value_name = "HEX")]
     key: Option<String>,
-    /// File holding the key (32 hex digits or 16 raw octets), not accessible to other users.
+    /// File holding the key (32 hex digits or 16 raw octets), accessible to its owner only.
     #[arg(long, value_name = "PATH")]
     key_file: Option<PathBuf>,
 }

@@ -29,9 +29,10 @@ pub struct ExplainArgs {
 
 pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
     let config = config::load(&args.config).map_err(BadInput::from)?;
-    let packets = match (&args.packet, &args.pcap) {
-        (Some(digits), _) => vec![parse_hex("--packet", digits).map_err(BadInput)?],
-        (None, Some(path)) => pcap::read_packets(path).map_err(BadInput::from)?,
+    // The capture's header is checked before the program is loaded.
+    let capture = match (&args.packet, &args.pcap) {
+        (Some(_), _) => None,
+        (None, Some(path)) => Some(pcap::open(path).map_err(BadInput::from)?),
         (None, None) => return Err(BadInput(anyhow::anyhow!("give --packet or --pcap")).into()),
     };
     let mut router = Router::load(&LoadOptions {
@@ -40,9 +41,15 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         ..LoadOptions::default()
     })?;
     router.install(&config)?;
-    for packet in &packets {
-        let explanation = match router.explain(packet) {
-            Err(err @ RouterError::TooShort(_)) => return Err(BadInput::from(err).into()),
+    let mut explain = |packet: Option<usize>, frame: &[u8]| -> anyhow::Result<()> {
+        let explanation = match router.explain(frame) {
+            Err(err @ RouterError::TooShort(_)) => {
+                return Err(BadInput(match packet {
+                    Some(number) => anyhow::anyhow!("packet {number}: {err}"),
+                    None => err.into(),
+                })
+                .into());
+            }
             other => other?,
         };
         if args.json {
@@ -50,6 +57,16 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         } else {
             println!("{explanation}");
         }
+        Ok(())
+    };
+    match (&args.packet, capture) {
+        (Some(digits), _) => explain(None, &parse_hex("--packet", digits).map_err(BadInput)?),
+        (None, Some(capture)) => {
+            for (index, frame) in capture.enumerate() {
+                explain(Some(index + 1), &frame.map_err(BadInput::from)?)?;
+            }
+            Ok(())
+        }
+        (None, None) => Ok(()),
     }
-    Ok(())
 }

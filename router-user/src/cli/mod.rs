@@ -58,7 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// An error in what the operator gave (arguments, config, key or capture files): exit
 /// status 2, where a failure of the machine (loading the program, say) gives 1.
 #[derive(Debug, thiserror::Error)]
-#[error("{0:#}")]
+#[error("{}", error_line(.0))]
 pub struct BadInput(pub anyhow::Error);
 
 impl BadInput {
@@ -86,4 +86,46 @@ pub fn one_line(text: &str) -> String {
         .take_while(|line| !line.is_empty() && !line.starts_with("Usage:"))
         .collect();
     format!("{} (see --help)", message.join(" "))
+}
+
+/// `err` and its causes as one line, each cause said once: a cause whose text its outer error
+/// already shows (errors that quote their source) is not repeated.
+pub fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot open {path}: {source}")]
+    struct Open {
+        path: String,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::from_raw_os_error(2);
+        let err = anyhow::Error::new(Open {
+            path: "/x".into(),
+            source: io,
+        })
+        .context("key file");
+        assert_eq!(
+            error_line(&err),
+            "key file: cannot open /x: No such file or directory (os error 2)"
+        );
+    }
 }

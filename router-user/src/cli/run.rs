@@ -9,7 +9,7 @@ use router_user::{
     config::BackendState,
     control::{self, Request},
     controller::{Controller, ControllerError, RunOptions},
-    pin::RouterPaths,
+    pin::{PinError, RouterPaths},
     router::{Mode, PinnedRouter},
     runstate::RunState,
 };
@@ -89,7 +89,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         debug: args.debug,
     };
     let controller = Controller::start(options).map_err(|err| match err {
-        err @ (ControllerError::Config(_) | ControllerError::ModeMismatch { .. }) => {
+        err @ (ControllerError::Config(_)
+        | ControllerError::ModeMismatch { .. }
+        | ControllerError::Pin(PinError::Locked { .. } | PinError::Interface(_))) => {
             anyhow::Error::new(BadInput::from(err))
         }
         ControllerError::Router(err) if err.is_limits_change() => {
@@ -124,19 +126,22 @@ pub fn reload(args: IfaceArgs) -> anyhow::Result<()> {
     send(&args.iface, &Request::Reload).map(drop)
 }
 
+/// How long `detach` waits for a controller to stop.
+const DETACH_WAIT: Duration = Duration::from_secs(10);
+
 pub fn detach(args: IfaceArgs) -> anyhow::Result<()> {
     let paths = paths(&args.iface)?;
-    // Stop a running controller first, so that nothing writes the maps being removed.
-    if control::request(&args.iface, &paths.control_socket(), &Request::Shutdown).is_ok() {
-        for _ in 0..50 {
-            if !paths.control_socket().exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+    // Stop a running controller first, and hold its lock while the pins go, so that nothing
+    // writes the maps being removed and no controller starts meanwhile.
+    let _ = control::request(&args.iface, &paths.control_socket(), &Request::Shutdown);
+    let lock = paths
+        .run_dir
+        .exists()
+        .then(|| paths.lock(DETACH_WAIT))
+        .transpose()?;
     let had_link = PinnedRouter::new(&paths).detach()?;
     let _ = std::fs::remove_dir_all(&paths.run_dir);
+    drop(lock);
     if !had_link {
         return Err(BadInput(anyhow::anyhow!("no router is attached to {}", args.iface)).into());
     }

@@ -31,16 +31,22 @@ pub struct StatsArgs {
     json: bool,
 }
 
+/// The range of `--watch`, in seconds (NaN is outside it).
+const MIN_WATCH: f64 = 0.1;
+const MAX_WATCH: f64 = 86_400.0;
+
 pub fn run(args: StatsArgs) -> anyhow::Result<()> {
     let paths = paths(&args.iface.iface)?;
     let names: BTreeMap<u32, String> = RunState::load(&paths.state())
         .map(|s| s.backends.into_iter().map(|b| (b.index, b.name)).collect())
         .unwrap_or_default();
     let interval = match args.watch {
-        Some(secs) if secs > 0.0 && secs.is_finite() => Some(Duration::from_secs_f64(secs)),
+        Some(secs) if (MIN_WATCH..=MAX_WATCH).contains(&secs) => {
+            Some(Duration::from_secs_f64(secs))
+        }
         Some(_) => {
             return Err(super::BadInput(anyhow::anyhow!(
-                "--watch takes a positive number of seconds"
+                "--watch takes {MIN_WATCH} to {MAX_WATCH} seconds"
             ))
             .into());
         }

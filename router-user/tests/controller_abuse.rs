@@ -1,0 +1,216 @@
+//! The controller under abuse: descriptors exhausted by connections to its metrics port and
+//! control socket, oversized and malformed requests. It must survive, recover, and keep
+//! serving. Needs root.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    os::unix::net::UnixStream,
+    path::Path,
+    thread,
+    time::{Duration, Instant},
+};
+
+use integration_tests::{
+    addresses::{QUIC_PORT, VIP4},
+    config_text::ConfigText,
+    deployment::Deployment,
+    netns,
+};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_quic-router");
+const METRICS: &str = "127.0.0.1:19465";
+const CONTROL_SOCKET: &str = "/run/quic-router/r0/control.sock";
+
+fn deployment() -> Deployment {
+    let deployment = Deployment::new(Path::new(BINARY), 1);
+    deployment.write_config(
+        &ConfigText::new()
+            .listener(VIP4, QUIC_PORT, None)
+            .quic_lb(0, 2, 6, 0, None)
+            .backend(&deployment.backend(0, "alpha").server_id(0, "0a01"))
+            .build(),
+    );
+    deployment
+}
+
+/// The number of descriptors process `pid` has open.
+fn open_descriptors(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the controller's descriptors")
+        .count() as u64
+}
+
+/// Sets process `pid`'s soft and hard limit on open descriptors.
+fn limit_descriptors(pid: u32, limit: u64) {
+    let new = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit,
+    };
+    // SAFETY: prlimit reads `new` and writes nothing (old is null).
+    let status =
+        unsafe { libc::prlimit(pid as i32, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) };
+    assert_eq!(status, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+/// A scrape of the metrics port from inside `netns`, or why it failed.
+fn scrape(netns: &str) -> Result<String, String> {
+    let netns = netns.to_owned();
+    thread::spawn(move || {
+        let _inside = netns::enter(&netns);
+        let mut stream = TcpStream::connect(METRICS).map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .map_err(|e| e.to_string())?;
+        Ok(response)
+    })
+    .join()
+    .unwrap()
+}
+
+/// Waits until `ready` holds (every 100 ms), at most `within`.
+fn eventually(within: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what} within {within:?}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn descriptor_exhaustion_does_not_stop_the_metrics_or_the_control_socket() {
+    let setup = deployment();
+    let mut controller = setup.start(&["--metrics-addr", METRICS]);
+    let netns = setup.topology.router.name.clone();
+    assert!(
+        scrape(&netns)
+            .unwrap()
+            .contains("quic_router_packets_total")
+    );
+    // Room for a few more descriptors than it holds now: far fewer than the connections.
+    let pid = controller.pid();
+    limit_descriptors(pid, open_descriptors(pid) + 8);
+
+    // Half-sent requests to the metrics port (what any local user can do) and idle
+    // connections to the control socket, held at once.
+    let metrics_clients = {
+        let netns = netns.clone();
+        thread::spawn(move || {
+            let _inside = netns::enter(&netns);
+            (0..100)
+                .filter_map(|_| {
+                    let mut stream = TcpStream::connect(METRICS).ok()?;
+                    stream.write_all(b"GET / HTTP/1.1\r\n").ok()?;
+                    Some(stream)
+                })
+                .collect::<Vec<_>>()
+        })
+        .join()
+        .unwrap()
+    };
+    let control_clients: Vec<UnixStream> = (0..50)
+        .filter_map(|_| UnixStream::connect(CONTROL_SOCKET).ok())
+        .collect();
+    // (Fewer than the listen backlog: beyond it, the kernel drops connection attempts and
+    // clients retry for minutes.)
+    assert_eq!(metrics_clients.len(), 100);
+    assert_eq!(control_clients.len(), 50);
+    eventually(
+        Duration::from_secs(20),
+        "the accept loops hit the limit",
+        || controller.log_text().contains("cannot accept; retrying"),
+    );
+    assert!(controller.running(), "{}", controller.log_text());
+
+    // Gone again: both serve as before, and the controller never stopped.
+    drop(metrics_clients);
+    drop(control_clients);
+    eventually(Duration::from_secs(60), "a reload is answered", || {
+        setup.cli(&["reload", "--iface", "r0"]).0 == 0
+    });
+    eventually(Duration::from_secs(60), "a scrape is answered", || {
+        scrape(&netns).is_ok_and(|body| body.contains("quic_router_packets_total"))
+    });
+    assert!(controller.running(), "{}", controller.log_text());
+    assert!(
+        !controller.log_text().contains("stopped"),
+        "{}",
+        controller.log_text()
+    );
+}
+
+#[test]
+fn control_requests_are_bounded_in_size_time_and_encoding() {
+    let setup = deployment();
+    let mut controller = setup.start(&[]);
+    let ask = |request: &[u8]| -> String {
+        let mut stream = UnixStream::connect(CONTROL_SOCKET).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        // The controller may close the connection before it has taken all of a huge line.
+        let _ = stream.write_all(request);
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    };
+    let huge = vec![b'x'; 1 << 20];
+    assert!(
+        ask(&huge).contains("a request is at most 65536 octets"),
+        "a megabyte without a newline"
+    );
+    assert!(ask(b"\xff\xfe{}\n").contains("a request is UTF-8 JSON"));
+    assert!(ask(b"{\"command\":\"launch\"}\n").contains("not a request"));
+    // A connection that sends nothing is answered, and closed, after the request timeout.
+    let started = Instant::now();
+    let answer = ask(b"");
+    assert!(answer.contains("no request line within 10 s"), "{answer:?}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(controller.running(), "{}", controller.log_text());
+    assert_eq!(setup.cli(&["reload", "--iface", "r0"]).0, 0);
+}
+
+#[test]
+fn one_controller_per_interface_whatever_happens_to_its_socket() {
+    let setup = deployment();
+    let controller = setup.start(&[]);
+    let run = || {
+        let config = setup.config_path();
+        setup.cli(&[
+            "run",
+            "--iface",
+            "r0",
+            "--mode",
+            "native",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+    };
+    let refused = |(status, _, stderr): (i32, String, String)| {
+        assert_eq!(status, 2, "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "a controller already runs for r0 (pid {})",
+                controller.pid()
+            )),
+            "{stderr}"
+        );
+    };
+    refused(run());
+    // Without its control socket the controller still holds the interface.
+    std::fs::remove_file(CONTROL_SOCKET).unwrap();
+    refused(run());
+    let epoch = setup.status()["epoch"].as_u64();
+    // Once it is gone (SIGKILL: the kernel releases the lock), a new one takes over.
+    controller.kill();
+    let _next = setup.start(&[]);
+    assert_eq!(setup.status()["epoch"].as_u64(), epoch.map(|e| e + 1));
+}
