@@ -1,18 +1,15 @@
 //! Edits of the config file for `quic-router backend add|remove|drain|undrain`: the file
 //! stays the one source of the router's config, and keeps its comments and layout.
 
-use std::{
-    collections::BTreeMap,
-    fs,
-    io::Write as _,
-    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
-    path::Path,
-};
+use std::{collections::BTreeMap, fs, os::unix::fs::PermissionsExt as _, path::Path};
 
 use serde::{Deserialize, Serialize};
 use toml_edit::{Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table, value};
 
-use crate::config::{self, BackendState, ConfigError, RouterConfig};
+use crate::{
+    config::{self, BackendState, ConfigError, RouterConfig},
+    files,
+};
 
 /// A backend as `backend add` gives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,11 +38,8 @@ pub enum Edit {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EditError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{0}; nothing was changed")]
+    Unreadable(ConfigError),
     #[error("{path} is not TOML: {message}")]
     Parse { path: String, message: String },
     #[error("backend {0} is already in the config")]
@@ -61,24 +55,45 @@ pub enum EditError {
     },
 }
 
-/// Applies `edit` to the config file at `path`: validates the result in full, then replaces
-/// the file atomically (same permissions). Returns the new config.
-pub fn edit_file(path: &Path, edit: &Edit) -> Result<RouterConfig, EditError> {
-    let shown = path.display().to_string();
-    let text = config::read_text(path)?;
-    let edited = edit_text(&text, edit).map_err(|err| match err {
+/// An edit of the config file, validated, not yet written ([`prepare`]).
+#[derive(Debug)]
+pub struct PreparedEdit {
+    /// The file's text before.
+    pub original: String,
+    /// The file's text after.
+    pub edited: String,
+    /// The config the edited text gives.
+    pub config: RouterConfig,
+}
+
+/// Applies `edit` to the text of the config file at `path` and validates the result in
+/// full; writes nothing.
+pub fn prepare(path: &Path, edit: &Edit) -> Result<PreparedEdit, EditError> {
+    let original = config::read_text(path).map_err(EditError::Unreadable)?;
+    let edited = edit_text(&original, edit).map_err(|err| match err {
         EditError::Parse { message, .. } => EditError::Parse {
-            path: shown.clone(),
+            path: path.display().to_string(),
             message,
         },
         other => other,
     })?;
     let config = config::parse(&edited, path)?;
-    write_atomically(path, &edited).map_err(|source| EditError::Write {
-        path: shown,
+    Ok(PreparedEdit {
+        original,
+        edited,
+        config,
+    })
+}
+
+/// Replaces the config file at `path` with `text` atomically, keeping its mode; the file is
+/// as it was if that fails.
+pub fn write(path: &Path, text: &str) -> Result<(), EditError> {
+    let error = |source| EditError::Write {
+        path: path.display().to_string(),
         source,
-    })?;
-    Ok(config)
+    };
+    let mode = fs::metadata(path).map_err(error)?.permissions().mode() & 0o7777;
+    files::write_atomically(path, ".new", text.as_bytes(), mode).map_err(error)
 }
 
 /// `text` with `edit` applied (not validated).
@@ -142,20 +157,4 @@ pub fn edit_text(text: &str, edit: &Edit) -> Result<String, EditError> {
         }
     }
     Ok(document.to_string())
-}
-
-/// Writes `text` next to `path` and renames it over `path`, keeping `path`'s mode.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let mode = fs::metadata(path)?.permissions().mode() & 0o7777;
-    let temporary = path.with_extension("toml.new");
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&temporary)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    fs::set_permissions(&temporary, fs::Permissions::from_mode(mode))?;
-    fs::rename(&temporary, path)
 }

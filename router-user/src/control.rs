@@ -2,7 +2,7 @@
 //! JSON request per connection, one JSON response.
 
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
+    io::{BufRead as _, BufReader, Read as _, Write as _},
     os::unix::net::UnixStream,
     path::Path,
     time::Duration,
@@ -52,9 +52,16 @@ pub enum ControlError {
     },
     #[error("talking to the controller: {0}")]
     Io(#[from] std::io::Error),
+    #[error(
+        "the controller gave no answer (it may have stopped): whether the request was carried out is unknown; `quic-router status --iface {iface}` shows the epoch and the backends the router runs"
+    )]
+    NoAnswer { iface: String },
     #[error("the controller's answer is not understood: {0}")]
     Answer(#[from] serde_json::Error),
 }
+
+/// The longest answer line a controller gives.
+const MAX_ANSWER_LEN: u64 = 64 << 10;
 
 /// Sends `request` to the controller listening at `socket` and waits for its answer.
 pub fn request(iface: &str, socket: &Path, request: &Request) -> Result<Response, ControlError> {
@@ -68,6 +75,14 @@ pub fn request(iface: &str, socket: &Path, request: &Request) -> Result<Response
     line.push('\n');
     stream.write_all(line.as_bytes())?;
     let mut answer = String::new();
-    BufReader::new(stream).read_line(&mut answer)?;
-    Ok(serde_json::from_str(&answer)?)
+    let no_answer = || ControlError::NoAnswer {
+        iface: iface.to_owned(),
+    };
+    match BufReader::new(stream.take(MAX_ANSWER_LEN)).read_line(&mut answer) {
+        Ok(_) if answer.ends_with('\n') => Ok(serde_json::from_str(&answer)?),
+        // Cut off, or closed before a whole line.
+        Ok(_) => Err(no_answer()),
+        Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => Err(no_answer()),
+        Err(err) => Err(err.into()),
+    }
 }

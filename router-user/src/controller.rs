@@ -24,8 +24,9 @@ use crate::{
     config_edit,
     control::{Request, Response},
     metrics::{self, RouterCollector},
+    netif,
     pin::{ControllerLock, PinError, RouterPaths},
-    router::{Attachment, LoadOptions, Mode, Router, RouterError},
+    router::{Attachment, LoadOptions, Mode, PinnedRouter, Router, RouterError},
     runstate::{RunState, RunStateError},
     serve,
 };
@@ -71,6 +72,13 @@ pub enum ControllerError {
     },
     #[error("debug logging: {0}")]
     DebugLog(String),
+    #[error(transparent)]
+    Edit(#[from] config_edit::EditError),
+    #[error("interface {iface}: {source}")]
+    Interface {
+        iface: String,
+        source: netif::NetifError,
+    },
     #[error("signal handling: {0}")]
     Signal(std::io::Error),
 }
@@ -98,22 +106,123 @@ pub struct Controller {
     options: RunOptions,
     paths: RouterPaths,
     _lock: ControllerLock,
+    /// Bound by `start`, served by `serve`.
+    listeners: Option<Listeners>,
     router: Router,
     watched: Vec<(PathBuf, FileStamp)>,
     state: RunState,
     attachment: Attachment,
 }
 
+/// The listeners a controller serves on, bound before it changes anything: an address in
+/// use or a full `/run` refuses the start with nothing changed.
+struct Listeners {
+    control: std::os::unix::net::UnixListener,
+    metrics: Option<std::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the control socket under a name of its own (clients find it only once
+    /// [`publish`](Self::publish) puts it in place) and the metrics address.
+    fn bind(paths: &RouterPaths, metrics: Option<SocketAddr>) -> Result<Self, ControllerError> {
+        let path = unpublished(paths);
+        let socket_error = |source| ControllerError::Socket {
+            path: path.display().to_string(),
+            source,
+        };
+        let _ = fs::remove_file(&path);
+        let control = std::os::unix::net::UnixListener::bind(&path).map_err(socket_error)?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(socket_error)?;
+        control.set_nonblocking(true).map_err(socket_error)?;
+        let metrics = metrics
+            .map(|addr| {
+                let error = |source| ControllerError::Metrics { addr, source };
+                let listener = std::net::TcpListener::bind(addr).map_err(error)?;
+                listener.set_nonblocking(true).map_err(error)?;
+                Ok::<_, ControllerError>(listener)
+            })
+            .transpose()?;
+        Ok(Self { control, metrics })
+    }
+
+    /// Puts the control socket where clients find it (in place of a dead controller's): a
+    /// connection to it means a controller that runs the router.
+    fn publish(&self, paths: &RouterPaths) -> Result<(), ControllerError> {
+        let path = paths.control_socket();
+        fs::rename(unpublished(paths), &path).map_err(|source| ControllerError::Socket {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}
+
+/// Where the control socket is bound until the controller runs.
+fn unpublished(paths: &RouterPaths) -> PathBuf {
+    paths.run_dir.join("control.sock.starting")
+}
+
+/// What a start made, for the controller that runs it.
+struct TakenOver {
+    router: Router,
+    state: RunState,
+    attachment: Attachment,
+    listeners: Listeners,
+}
+
 impl Controller {
     /// Loads the config, then the program (adopting pinned maps), installs the config and
-    /// attaches (adopting or replacing a pinned link). Nothing is changed if the config is
-    /// invalid.
+    /// attaches (adopting or replacing a pinned link). Everything that can be checked is
+    /// checked before anything changes: the config, the interface, the lock, the listeners,
+    /// the pinned maps, the tables (interfaces, indices), the run state's write. A router made
+    /// for this start is removed again if the start fails after all.
     pub fn start(options: RunOptions) -> Result<Self, ControllerError> {
         let config = config::load(&options.config)?;
         let paths = RouterPaths::new(&options.iface)?;
+        // A typo creates nothing.
+        netif::lookup(&options.iface).map_err(|source| ControllerError::Interface {
+            iface: options.iface.clone(),
+            source,
+        })?;
         paths.prepare()?;
         // One controller per interface, for as long as it runs.
         let lock = paths.lock(Duration::ZERO)?;
+        let fresh = !paths.link().exists();
+        match Self::take_over(&options, &config, &paths).and_then(|taken| {
+            taken.listeners.publish(&paths)?;
+            Ok(taken)
+        }) {
+            Ok(TakenOver {
+                router,
+                state,
+                attachment,
+                listeners,
+            }) => Ok(Self {
+                watched: watched_files(&options.config, &config),
+                options,
+                paths,
+                _lock: lock,
+                listeners: Some(listeners),
+                router,
+                state,
+                attachment,
+            }),
+            Err(err) => {
+                if fresh {
+                    // Nothing was attached: the pins this start made go (under the lock).
+                    let _ = PinnedRouter::new(&paths).detach();
+                    let _ = fs::remove_file(paths.state());
+                }
+                let _ = fs::remove_file(unpublished(&paths));
+                Err(err)
+            }
+        }
+    }
+
+    fn take_over(
+        options: &RunOptions,
+        config: &RouterConfig,
+        paths: &RouterPaths,
+    ) -> Result<TakenOver, ControllerError> {
         let previous = RunState::load(&paths.state()).ok();
         let link_pinned = paths.link().exists();
         if let Some(previous) = previous.as_ref().filter(|_| link_pinned)
@@ -127,6 +236,7 @@ impl Controller {
         }
         // A change of debug mode changes the program's log level: swap it in.
         let replace = previous.as_ref().is_some_and(|p| p.debug != options.debug);
+        let listeners = Listeners::bind(paths, options.metrics_addr)?;
 
         let mut router = Router::load(&LoadOptions {
             limits: config.limits,
@@ -136,24 +246,49 @@ impl Controller {
         })?;
         router.pin_worker_program(&paths.worker_program())?;
         router.adopt_indices(previous.as_ref().map(RunState::indices).unwrap_or_default());
-        let epoch = router.install(&config)?;
-        let (attachment, program_id) =
-            router.attach(&options.iface, options.mode, &paths.link(), replace)?;
-
+        let prepared = router.prepare(config)?;
         let mut state = RunState {
             iface: options.iface.clone(),
             mode: options.mode,
             debug: options.debug,
             config: options.config.display().to_string(),
             pid: Some(std::process::id()),
-            program_id,
-            epoch,
+            program_id: previous.as_ref().map_or(0, |p| p.program_id),
+            epoch: prepared.epoch(),
             limits: config.limits,
             codepoints: Vec::new(),
             backends: Vec::new(),
         };
-        state.record_config(&config, epoch, router.backend_indices());
+        state.record_config(config, prepared.epoch(), prepared.backend_indices());
+        // Recorded before the point of no return (the flip of a running router's maps, or
+        // the attach of a new one).
         state.store(&paths.state())?;
+        let committed = router.commit(prepared).map_err(ControllerError::from);
+        let attached = committed.and_then(|epoch| {
+            let (attachment, program_id) =
+                router.attach(&options.iface, options.mode, &paths.link(), replace)?;
+            Ok((epoch, attachment, program_id))
+        });
+        let (epoch, attachment, program_id) = match attached {
+            Ok(attached) => attached,
+            Err(err) => {
+                // What runs is what the previous state says.
+                match &previous {
+                    Some(previous) => {
+                        let _ = previous.store(&paths.state());
+                    }
+                    None => {
+                        let _ = fs::remove_file(paths.state());
+                    }
+                }
+                return Err(err);
+            }
+        };
+        state.program_id = program_id;
+        if let Err(err) = state.store(&paths.state()) {
+            // The router runs the config recorded; only the program's ID is missing.
+            warn!(%err, "cannot record the attached program's ID");
+        }
         info!(
             iface = %options.iface,
             mode = options.mode.name(),
@@ -163,34 +298,31 @@ impl Controller {
             backends = config.backends.len(),
             "router running"
         );
-        Ok(Self {
-            watched: watched_files(&options.config, &config),
-            options,
-            paths,
-            _lock: lock,
+        Ok(TakenOver {
             router,
             state,
             attachment,
+            listeners,
         })
     }
 
     /// Serves until SIGINT, SIGTERM or a shutdown request. The data path keeps running.
     pub async fn serve(mut self) -> Result<(), ControllerError> {
+        let listeners = self
+            .listeners
+            .take()
+            .expect("start binds the listeners; serve runs once");
         let socket_path = self.paths.control_socket();
         let socket_error = |source| ControllerError::Socket {
             path: socket_path.display().to_string(),
             source,
         };
-        let _ = fs::remove_file(&socket_path);
-        let listener = UnixListener::bind(&socket_path).map_err(socket_error)?;
-        fs::set_permissions(&socket_path, fs::Permissions::from_mode(0o600))
-            .map_err(socket_error)?;
+        let control = UnixListener::from_std(listeners.control).map_err(socket_error)?;
         let (requests, mut incoming) = mpsc::channel(16);
-        tokio::spawn(accept_requests(listener, requests));
+        tokio::spawn(accept_requests(control, requests));
 
-        if let Some(addr) = self.options.metrics_addr {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
+        if let (Some(addr), Some(listener)) = (self.options.metrics_addr, listeners.metrics) {
+            let listener = tokio::net::TcpListener::from_std(listener)
                 .map_err(|source| ControllerError::Metrics { addr, source })?;
             let collector = RouterCollector {
                 paths: self.paths.clone(),
@@ -290,14 +422,74 @@ impl Controller {
         result
     }
 
-    /// Applies `config` if it changes anything; returns the epoch.
+    /// Applies `config` if it changes anything; returns the epoch. The run state records the
+    /// change before the flip; if the flip fails after all, it is recorded back.
     fn install(&mut self, config: &RouterConfig) -> Result<u32, ControllerError> {
-        self.watched = watched_files(&self.options.config, config);
-        let epoch = self.router.install(config)?;
-        self.state
-            .record_config(config, epoch, self.router.backend_indices());
-        self.state.store(&self.paths.state())?;
-        Ok(epoch)
+        self.install_with(config, || Ok(()), || ())
+    }
+
+    /// [`install`](Self::install), with `before` run after every check and the run state's
+    /// write, just before the flip (where an edit writes the config file), and `undo` run if
+    /// the flip fails after `before` succeeded.
+    fn install_with(
+        &mut self,
+        config: &RouterConfig,
+        before: impl FnOnce() -> Result<(), ControllerError>,
+        undo: impl FnOnce(),
+    ) -> Result<u32, ControllerError> {
+        let prepared = self.router.prepare(config)?;
+        let mut state = self.state.clone();
+        state.record_config(config, prepared.epoch(), prepared.backend_indices());
+        state.store(&self.paths.state())?;
+        let restore_state = |state: &RunState| {
+            if let Err(err) = state.store(&self.paths.state()) {
+                warn!(%err, "cannot record the run state back");
+            }
+        };
+        if let Err(err) = before() {
+            restore_state(&self.state);
+            return Err(err);
+        }
+        match self.router.commit(prepared) {
+            Ok(epoch) => {
+                self.state = state;
+                self.watched = watched_files(&self.options.config, config);
+                Ok(epoch)
+            }
+            Err(err) => {
+                undo();
+                restore_state(&self.state);
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Edits the config file and applies it: every check first, the file written just before
+    /// the flip, and put back if the flip fails. What the answer says is what happened.
+    fn edit(&mut self, edit: &config_edit::Edit) -> Result<String, String> {
+        let path = self.options.config.clone();
+        let prepared = config_edit::prepare(&path, edit).map_err(|err| err.to_string())?;
+        let original = prepared.original;
+        let edited = prepared.edited;
+        let write = || config_edit::write(&path, &edited).map_err(ControllerError::from);
+        let restore_failed = std::cell::Cell::new(None);
+        let undo = || {
+            if let Err(err) = config_edit::write(&path, &original) {
+                restore_failed.set(Some(err.to_string()));
+            }
+        };
+        match self.install_with(&prepared.config, write, undo) {
+            Ok(epoch) => {
+                info!(?edit, epoch, "config edited and applied");
+                Ok(format!("{} and applied", describe(edit)))
+            }
+            Err(err) => Err(match restore_failed.take() {
+                None => format!("nothing was changed: {err}"),
+                Some(restore) => format!(
+                    "not applied: {err}; the config file keeps the edit, and putting the old one back failed: {restore}"
+                ),
+            }),
+        }
     }
 
     fn handle(&mut self, request: Request) -> Response {
@@ -306,16 +498,7 @@ impl Controller {
                 .reload("reload request")
                 .map(|_| "config applied".to_owned()),
             Request::Shutdown => Ok("stopping; the data path keeps running".to_owned()),
-            Request::Edit { edit } => match config_edit::edit_file(&self.options.config, &edit) {
-                Ok(config) => match self.install(&config) {
-                    Ok(epoch) => {
-                        info!(?edit, epoch, "config edited and applied");
-                        Ok(format!("{} and applied", describe(&edit)))
-                    }
-                    Err(err) => Err(format!("config edited but not applied: {err}")),
-                },
-                Err(err) => Err(err.to_string()),
-            },
+            Request::Edit { edit } => self.edit(&edit),
         };
         let (ok, message) = match outcome {
             Ok(message) => (true, message),

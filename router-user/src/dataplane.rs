@@ -40,6 +40,10 @@ pub enum DataplaneError {
     TxPorts(#[from] XdpMapError),
     #[error(transparent)]
     Tables(#[from] TablesError),
+    #[error(
+        "another writer changed the maps (epoch {prepared}, now {now}) since the change was prepared; nothing was written"
+    )]
+    Moved { prepared: u32, now: u32 },
 }
 
 fn map_error(map: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
@@ -70,6 +74,30 @@ impl Counters {
     /// What backend `index` was delivered (zero for a backend without traffic).
     pub fn backend(&self, index: u32) -> BackendCounters {
         self.backends.get(&index).copied().unwrap_or_default()
+    }
+}
+
+/// A config made into tables and checked, not yet installed ([`Dataplane::prepare`]).
+pub struct Prepared {
+    /// The epoch once installed.
+    epoch: u32,
+    /// The epoch it was prepared at.
+    from_epoch: u32,
+    /// `None`: the active tables are these already.
+    tables: Option<RoutingTables>,
+    /// The backend indices once installed.
+    indices: BackendIndices,
+}
+
+impl Prepared {
+    /// The epoch once installed.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// The backend indices once installed, by name.
+    pub fn backend_indices(&self) -> &BTreeMap<String, u32> {
+        self.indices.as_map()
     }
 }
 
@@ -167,26 +195,56 @@ impl Dataplane {
         self.installed[Control { epoch: self.epoch }.generation() as usize].as_ref()
     }
 
-    /// Installs the tables for `config` unless they are the active ones already. `indices`
-    /// changes only when they are installed: new names get indices, and names that neither
-    /// installed generation has any more are forgotten.
-    pub fn install(
+    /// Builds the tables for `config` (new names get indices; nothing is written yet): every
+    /// check installing makes, done. [`commit`](Self::commit) installs them.
+    pub fn prepare(
         &mut self,
         config: &RouterConfig,
-        indices: &mut BackendIndices,
+        indices: &BackendIndices,
         interface: impl Fn(&str) -> Result<Interface, NetifError>,
-    ) -> Result<(), DataplaneError> {
+    ) -> Result<Prepared, DataplaneError> {
         self.follow_kernel()?;
-        let mut new_indices = indices.clone();
-        let tables = RoutingTables::build(config, &mut new_indices, &self.limits, interface)?;
-        if self.active() == Some(&tables) {
-            return Ok(());
+        let mut indices = indices.clone();
+        let tables = RoutingTables::build(config, &mut indices, &self.limits, interface)?;
+        let unchanged = self.active() == Some(&tables);
+        // What the indices will be once installed: names that neither generation has any
+        // more are forgotten.
+        if !unchanged {
+            let other =
+                self.installed[Control { epoch: self.epoch }.generation() as usize].as_ref();
+            indices.retain(
+                &[Some(&tables), other]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>(),
+            );
         }
-        self.apply(tables)?;
-        let installed: Vec<&RoutingTables> = self.installed.iter().flatten().collect();
-        new_indices.retain(&installed);
-        *indices = new_indices;
-        Ok(())
+        Ok(Prepared {
+            epoch: if unchanged {
+                self.epoch
+            } else {
+                self.epoch.wrapping_add(1)
+            },
+            from_epoch: self.epoch,
+            tables: (!unchanged).then_some(tables),
+            indices,
+        })
+    }
+
+    /// Installs what [`prepare`](Self::prepare) made, unless the kernel's epoch moved since
+    /// (another writer): then nothing is written.
+    pub fn commit(&mut self, prepared: Prepared) -> Result<BackendIndices, DataplaneError> {
+        let epoch = kernel_epoch(&self.control)?;
+        if epoch != prepared.from_epoch {
+            return Err(DataplaneError::Moved {
+                prepared: prepared.from_epoch,
+                now: epoch,
+            });
+        }
+        if let Some(tables) = prepared.tables {
+            self.apply(tables)?;
+        }
+        Ok(prepared.indices)
     }
 
     /// Installs `tables`: writes the inactive generation, flips to it, waits until no packet

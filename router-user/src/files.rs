@@ -5,7 +5,7 @@
 use std::{
     fs::{File, OpenOptions},
     io::{self, Read as _},
-    os::unix::fs::OpenOptionsExt as _,
+    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
     path::Path,
 };
 
@@ -95,6 +95,31 @@ pub fn read_bounded(file: File, path: &Path, limit: u64) -> Result<Vec<u8>, File
         });
     }
     Ok(contents)
+}
+
+/// Replaces the file at `path` with `contents` atomically: written to `path` with `suffix`
+/// appended, synced, given `mode`, renamed over `path`. On an error (a full disk, say) the
+/// temporary file is removed and `path` is as it was.
+pub fn write_atomically(path: &Path, suffix: &str, contents: &[u8], mode: u32) -> io::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(suffix);
+    let temporary = std::path::PathBuf::from(temporary);
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&temporary)?;
+        io::Write::write_all(&mut file, contents)?;
+        file.sync_all()?;
+        std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&temporary, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }
 
 #[cfg(test)]

@@ -40,11 +40,11 @@ use crate::{
     local::{self, LocalError},
     netif,
     pin::RouterPaths,
-    tables::{BackendIndices, RoutingTables},
+    tables::{BackendIndices, RoutingTables, TablesError},
 };
 pub use crate::{
     attach::{AttachError, Attachment},
-    dataplane::{Counters, DataplaneError},
+    dataplane::{Counters, DataplaneError, Prepared},
     ebpf::{LoadError, LoadOptions},
     explain::{Explanation, action_name},
 };
@@ -115,12 +115,14 @@ pub enum RouterError {
 }
 
 impl RouterError {
-    /// Whether the config asks for map sizes other than the running router's: the
-    /// operator's to settle (keep the limits, or detach first).
-    pub fn is_limits_change(&self) -> bool {
+    /// Whether the config is what is wrong: it asks for map sizes other than the running
+    /// router's (keep the limits, or detach first), or names an interface this host lacks.
+    pub fn is_bad_config(&self) -> bool {
         matches!(
             self,
-            RouterError::LimitsChanged(_) | RouterError::Load(LoadError::LimitsChanged { .. })
+            RouterError::LimitsChanged(_)
+                | RouterError::Load(LoadError::LimitsChanged { .. })
+                | RouterError::Dataplane(DataplaneError::Tables(TablesError::Interface { .. }))
         )
     }
 }
@@ -172,6 +174,14 @@ impl Router {
     /// generation, flips to it and waits until no packet can read the old one. Returns the
     /// epoch (changes applied so far). On an error the active generation is untouched.
     pub fn install(&mut self, config: &RouterConfig) -> Result<u32, RouterError> {
+        let prepared = self.prepare(config)?;
+        self.commit(prepared)
+    }
+
+    /// Makes `config` into tables and checks it as installing does (limits, interfaces,
+    /// indices), writing nothing: what [`commit`](Self::commit) then installs, and what the
+    /// installed epoch and backend indices will be, so that they can be recorded first.
+    pub fn prepare(&mut self, config: &RouterConfig) -> Result<Prepared, RouterError> {
         let limits = self.limits();
         if config.limits != limits {
             return Err(RouterError::LimitsChanged(limit_changes(
@@ -179,15 +189,23 @@ impl Router {
                 &config.limits,
             )));
         }
-        if self.verdict.is_some() {
+        let prepared = if self.verdict.is_some() {
             // Explaining runs anywhere: interfaces this host lacks stand in as loopback.
-            self.dataplane.install(config, &mut self.indices, |name| {
+            self.dataplane.prepare(config, &self.indices, |name| {
                 netif::lookup(name).or_else(|_| netif::lookup("lo"))
-            })?;
+            })?
         } else {
             self.dataplane
-                .install(config, &mut self.indices, netif::lookup)?;
-        }
+                .prepare(config, &self.indices, netif::lookup)?
+        };
+        Ok(prepared)
+    }
+
+    /// Installs what [`prepare`](Self::prepare) made: writes the other generation, flips to it
+    /// and waits until no packet can read the old one (nothing, if the active tables are these
+    /// already). Returns the epoch. On an error the active generation is untouched.
+    pub fn commit(&mut self, prepared: Prepared) -> Result<u32, RouterError> {
+        self.indices = self.dataplane.commit(prepared)?;
         Ok(self.dataplane.epoch())
     }
 

@@ -1,15 +1,14 @@
 //! The controller's run state (`/run/quic-router/<iface>/state.json`): what the maps do not
 //! say, for the next controller and for the operator's commands. Written atomically.
 
-use std::{
-    collections::BTreeMap, fs, io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path,
-};
+use std::{collections::BTreeMap, fs, path::Path};
 
 use router_common::{maps::Limits, quic_lb::Mode as CipherMode};
 use serde::{Deserialize, Serialize};
 
 use crate::{
     config::{BackendState, Reach, RouterConfig},
+    files,
     router::Mode,
 };
 
@@ -89,24 +88,15 @@ impl RunState {
         })
     }
 
-    /// Writes to a temporary file (mode 0600) and renames it over `path`.
+    /// Writes to a temporary file (mode 0600) and renames it over `path`; `path` is as it was
+    /// if that fails.
     pub fn store(&self, path: &Path) -> Result<(), RunStateError> {
         let error = |source| RunStateError::Write {
             path: path.display().to_string(),
             source,
         };
         let text = serde_json::to_string_pretty(self).expect("run state serializes");
-        let temporary = path.with_extension("json.new");
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temporary)
-            .map_err(error)?;
-        file.write_all(text.as_bytes()).map_err(error)?;
-        file.sync_all().map_err(error)?;
-        fs::rename(&temporary, path).map_err(error)
+        files::write_atomically(path, ".new", text.as_bytes(), 0o600).map_err(error)
     }
 
     /// The backend indices it records, by name.

@@ -214,3 +214,165 @@ fn one_controller_per_interface_whatever_happens_to_its_socket() {
     let _next = setup.start(&[]);
     assert_eq!(setup.status()["epoch"].as_u64(), epoch.map(|e| e + 1));
 }
+
+/// Remounts the test's `/run/quic-router` tmpfs at `size`.
+fn resize_run(size: &str) {
+    let status = std::process::Command::new("mount")
+        .args(["-o", &format!("remount,size={size}"), "/run/quic-router"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "remount /run/quic-router");
+}
+
+/// Fills the test's `/run/quic-router` until a write fails; the filler's path.
+fn fill_run() -> std::path::PathBuf {
+    let filler = Path::new("/run/quic-router/filler");
+    let mut file = std::fs::File::create(filler).unwrap();
+    let block = [0u8; 4096];
+    while file.write_all(&block).is_ok() {}
+    let _ = file.sync_all();
+    filler.to_owned()
+}
+
+#[test]
+fn an_edit_that_cannot_apply_changes_neither_the_file_nor_the_maps() {
+    let setup = deployment();
+    let _controller = setup.start(&[]);
+    let text = std::fs::read_to_string(setup.config_path()).unwrap();
+    let epoch = setup.status()["epoch"].as_u64();
+    let add = |name: &str, interface: &str, id: &str| {
+        setup.cli(&[
+            "backend",
+            "add",
+            "--iface",
+            "r0",
+            "--name",
+            name,
+            "--interface",
+            interface,
+            "--next-hop-mac",
+            "02:00:00:00:0d:01",
+            "--server-id",
+            id,
+        ])
+    };
+    // An interface this host lacks: refused before anything is written.
+    let (status, _, stderr) = add("delta", "nope0", "0:0a04");
+    assert_eq!(status, 2, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("nothing was changed") && stderr.contains("nope0"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(setup.config_path()).unwrap(), text);
+    assert_eq!(setup.status()["epoch"].as_u64(), epoch);
+    // Later edits still apply, and a restart takes the file as it is.
+    let (status, _, stderr) = add("delta", "r1", "0:0a04");
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(setup.status()["epoch"].as_u64(), epoch.map(|e| e + 1));
+    assert!(
+        std::fs::read_to_string(setup.config_path())
+            .unwrap()
+            .contains("delta")
+    );
+}
+
+#[test]
+fn a_full_run_directory_refuses_changes_and_starts_with_nothing_changed() {
+    let setup = deployment();
+    let controller = setup.start(&[]);
+    let text = std::fs::read_to_string(setup.config_path()).unwrap();
+    let epoch = setup.status()["epoch"].as_u64();
+    resize_run("1m");
+    let filler = fill_run();
+    let (status, _, stderr) = setup.cli(&["backend", "drain", "--iface", "r0", "alpha"]);
+    assert_eq!(status, 2, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("nothing was changed") && stderr.contains("No space left on device"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(setup.config_path()).unwrap(), text);
+    assert_eq!(
+        setup.status()["epoch"].as_u64(),
+        epoch,
+        "the maps were changed"
+    );
+    assert_eq!(setup.status()["kernel_epoch"].as_u64(), epoch);
+    let leftovers: Vec<_> = std::fs::read_dir("/run/quic-router/r0")
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".new"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A controller that starts now refuses before it changes anything.
+    controller.kill();
+    let config = setup.config_path();
+    let (status, _, stderr) = setup.cli(&[
+        "run",
+        "--iface",
+        "r0",
+        "--mode",
+        "native",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_ne!(status, 0, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert_eq!(setup.status()["kernel_epoch"].as_u64(), epoch);
+
+    // With room again, both work.
+    std::fs::remove_file(filler).unwrap();
+    let _controller = setup.start(&[]);
+    setup.cli_ok(&["backend", "drain", "--iface", "r0", "alpha"]);
+    assert_eq!(setup.status()["epoch"].as_u64(), epoch.map(|e| e + 2));
+}
+
+#[test]
+fn a_failed_start_leaves_nothing_behind() {
+    let setup = deployment();
+    let config = setup.config_path();
+    let run = |iface: &str| {
+        setup.cli(&[
+            "run",
+            "--iface",
+            iface,
+            "--mode",
+            "native",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+    };
+    let (status, _, stderr) = run("typo0");
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.contains("interface typo0"), "{stderr}");
+    assert!(!Path::new("/sys/fs/bpf/quic-router/typo0").exists());
+    assert!(!Path::new("/run/quic-router/typo0").exists());
+
+    // A backend behind an interface this host lacks: refused after the maps were made, and
+    // they go again.
+    setup.write_config(
+        &ConfigText::new()
+            .listener(VIP4, QUIC_PORT, None)
+            .quic_lb(0, 2, 6, 0, None)
+            .backend(
+                &integration_tests::config_text::BackendText::host(
+                    "alpha",
+                    "nope0",
+                    "02:00:00:00:0a:01",
+                )
+                .server_id(0, "0a01"),
+            )
+            .build(),
+    );
+    let (status, _, stderr) = run("r0");
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.contains("nope0"), "{stderr}");
+    let pins = std::fs::read_dir("/sys/fs/bpf/quic-router/r0").map_or(0, |dir| dir.count());
+    assert_eq!(pins, 0, "pins left behind");
+    let (status, _, stderr) = setup.cli(&["status", "--iface", "r0"]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.contains("no router is attached to r0"), "{stderr}");
+}

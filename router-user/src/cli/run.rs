@@ -91,10 +91,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let controller = Controller::start(options).map_err(|err| match err {
         err @ (ControllerError::Config(_)
         | ControllerError::ModeMismatch { .. }
+        | ControllerError::Interface { .. }
         | ControllerError::Pin(PinError::Locked { .. } | PinError::Interface(_))) => {
             anyhow::Error::new(BadInput::from(err))
         }
-        ControllerError::Router(err) if err.is_limits_change() => {
+        ControllerError::Router(err) if err.is_bad_config() => {
             anyhow::Error::new(BadInput::from(err))
         }
         other => other.into(),
@@ -149,6 +150,28 @@ pub fn detach(args: IfaceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long `status` waits for a change in flight to land.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(2);
+
+/// The run state and the kernel's epoch, read until they agree (a controller records a change
+/// in the run state just before it flips the maps to it), or for [`SNAPSHOT_WAIT`].
+fn snapshot(paths: &RouterPaths, pinned: &PinnedRouter) -> anyhow::Result<(RunState, u32)> {
+    let deadline = std::time::Instant::now() + SNAPSHOT_WAIT;
+    loop {
+        let kernel_epoch = pinned.epoch()?;
+        let state = RunState::load(&paths.state()).map_err(|err| {
+            anyhow::anyhow!(
+                "a router is attached to {} (epoch {kernel_epoch}), but its run state is unreadable: {err}",
+                paths.iface
+            )
+        })?;
+        if state.epoch == kernel_epoch || std::time::Instant::now() >= deadline {
+            return Ok((state, kernel_epoch));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     let iface = &args.iface.iface;
     let paths = paths(iface)?;
@@ -156,17 +179,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     let program_id = pinned
         .program_id()?
         .ok_or_else(|| BadInput(anyhow::anyhow!("no router is attached to {iface}")))?;
-    // One snapshot: the run state records the epoch with the config that made it. The
-    // kernel's epoch runs ahead of it while a change is being recorded.
-    let state = match RunState::load(&paths.state()) {
-        Ok(state) => state,
-        Err(err) => {
-            return Err(anyhow::anyhow!(
-                "a router is attached to {iface} (program {program_id}, epoch {}), but its run state is unreadable: {err}",
-                pinned.epoch()?
-            ));
-        }
-    };
+    let (state, kernel_epoch) = snapshot(&paths, &pinned)?;
     let running = std::os::unix::net::UnixStream::connect(paths.control_socket()).is_ok();
     let pid = state.pid.filter(|_| running);
     if args.json {
@@ -175,6 +188,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
             "mode": state.mode,
             "program_id": program_id,
             "epoch": state.epoch,
+            "kernel_epoch": kernel_epoch,
             "controller_pid": pid,
             "config": state.config,
             "limits": state.limits,
@@ -187,7 +201,14 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     println!("interface   {iface}");
     println!("mode        {}", state.mode.name());
     println!("program     id {program_id}");
-    println!("epoch       {} (config changes applied)", state.epoch);
+    if kernel_epoch == state.epoch {
+        println!("epoch       {} (config changes applied)", state.epoch);
+    } else {
+        println!(
+            "epoch       {} in the run state, {kernel_epoch} in the kernel: a change in flight, or one the controller could not complete",
+            state.epoch
+        );
+    }
     match pid {
         Some(pid) => println!("controller  running, pid {pid}"),
         None => println!("controller  not running (the data path runs on)"),
