@@ -58,7 +58,8 @@ pub const fn doc_line(joined: &'static str) -> &'static str {
 counter_list! {
     /// What the XDP program did with a packet.
     pub enum Outcome {
-        /// Redirected to the server its DCID names (any header type).
+        /// Sent to the server its DCID names, any header type: redirected to a host, passed
+        /// to the stack for a local worker.
         RoutedByServerId => "routed_by_server_id",
         /// An Initial or 0-RTT packet whose DCID names no server (client-chosen): sent by
         /// the fallback hash.

@@ -48,6 +48,11 @@ pub enum AttachError {
     Replace(ProgramError),
     #[error("cannot read program information: {0}")]
     Info(ProgramError),
+    #[error("cannot look at {path}: {source} (a router's pins are root's)")]
+    Inspect {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 fn link_error(path: &Path) -> impl FnOnce(LinkError) -> AttachError + '_ {
@@ -59,7 +64,12 @@ fn link_error(path: &Path) -> impl FnOnce(LinkError) -> AttachError + '_ {
 
 /// The program ID in the link pinned at `path`, if there is one.
 pub fn attached_program(path: &Path) -> Result<Option<u32>, AttachError> {
-    if !path.exists() {
+    // Not `exists()`: it says no when the truth is "permission denied".
+    let exists = path.try_exists().map_err(|source| AttachError::Inspect {
+        path: path.display().to_string(),
+        source,
+    })?;
+    if !exists {
         return Ok(None);
     }
     let link: FdLink = PinnedLink::from_pin(path).map_err(link_error(path))?.into();

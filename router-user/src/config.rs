@@ -49,6 +49,7 @@ use toml::Spanned;
 use crate::{
     files::{self, FileError, MAX_CONFIG_LEN},
     key::load_key_file,
+    netif,
 };
 
 /// A validated router config.
@@ -140,6 +141,22 @@ pub enum Reach {
     /// A worker on the router's own host: its socket in the listener's `SO_REUSEPORT` group
     /// gets the packets (the worker registers it, see `router_user::local`).
     LocalWorker,
+}
+
+/// Why `address` cannot be a listener's VIP, if it cannot.
+fn not_a_vip(address: IpAddr) -> Option<&'static str> {
+    match address {
+        IpAddr::V4(v4) if v4.is_unspecified() => Some("the unspecified address"),
+        IpAddr::V4(v4) if v4.is_broadcast() => Some("the broadcast address"),
+        IpAddr::V4(v4) if v4.is_multicast() => Some("a multicast address"),
+        IpAddr::V6(v6) if v6.is_unspecified() => Some("the unspecified address"),
+        IpAddr::V6(v6) if v6.is_multicast() => Some("a multicast address"),
+        // Packets carry it as IPv4: the listener would never match.
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => {
+            Some("an IPv4-mapped IPv6 address (give the IPv4 address)")
+        }
+        _ => None,
+    }
 }
 
 /// The longest backend name.
@@ -366,6 +383,14 @@ impl Context<'_> {
                         ),
                     )
                 })?;
+                if let Some(why) = not_a_vip(address) {
+                    return Err(self.error(
+                        entry.address.span(),
+                        format!(
+                            "listener address {address} is {why}: a VIP is one unicast address"
+                        ),
+                    ));
+                }
                 let port = *entry.port.get_ref();
                 if port == 0 {
                     return Err(self.error(entry.port.span(), "listener port 0 is not a port"));
@@ -493,9 +518,10 @@ impl Context<'_> {
             }
             let mut server_ids = Vec::new();
             for (codepoint_text, ids) in &entry.server_ids {
-                let codepoint = codepoint_text
-                    .parse::<u8>()
-                    .ok()
+                // One digit: parse() would also take "+0" or "00".
+                let codepoint = (codepoint_text.len() == 1)
+                    .then(|| codepoint_text.parse::<u8>().ok())
+                    .flatten()
                     .filter(|&c| server_id_len(c).is_some())
                     .ok_or_else(|| {
                         self.error(
@@ -599,15 +625,27 @@ impl Context<'_> {
                 next_hop_mac.span(),
                 format!(
                     "backend {name}: next_hop_mac {:?} is not a MAC address (aa:bb:cc:dd:ee:ff)",
-                    next_hop_mac.get_ref()
+                    shorten(next_hop_mac.get_ref())
                 ),
             )
         })?;
+        if mac == [0; 6] || mac[0] & 1 != 0 {
+            return Err(self.error(
+                next_hop_mac.span(),
+                format!(
+                    "backend {name}: next_hop_mac {} is not a unicast MAC address (zero, broadcast and multicast addresses name no host)",
+                    next_hop_mac.get_ref()
+                ),
+            ));
+        }
         let interface_name = interface.get_ref().clone();
-        if interface_name.is_empty() || interface_name.len() > 15 || interface_name.contains('/') {
+        if !netif::valid_name(&interface_name) {
             return Err(self.error(
                 interface.span(),
-                format!("backend {name}: {interface_name:?} is not an interface name"),
+                format!(
+                    "backend {name}: {:?} is not an interface name (1 to 15 characters, not . or .., no /, :, spaces or control characters)",
+                    shorten(&interface_name)
+                ),
             ));
         }
         Ok(Reach::Host {
@@ -617,13 +655,14 @@ impl Context<'_> {
     }
 }
 
-/// `aa:bb:cc:dd:ee:ff`.
+/// `aa:bb:cc:dd:ee:ff`: six pairs of hex digits (upper or lower case).
 pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     let mut mac = [0u8; 6];
     let mut parts = text.split(':');
     for octet in &mut mac {
         let part = parts.next()?;
-        if part.len() != 2 {
+        // Not from_str_radix alone: it takes a sign ("+2").
+        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         *octet = u8::from_str_radix(part, 16).ok()?;

@@ -21,6 +21,17 @@ pub enum NetifError {
     },
 }
 
+/// Whether `name` can name a Linux network interface (the kernel's `dev_valid_name`): 1 to
+/// 15 octets, not `.` or `..`, no `/`, `:`, whitespace or NUL.
+pub fn valid_name(name: &str) -> bool {
+    (1..libc::IFNAMSIZ).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+}
+
 /// Looks `name` up in this thread's network namespace.
 pub fn lookup(name: &str) -> Result<Interface, NetifError> {
     let missing = || NetifError::Missing(name.to_owned());

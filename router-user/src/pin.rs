@@ -28,7 +28,9 @@ pub enum PinError {
         path: String,
         source: std::io::Error,
     },
-    #[error("interface name {0:?} cannot name a directory")]
+    #[error(
+        "{0:?} is not an interface name (1 to 15 characters, not . or .., no /, :, spaces or control characters)"
+    )]
     Interface(String),
     #[error("a controller already runs for {iface}{}", holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default())]
     Locked { iface: String, holder: Option<u32> },
@@ -52,7 +54,7 @@ pub struct RouterPaths {
 
 impl RouterPaths {
     pub fn new(iface: &str) -> Result<Self, PinError> {
-        if iface.is_empty() || iface.contains('/') || iface == "." || iface == ".." {
+        if !crate::netif::valid_name(iface) {
             return Err(PinError::Interface(iface.to_owned()));
         }
         Ok(Self {

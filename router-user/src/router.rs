@@ -96,6 +96,8 @@ pub enum RouterError {
     LimitsChanged(String),
     #[error("this router was not loaded to explain packets (LoadOptions::trace_verdicts)")]
     NotTracing,
+    #[error("no router is attached to {0}")]
+    NotAttached(String),
     #[error("map VERDICT: {0}")]
     Verdict(MapError),
     #[error("BPF_PROG_TEST_RUN failed: {0}")]
@@ -433,12 +435,29 @@ impl<'a> PinnedRouter<'a> {
 
     /// The epoch in the pinned `CONTROL` map.
     pub fn epoch(&self) -> Result<u32, RouterError> {
+        self.pinned()?;
         Ok(dataplane::pinned_epoch(&self.paths.pin_dir)?)
     }
 
     /// Every counter, summed over CPUs.
     pub fn counters(&self) -> Result<Counters, RouterError> {
+        self.pinned()?;
         Ok(Counters::read_pinned(&self.paths.pin_dir)?)
+    }
+
+    /// Whether the router's maps are pinned: [`RouterError::NotAttached`] if not, rather than
+    /// the kernel's word for a missing pin.
+    fn pinned(&self) -> Result<(), RouterError> {
+        let path = &self.paths.pin_dir;
+        match path.try_exists() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(RouterError::NotAttached(self.paths.iface.clone())),
+            Err(source) => Err(AttachError::Inspect {
+                path: path.display().to_string(),
+                source,
+            }
+            .into()),
+        }
     }
 
     /// The local workers' socket array.

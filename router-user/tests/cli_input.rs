@@ -107,3 +107,42 @@ fn an_oversized_config_is_refused_without_reading_it_all() {
         "is larger than 67108864 octets",
     );
 }
+
+#[test]
+fn commands_for_a_router_that_is_not_there_are_bad_input() {
+    // No router runs on loopback in this namespace.
+    assert_bad_input(&["stats", "--iface", "lo"], "no router is attached to lo");
+    assert_bad_input(
+        &["backend", "list", "--iface", "lo"],
+        "no router state for lo",
+    );
+    assert_bad_input(
+        &["reload", "--iface", "lo"],
+        "no controller is running for lo",
+    );
+    assert_bad_input(
+        &["backend", "drain", "--iface", "lo", "alpha"],
+        "no controller is running for lo",
+    );
+    assert_bad_input(&["status", "--iface", "lo"], "no router is attached to lo");
+}
+
+#[test]
+fn interface_names_are_checked_before_anything_is_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("router.toml");
+    std::fs::write(
+        &config,
+        "[[listener]]\naddress = \"198.18.0.10\"\nport = 443\n",
+    )
+    .unwrap();
+    for iface in ["a/b", "..", "a b", "x:1", "sixteen-chars-xx"] {
+        for command in ["run", "status", "stats", "detach"] {
+            let mut args = vec![command, "--iface", iface];
+            if command == "run" {
+                args.extend(["--config", config.to_str().unwrap()]);
+            }
+            assert_bad_input(&args, "is not an interface name");
+        }
+    }
+}

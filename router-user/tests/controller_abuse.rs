@@ -376,3 +376,63 @@ fn a_failed_start_leaves_nothing_behind() {
     assert_eq!(status, 2, "{stderr}");
     assert!(stderr.contains("no router is attached to r0"), "{stderr}");
 }
+
+#[test]
+fn an_unprivileged_user_is_told_permission_is_denied_not_that_nothing_runs() {
+    use std::os::unix::process::CommandExt as _;
+    let setup = deployment();
+    let _controller = setup.start(&[]);
+    for command in [
+        vec!["status", "--iface", "r0"],
+        vec!["stats", "--iface", "r0"],
+    ] {
+        // `nobody`: the pins and the run state are root's (mode 0700).
+        let out = std::process::Command::new(BINARY)
+            .args(&command)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("Permission denied") && !stderr.contains("no router"),
+            "{command:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_config_write_on_a_full_disk_leaves_the_file_as_it_was_and_nothing_beside_it() {
+    let _mounts = integration_tests::mounts::PrivateMounts::enter();
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "mount a small tmpfs");
+    let path = dir.path().join("router.toml");
+    std::fs::write(&path, "# the config as it was\n").unwrap();
+    let mut filler = std::fs::File::create(dir.path().join("filler")).unwrap();
+    while filler.write_all(&[0; 4096]).is_ok() {}
+    let err = router_user::config_edit::write(&path, &"# an edit\n".repeat(2000)).unwrap_err();
+    assert!(err.to_string().contains("No space left on device"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "# the config as it was\n"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["filler", "router.toml"]);
+    drop(filler);
+    let status = std::process::Command::new("umount")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "unmount the small tmpfs");
+}

@@ -72,15 +72,75 @@ fn explains_a_packet_in_text_and_json() {
     );
 }
 
+/// Writes `packets` into a pcap file of link type `link` at `path`.
+fn write_capture(path: &Path, link: pcap_file::DataLink, packets: &[Vec<u8>]) {
+    let header = pcap_file::pcap::PcapHeader {
+        datalink: link,
+        ..pcap_file::pcap::PcapHeader::default()
+    };
+    let mut writer =
+        pcap_file::pcap::PcapWriter::with_header(fs::File::create(path).unwrap(), header).unwrap();
+    for packet in packets {
+        let record = pcap_file::pcap::PcapPacket::new(
+            std::time::Duration::ZERO,
+            packet.len() as u32,
+            packet,
+        );
+        writer.write_packet(&record).unwrap();
+    }
+}
+
+#[test]
+fn a_packet_that_cannot_be_explained_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), None);
+    let good = frame(
+        QUIC_PORT,
+        &short_header(&hex::decode(ROUTABLE_CID).unwrap()),
+    );
+    let short = dir.path().join("short.pcap");
+    write_capture(
+        &short,
+        pcap_file::DataLink::ETHERNET,
+        &[good.clone(), vec![2; 10]],
+    );
+    // Raw IP: the frame without its Ethernet header, then something that is not IP.
+    let raw = dir.path().join("raw.pcap");
+    write_capture(
+        &raw,
+        pcap_file::DataLink::RAW,
+        &[good[14..].to_vec(), vec![0x10; 40]],
+    );
+    for (capture, needle) in [
+        (
+            &short,
+            "packet 2: a packet of 10 octets is shorter than an Ethernet header",
+        ),
+        (&raw, "packet 2: not an IP packet, in a capture of raw IP"),
+    ] {
+        let (status, stdout, stderr) = quic_router(&[
+            "explain",
+            "--config",
+            &config,
+            "--pcap",
+            capture.to_str().unwrap(),
+        ]);
+        assert_eq!(status, 2, "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+        // The packet before it was explained.
+        assert_eq!(
+            stdout,
+            "action=redirect backend=alpha server_id=31441a reason=routed_by_server_id\n"
+        );
+    }
+}
+
 #[test]
 fn explains_every_packet_of_a_capture() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), None);
     let capture = dir.path().join("capture.pcap");
-    let header = pcap_file::pcap::PcapHeader::default();
-    let mut writer =
-        pcap_file::pcap::PcapWriter::with_header(fs::File::create(&capture).unwrap(), header)
-            .unwrap();
     let packets = [
         frame(
             QUIC_PORT,
@@ -103,15 +163,7 @@ fn explains_every_packet_of_a_capture() {
             &short_header(&hex::decode("e7c4605e4504cc4f").unwrap()),
         ),
     ];
-    for packet in &packets {
-        let record = pcap_file::pcap::PcapPacket::new(
-            std::time::Duration::ZERO,
-            packet.len() as u32,
-            packet,
-        );
-        writer.write_packet(&record).unwrap();
-    }
-    drop(writer);
+    write_capture(&capture, pcap_file::DataLink::ETHERNET, &packets);
 
     let (status, stdout, stderr) = quic_router(&[
         "explain",

@@ -2,13 +2,14 @@
 //! source ports, and backends that record which packets they received.
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     net::{IpAddr, UdpSocket},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     thread::{self, JoinHandle},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use crate::{addresses::QUIC_PORT, netns};
@@ -38,7 +39,8 @@ fn tag_of(datagram: &[u8]) -> Option<Tag> {
 /// Records the tags of the datagrams a backend namespace receives on the VIP's QUIC port.
 pub struct Receiver {
     stop: Arc<AtomicBool>,
-    handle: JoinHandle<Vec<Tag>>,
+    tags: Arc<Mutex<Vec<Tag>>>,
+    handle: JoinHandle<()>,
 }
 
 impl Receiver {
@@ -46,39 +48,65 @@ impl Receiver {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready, is_ready) = std::sync::mpsc::channel();
         let netns = netns.to_owned();
+        let tags = Arc::new(Mutex::new(Vec::new()));
         let handle = {
-            let stop = stop.clone();
+            let (stop, tags) = (stop.clone(), tags.clone());
             thread::spawn(move || {
                 let _inside = netns::enter(&netns);
                 let socket = UdpSocket::bind((vip, QUIC_PORT)).expect("bind the VIP");
                 socket
-                    .set_read_timeout(Some(Duration::from_millis(50)))
+                    .set_read_timeout(Some(Duration::from_millis(20)))
                     .unwrap();
                 ready.send(()).unwrap();
-                let mut tags = Vec::new();
                 let mut buf = [0u8; 2048];
                 loop {
                     match socket.recv(&mut buf) {
-                        Ok(len) => tags.extend(tag_of(&buf[..len])),
+                        Ok(len) => tags.lock().unwrap().extend(tag_of(&buf[..len])),
                         Err(_) if stop.load(Ordering::Relaxed) => break,
                         Err(_) => {}
                     }
                 }
-                tags
             })
         };
         is_ready
             .recv_timeout(Duration::from_secs(5))
             .expect("receiver ready");
-        Self { stop, handle }
+        Self { stop, tags, handle }
     }
 
-    /// Stops (after draining what is in flight) and returns the tags received.
+    /// Stops (once its socket has nothing more) and returns the tags received.
     pub fn finish(self) -> Vec<Tag> {
-        thread::sleep(Duration::from_millis(200));
         self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().expect("receiver thread")
+        self.handle.join().expect("receiver thread");
+        std::mem::take(&mut *self.tags.lock().unwrap())
     }
+}
+
+/// Which receivers (by position) got each tag: waits until every tag of `sent` has arrived at
+/// one of them, or for `deadline` (then what was lost shows as missing), and stops them.
+pub fn deliveries(
+    receivers: Vec<Receiver>,
+    sent: &[Tag],
+    deadline: Duration,
+) -> BTreeMap<Tag, Vec<usize>> {
+    let until = Instant::now() + deadline;
+    loop {
+        let arrived: BTreeSet<Tag> = receivers
+            .iter()
+            .flat_map(|receiver| receiver.tags.lock().unwrap().clone())
+            .collect();
+        if sent.iter().all(|tag| arrived.contains(tag)) || Instant::now() >= until {
+            break;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let mut got: BTreeMap<Tag, Vec<usize>> = BTreeMap::new();
+    for (position, receiver) in receivers.into_iter().enumerate() {
+        for tag in receiver.finish() {
+            got.entry(tag).or_default().push(position);
+        }
+    }
+    got
 }
 
 /// Sends, from a client namespace, round after round of one packet per flow until stopped;

@@ -135,7 +135,9 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
             args.iface.iface
         ))
     })?;
-    let counters = PinnedRouter::new(&paths).counters()?;
+    let counters = PinnedRouter::new(&paths)
+        .counters()
+        .map_err(super::no_router)?;
     if args.json {
         let backends: Vec<_> = state
             .backends

@@ -67,6 +67,20 @@ impl BadInput {
     }
 }
 
+/// `err` as bad input when it is the operator's to settle (no router, no controller),
+/// otherwise as it is.
+fn no_router(err: impl Into<anyhow::Error>) -> anyhow::Error {
+    let err = err.into();
+    let absent = matches!(
+        err.downcast_ref::<router_user::router::RouterError>(),
+        Some(router_user::router::RouterError::NotAttached(_))
+    ) || matches!(
+        err.downcast_ref::<router_user::control::ControlError>(),
+        Some(router_user::control::ControlError::NotRunning { .. })
+    );
+    if absent { BadInput(err).into() } else { err }
+}
+
 /// The octets that the hex `digits` of `what` (an argument) spell.
 fn parse_hex(what: &str, digits: &str) -> anyhow::Result<Vec<u8>> {
     hex::decode(digits.trim()).with_context(|| format!("{what} is not valid hex"))

@@ -115,7 +115,8 @@ pub fn paths(iface: &str) -> anyhow::Result<RouterPaths> {
 /// Sends `request` to the controller and prints its answer; an error when it refuses.
 pub fn send(iface: &str, request: &Request) -> anyhow::Result<u32> {
     let paths = paths(iface)?;
-    let response = control::request(iface, &paths.control_socket(), request)?;
+    let response =
+        control::request(iface, &paths.control_socket(), request).map_err(super::no_router)?;
     if !response.ok {
         return Err(BadInput(anyhow::anyhow!(response.message)).into());
     }

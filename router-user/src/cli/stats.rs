@@ -55,7 +55,9 @@ pub fn run(args: StatsArgs) -> anyhow::Result<()> {
     let mut previous: Option<(Instant, Counters)> = None;
     let mut samples = 0u64;
     loop {
-        let counters = PinnedRouter::new(&paths).counters()?;
+        let counters = PinnedRouter::new(&paths)
+            .counters()
+            .map_err(super::no_router)?;
         let now = Instant::now();
         let elapsed = previous
             .as_ref()
