@@ -436,3 +436,103 @@ fn a_config_write_on_a_full_disk_leaves_the_file_as_it_was_and_nothing_beside_it
         .unwrap();
     assert!(status.success(), "unmount the small tmpfs");
 }
+
+#[test]
+fn a_controller_that_closes_without_an_answer_leaves_the_outcome_unknown_and_says_so() {
+    let setup = deployment();
+    // Not a controller: a socket that takes the request and closes.
+    std::fs::create_dir_all("/run/quic-router/r0").unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(CONTROL_SOCKET).unwrap();
+    let closer = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut line = [0u8; 64];
+        let _ = stream.read(&mut line);
+    });
+    let (status, _, stderr) = setup.cli(&["backend", "drain", "--iface", "r0", "alpha"]);
+    closer.join().unwrap();
+    assert_eq!(status, 1, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("whether the request was carried out is unknown")
+            && stderr.contains("quic-router status --iface r0"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_names_fifos_and_garbage_reach_the_running_controller_and_change_nothing() {
+    let setup = deployment();
+    let mut controller = setup.start(&["--metrics-addr", METRICS]);
+    let netns = setup.topology.router.name.clone();
+    let epoch = setup.status()["epoch"].as_u64();
+    let text = std::fs::read_to_string(setup.config_path()).unwrap();
+
+    // A backend name the metrics could not carry.
+    let (status, _, stderr) = setup.cli(&[
+        "backend",
+        "add",
+        "--iface",
+        "r0",
+        "--name",
+        "q\"x",
+        "--interface",
+        "r1",
+        "--next-hop-mac",
+        "02:00:00:00:0d:01",
+        "--server-id",
+        "0:0a04",
+    ]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.contains("backend name"), "{stderr}");
+
+    // Not HTTP, to the metrics port: answered or closed, and the next scrape is served.
+    let garbage = {
+        let netns = netns.clone();
+        thread::spawn(move || {
+            let _inside = netns::enter(&netns);
+            let mut stream = TcpStream::connect(METRICS).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            stream
+                .write_all(b"\x16\x03\x01 not http at all\r\n\r\n")
+                .unwrap();
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer);
+            String::from_utf8_lossy(&answer).into_owned()
+        })
+        .join()
+        .unwrap()
+    };
+    assert!(
+        garbage.is_empty() || garbage.starts_with("HTTP/1.1 400"),
+        "{garbage:?}"
+    );
+    assert!(
+        scrape(&netns)
+            .unwrap()
+            .contains("quic_router_packets_total")
+    );
+
+    // A FIFO in the config file's place: the controller's file check and a reload refuse it
+    // at once, and the router keeps what it runs.
+    let path = setup.config_path();
+    std::fs::remove_file(&path).unwrap();
+    let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let (status, _, stderr) = setup.cli(&["reload", "--iface", "r0"]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(
+        stderr.contains("is not a regular file (a FIFO)"),
+        "{stderr}"
+    );
+    eventually(Duration::from_secs(10), "the file check notices", || {
+        controller.log_text().contains("a FIFO")
+    });
+    assert_eq!(setup.status()["epoch"].as_u64(), epoch);
+    assert!(controller.running(), "{}", controller.log_text());
+    std::fs::remove_file(&path).unwrap();
+    setup.write_config(&text);
+    assert_eq!(setup.cli(&["reload", "--iface", "r0"]).0, 0);
+}
