@@ -583,16 +583,7 @@ fn the_maps_are_made_to_the_configs_limits_and_a_running_router_is_never_resized
 
     // A controller that starts with them refuses before it touches anything.
     controller.kill();
-    let config_path = setup.config_path();
-    let (code, _, stderr) = setup.cli(&[
-        "run",
-        "--iface",
-        "r0",
-        "--mode",
-        "native",
-        "--config",
-        config_path.to_str().unwrap(),
-    ]);
+    let (code, _, stderr) = setup.run_until_exit("r0");
     assert_eq!(code, 2, "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(

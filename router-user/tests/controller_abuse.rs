@@ -181,18 +181,7 @@ fn control_requests_are_bounded_in_size_time_and_encoding() {
 fn one_controller_per_interface_whatever_happens_to_its_socket() {
     let setup = deployment();
     let controller = setup.start(&[]);
-    let run = || {
-        let config = setup.config_path();
-        setup.cli(&[
-            "run",
-            "--iface",
-            "r0",
-            "--mode",
-            "native",
-            "--config",
-            config.to_str().unwrap(),
-        ])
-    };
+    let run = || setup.run_until_exit("r0");
     let refused = |(status, _, stderr): (i32, String, String)| {
         assert_eq!(status, 2, "{stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -308,16 +297,7 @@ fn a_full_run_directory_refuses_changes_and_starts_with_nothing_changed() {
 
     // A controller that starts now refuses before it changes anything.
     controller.kill();
-    let config = setup.config_path();
-    let (status, _, stderr) = setup.cli(&[
-        "run",
-        "--iface",
-        "r0",
-        "--mode",
-        "native",
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    let (status, _, stderr) = setup.run_until_exit("r0");
     assert_ne!(status, 0, "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("No space left on device"), "{stderr}");
@@ -333,19 +313,7 @@ fn a_full_run_directory_refuses_changes_and_starts_with_nothing_changed() {
 #[test]
 fn a_failed_start_leaves_nothing_behind() {
     let setup = deployment();
-    let config = setup.config_path();
-    let run = |iface: &str| {
-        setup.cli(&[
-            "run",
-            "--iface",
-            iface,
-            "--mode",
-            "native",
-            "--config",
-            config.to_str().unwrap(),
-        ])
-    };
-    let (status, _, stderr) = run("typo0");
+    let (status, _, stderr) = setup.run_until_exit("typo0");
     assert_eq!(status, 2, "{stderr}");
     assert!(stderr.contains("interface typo0"), "{stderr}");
     assert!(!Path::new("/sys/fs/bpf/quic-router/typo0").exists());
@@ -367,7 +335,7 @@ fn a_failed_start_leaves_nothing_behind() {
             )
             .build(),
     );
-    let (status, _, stderr) = run("r0");
+    let (status, _, stderr) = setup.run_until_exit("r0");
     assert_eq!(status, 2, "{stderr}");
     assert!(stderr.contains("nope0"), "{stderr}");
     let pins = std::fs::read_dir("/sys/fs/bpf/quic-router/r0").map_or(0, |dir| dir.count());

@@ -77,6 +77,21 @@ impl Deployment {
         Controller::start(&self.binary, &self.topology.router.name, "r0", &args, log)
     }
 
+    /// `quic-router run --iface IFACE --mode native --config ...` in the router's namespace, in
+    /// the foreground: for starts that are refused. (status, stdout, stderr).
+    pub fn run_until_exit(&self, iface: &str) -> (i32, String, String) {
+        let config = self.config_path();
+        self.cli(&[
+            "run",
+            "--iface",
+            iface,
+            "--mode",
+            "native",
+            "--config",
+            config.to_str().expect("UTF-8 path"),
+        ])
+    }
+
     /// `quic-router ARGS` in the router's namespace: (status, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let out = quic_router(&self.binary, &self.topology.router.name, args);
