@@ -160,11 +160,11 @@ fn not_a_vip(address: IpAddr) -> Option<&'static str> {
 }
 
 /// The longest backend name.
-pub const MAX_BACKEND_NAME_LEN: usize = 64;
+const MAX_BACKEND_NAME_LEN: usize = 64;
 
 /// Whether `name` may name a backend: 1 to 64 ASCII letters, digits, `-`, `_` or `.`, so that
 /// it shows the same in the file, the logs, the CLI's tables and the metrics' labels.
-pub fn valid_backend_name(name: &str) -> bool {
+fn valid_backend_name(name: &str) -> bool {
     (1..=MAX_BACKEND_NAME_LEN).contains(&name.len())
         && name
             .bytes()

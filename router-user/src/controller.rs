@@ -74,6 +74,11 @@ pub enum ControllerError {
     DebugLog(String),
     #[error(transparent)]
     Edit(#[from] config_edit::EditError),
+    #[error("{error}; undoing what was done before it failed too: {undo}")]
+    NotUndone {
+        error: Box<ControllerError>,
+        undo: Box<ControllerError>,
+    },
     #[error("interface {iface}: {source}")]
     Interface {
         iface: String,
@@ -425,7 +430,7 @@ impl Controller {
     /// Applies `config` if it changes anything; returns the epoch. The run state records the
     /// change before the flip; if the flip fails after all, it is recorded back.
     fn install(&mut self, config: &RouterConfig) -> Result<u32, ControllerError> {
-        self.install_with(config, || Ok(()), || ())
+        self.install_with(config, || Ok(()), || Ok(()))
     }
 
     /// [`install`](Self::install), with `before` run after every check and the run state's
@@ -435,7 +440,7 @@ impl Controller {
         &mut self,
         config: &RouterConfig,
         before: impl FnOnce() -> Result<(), ControllerError>,
-        undo: impl FnOnce(),
+        undo: impl FnOnce() -> Result<(), ControllerError>,
     ) -> Result<u32, ControllerError> {
         let prepared = self.router.prepare(config)?;
         let mut state = self.state.clone();
@@ -457,9 +462,15 @@ impl Controller {
                 Ok(epoch)
             }
             Err(err) => {
-                undo();
+                let undone = undo();
                 restore_state(&self.state);
-                Err(err.into())
+                match undone {
+                    Ok(()) => Err(err.into()),
+                    Err(undo) => Err(ControllerError::NotUndone {
+                        error: Box::new(err.into()),
+                        undo: Box::new(undo),
+                    }),
+                }
             }
         }
     }
@@ -469,26 +480,17 @@ impl Controller {
     fn edit(&mut self, edit: &config_edit::Edit) -> Result<String, String> {
         let path = self.options.config.clone();
         let prepared = config_edit::prepare(&path, edit).map_err(|err| err.to_string())?;
-        let original = prepared.original;
-        let edited = prepared.edited;
-        let write = || config_edit::write(&path, &edited).map_err(ControllerError::from);
-        let restore_failed = std::cell::Cell::new(None);
-        let undo = || {
-            if let Err(err) = config_edit::write(&path, &original) {
-                restore_failed.set(Some(err.to_string()));
-            }
-        };
-        match self.install_with(&prepared.config, write, undo) {
+        let (original, edited) = (prepared.original, prepared.edited);
+        let write = |text: &str| config_edit::write(&path, text).map_err(ControllerError::from);
+        match self.install_with(&prepared.config, || write(&edited), || write(&original)) {
             Ok(epoch) => {
                 info!(?edit, epoch, "config edited and applied");
                 Ok(format!("{} and applied", describe(edit)))
             }
-            Err(err) => Err(match restore_failed.take() {
-                None => format!("nothing was changed: {err}"),
-                Some(restore) => format!(
-                    "not applied: {err}; the config file keeps the edit, and putting the old one back failed: {restore}"
-                ),
-            }),
+            Err(err @ ControllerError::NotUndone { .. }) => Err(format!(
+                "not applied, and the config file keeps the edit: {err}"
+            )),
+            Err(err) => Err(format!("nothing was changed: {err}")),
         }
     }
 

@@ -11,6 +11,8 @@ use std::{
 
 /// The largest config file: 100,000 server IDs take about 3 MiB.
 pub const MAX_CONFIG_LEN: u64 = 64 << 20;
+/// The largest run state: a record of the config (its server IDs among it).
+pub const MAX_STATE_LEN: u64 = 4 * MAX_CONFIG_LEN;
 /// The largest capture file `explain` reads.
 pub const MAX_CAPTURE_LEN: u64 = 256 << 20;
 

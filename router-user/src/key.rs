@@ -1,7 +1,7 @@
 //! QUIC-LB keys from the command line or from key files. Key material never appears in an
 //! error message, and key files must be accessible to their owner only.
 
-use std::{io::Read as _, os::unix::fs::PermissionsExt as _, path::Path};
+use std::{os::unix::fs::PermissionsExt as _, path::Path};
 
 use router_common::quic_lb::{Key, KeyError};
 
@@ -31,6 +31,9 @@ pub enum KeyFileError {
     Length(#[from] KeyError),
 }
 
+/// The largest key file: 32 hex digits with room for surrounding whitespace.
+const MAX_KEY_FILE_LEN: u64 = 256;
+
 /// Parses a key given as 32 hex digits. The error never echoes the input.
 pub fn parse_key_hex(hex_digits: &str) -> Result<Key, KeyFileError> {
     let bytes =
@@ -46,7 +49,7 @@ pub fn load_key_file(path: &Path) -> Result<Key, KeyFileError> {
         path: shown.clone(),
         source,
     };
-    let mut file = files::open_regular(path)?;
+    let file = files::open_regular(path)?;
     // Check the permissions of the file we opened, not of whatever the path names later.
     let mode = file.metadata().map_err(read_error)?.permissions().mode() & 0o7777;
     let who = match (mode & 0o070 != 0, mode & 0o007 != 0) {
@@ -62,12 +65,7 @@ pub fn load_key_file(path: &Path) -> Result<Key, KeyFileError> {
             mode,
         });
     }
-    let mut contents = Zeroizing::new(Vec::new());
-    // A key file is tiny; reading a few more octets is enough to reject anything bigger.
-    file.by_ref()
-        .take(256)
-        .read_to_end(&mut contents)
-        .map_err(read_error)?;
+    let contents = Zeroizing::new(files::read_bounded(file, path, MAX_KEY_FILE_LEN)?);
     if contents.len() == 16 {
         return Ok(Key::from_slice(&contents)?);
     }

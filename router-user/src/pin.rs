@@ -119,10 +119,11 @@ impl RouterPaths {
                 return Err(error(err));
             }
             if Instant::now() >= deadline {
-                let holder = fs::read_to_string(&path).unwrap_or_default();
+                // A pid: a few octets of our own writing.
+                let holder = crate::files::read_regular(&path, 32).unwrap_or_default();
                 return Err(PinError::Locked {
                     iface: self.iface.clone(),
-                    holder: holder.trim().parse().ok(),
+                    holder: String::from_utf8_lossy(&holder).trim().parse().ok(),
                 });
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -1,7 +1,7 @@
 //! The controller's run state (`/run/quic-router/<iface>/state.json`): what the maps do not
 //! say, for the next controller and for the operator's commands. Written atomically.
 
-use std::{collections::BTreeMap, fs, path::Path};
+use std::{collections::BTreeMap, path::Path};
 
 use router_common::{maps::Limits, quic_lb::Mode as CipherMode};
 use serde::{Deserialize, Serialize};
@@ -58,11 +58,8 @@ pub struct RunState {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunStateError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Read(#[from] files::FileError),
     #[error("{path} is not a run state: {source}")]
     Format {
         path: String,
@@ -77,13 +74,9 @@ pub enum RunStateError {
 
 impl RunState {
     pub fn load(path: &Path) -> Result<Self, RunStateError> {
-        let shown = path.display().to_string();
-        let text = fs::read_to_string(path).map_err(|source| RunStateError::Read {
-            path: shown.clone(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|source| RunStateError::Format {
-            path: shown,
+        let text = files::read_regular(path, files::MAX_STATE_LEN)?;
+        serde_json::from_slice(&text).map_err(|source| RunStateError::Format {
+            path: path.display().to_string(),
             source,
         })
     }

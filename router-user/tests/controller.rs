@@ -222,20 +222,9 @@ fn backends_are_added_drained_and_removed_while_traffic_flows() {
     // rounds after the command returns (packets in flight).
     let gamma_mac = setup.topology.backend_mac(2);
     let before_add = round(&sender);
-    setup.cli_ok(&[
-        "backend",
-        "add",
-        "--iface",
-        "r0",
-        "--name",
-        "gamma",
-        "--interface",
-        "r3",
-        "--next-hop-mac",
-        &gamma_mac,
-        "--server-id",
-        "0:0a03",
-    ]);
+    setup.cli_ok(&Deployment::add_host_args(
+        "gamma", "r3", &gamma_mac, "0:0a03",
+    ));
     let added = round(&sender) + 2;
     thread::sleep(Duration::from_millis(200));
     let before_drain = round(&sender);
@@ -305,20 +294,7 @@ fn backends_are_added_drained_and_removed_while_traffic_flows() {
     let (status, _, stderr) = setup.cli(&["backend", "drain", "--iface", "r0", "nosuch"]);
     assert_eq!(status, 2, "{stderr}");
     assert!(stderr.contains("no backend nosuch"), "{stderr}");
-    let (status, _, stderr) = setup.cli(&[
-        "backend",
-        "add",
-        "--iface",
-        "r0",
-        "--name",
-        "delta",
-        "--interface",
-        "r3",
-        "--next-hop-mac",
-        &gamma_mac,
-        "--server-id",
-        "0:0a02",
-    ]);
+    let (status, _, stderr) = setup.add_host("delta", "r3", &gamma_mac, "0:0a02");
     assert_eq!(status, 2, "{stderr}");
     assert!(
         stderr.contains("belongs to both beta and delta"),

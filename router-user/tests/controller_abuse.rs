@@ -229,24 +229,8 @@ fn an_edit_that_cannot_apply_changes_neither_the_file_nor_the_maps() {
     let _controller = setup.start(&[]);
     let text = std::fs::read_to_string(setup.config_path()).unwrap();
     let epoch = setup.status()["epoch"].as_u64();
-    let add = |name: &str, interface: &str, id: &str| {
-        setup.cli(&[
-            "backend",
-            "add",
-            "--iface",
-            "r0",
-            "--name",
-            name,
-            "--interface",
-            interface,
-            "--next-hop-mac",
-            "02:00:00:00:0d:01",
-            "--server-id",
-            id,
-        ])
-    };
     // An interface this host lacks: refused before anything is written.
-    let (status, _, stderr) = add("delta", "nope0", "0:0a04");
+    let (status, _, stderr) = setup.add_host("delta", "nope0", "02:00:00:00:0d:01", "0:0a04");
     assert_eq!(status, 2, "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
@@ -256,7 +240,7 @@ fn an_edit_that_cannot_apply_changes_neither_the_file_nor_the_maps() {
     assert_eq!(std::fs::read_to_string(setup.config_path()).unwrap(), text);
     assert_eq!(setup.status()["epoch"].as_u64(), epoch);
     // Later edits still apply, and a restart takes the file as it is.
-    let (status, _, stderr) = add("delta", "r1", "0:0a04");
+    let (status, _, stderr) = setup.add_host("delta", "r1", "02:00:00:00:0d:01", "0:0a04");
     assert_eq!(status, 0, "{stderr}");
     assert_eq!(setup.status()["epoch"].as_u64(), epoch.map(|e| e + 1));
     assert!(
@@ -436,20 +420,7 @@ fn bad_names_fifos_and_garbage_reach_the_running_controller_and_change_nothing()
     let text = std::fs::read_to_string(setup.config_path()).unwrap();
 
     // A backend name the metrics could not carry.
-    let (status, _, stderr) = setup.cli(&[
-        "backend",
-        "add",
-        "--iface",
-        "r0",
-        "--name",
-        "q\"x",
-        "--interface",
-        "r1",
-        "--next-hop-mac",
-        "02:00:00:00:0d:01",
-        "--server-id",
-        "0:0a04",
-    ]);
+    let (status, _, stderr) = setup.add_host("q\"x", "r1", "02:00:00:00:0d:01", "0:0a04");
     assert_eq!(status, 2, "{stderr}");
     assert!(stderr.contains("backend name"), "{stderr}");
 

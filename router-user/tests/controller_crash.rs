@@ -206,20 +206,7 @@ fn sigkill_during_reloads_and_edits_leaves_maps_status_and_file_in_agreement() {
             }
             _ => spawn_cli(
                 &setup,
-                &[
-                    "backend",
-                    "add",
-                    "--iface",
-                    "r0",
-                    "--name",
-                    "gamma",
-                    "--interface",
-                    "r1",
-                    "--next-hop-mac",
-                    "02:00:00:00:0c:01",
-                    "--server-id",
-                    "0:0a03",
-                ],
+                &Deployment::add_host_args("gamma", "r1", "02:00:00:00:0c:01", "0:0a03"),
             ),
         };
         thread::sleep(Duration::from_micros(rng.random_range(0..40_000)));

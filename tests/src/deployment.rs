@@ -92,6 +92,47 @@ impl Deployment {
         ])
     }
 
+    /// The arguments of `quic-router backend add` for a host `name` behind `interface`, next
+    /// hop `next_hop_mac`, with one server ID (`CODEPOINT:HEX`).
+    pub fn add_host_args<'a>(
+        name: &'a str,
+        interface: &'a str,
+        next_hop_mac: &'a str,
+        server_id: &'a str,
+    ) -> [&'a str; 12] {
+        [
+            "backend",
+            "add",
+            "--iface",
+            "r0",
+            "--name",
+            name,
+            "--interface",
+            interface,
+            "--next-hop-mac",
+            next_hop_mac,
+            "--server-id",
+            server_id,
+        ]
+    }
+
+    /// `quic-router backend add` of a host, as [`add_host_args`](Self::add_host_args) gives
+    /// it, in the router's namespace: (status, stdout, stderr).
+    pub fn add_host(
+        &self,
+        name: &str,
+        interface: &str,
+        next_hop_mac: &str,
+        server_id: &str,
+    ) -> (i32, String, String) {
+        self.cli(&Self::add_host_args(
+            name,
+            interface,
+            next_hop_mac,
+            server_id,
+        ))
+    }
+
     /// `quic-router ARGS` in the router's namespace: (status, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let out = quic_router(&self.binary, &self.topology.router.name, args);
