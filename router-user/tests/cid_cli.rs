@@ -240,19 +240,15 @@ fn key_files_work_and_must_be_private_to_their_owner() {
     );
 }
 
+/// `cid decode` with the worked example's lengths, followed by `rest`.
+fn decode_args<'a>(rest: &[&'a str]) -> Vec<&'a str> {
+    let decode = ["cid", "decode", "--server-id-len", "3", "--nonce-len", "4"];
+    [&decode[..], rest].concat()
+}
+
 /// `cid decode` of `cid` with the worked example's lengths and the key in `key_file`.
-fn decode_with_key_file<'a>(key_file: &'a str, cid: &'a str) -> [&'a str; 9] {
-    [
-        "cid",
-        "decode",
-        "--server-id-len",
-        "3",
-        "--nonce-len",
-        "4",
-        "--key-file",
-        key_file,
-        cid,
-    ]
+fn decode_with_key_file<'a>(key_file: &'a str, cid: &'a str) -> Vec<&'a str> {
+    decode_args(&["--key-file", key_file, cid])
 }
 
 fn hex_decode(digits: &str) -> Vec<u8> {
@@ -264,25 +260,23 @@ fn hex_decode(digits: &str) -> Vec<u8> {
 
 #[test]
 fn bad_input_gives_one_line_and_status_2() {
-    let decode = ["cid", "decode", "--server-id-len", "3", "--nonce-len", "4"];
-    let with = |extra: &[&'static str]| [&decode[..], extra].concat();
     // Codepoint 0b111 and CIDs too short for the lengths.
-    assert_bad_input(&with(&["e7c4605e4504cc4f"]), "unroutable");
-    assert_bad_input(&with(&["07c4605e4504cc"]), "too short");
+    assert_bad_input(&decode_args(&["e7c4605e4504cc4f"]), "unroutable");
+    assert_bad_input(&decode_args(&["07c4605e4504cc"]), "too short");
     // Hex, lengths, keys.
-    assert_bad_input(&with(&["07c4605e4504cc4"]), "not valid hex");
-    assert_bad_input(&with(&["07c4605e4504cc4fzz"]), "not valid hex");
-    assert_bad_input(&with(&[""]), "1..=20 octets");
+    assert_bad_input(&decode_args(&["07c4605e4504cc4"]), "not valid hex");
+    assert_bad_input(&decode_args(&["07c4605e4504cc4fzz"]), "not valid hex");
+    assert_bad_input(&decode_args(&[""]), "1..=20 octets");
     assert_bad_input(
-        &with(&["07c4605e4504cc4f07c4605e4504cc4f07c4605e4504"]),
+        &decode_args(&["07c4605e4504cc4f07c4605e4504cc4f07c4605e4504"]),
         "1..=20 octets",
     );
     assert_bad_input(
-        &with(&["--key", "0011", "07c4605e4504cc4f"]),
+        &decode_args(&["--key", "0011", "07c4605e4504cc4f"]),
         "16 octets, got 2",
     );
     assert_bad_input(
-        &with(&[
+        &decode_args(&[
             "--key",
             "fdf726a9893ec05c0632d3956680baf",
             "07c4605e4504cc4f",
@@ -432,17 +426,7 @@ fn key_is_never_echoed_in_errors() {
         "fdf726a9893ec05c0632d3956680baf0aa",
         "fdf726a9893ec05c0632d3956680bafz",
     ] {
-        let out = quic_router(&[
-            "cid",
-            "decode",
-            "--server-id-len",
-            "3",
-            "--nonce-len",
-            "4",
-            "--key",
-            key,
-            "0767947d29be054a",
-        ]);
+        let out = quic_router(&decode_args(&["--key", key, "0767947d29be054a"]));
         assert_eq!(out.status, 2);
         assert!(!out.stderr.contains("fdf726a9"), "{}", out.stderr);
     }

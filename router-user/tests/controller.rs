@@ -95,10 +95,9 @@ fn deliveries(receivers: Vec<Receiver>, sent: &[Tag]) -> BTreeMap<Tag, Vec<usize
     traffic::deliveries(receivers, sent, Duration::from_secs(10))
 }
 
-/// The round the sender is in.
-fn round(sender: &Sender) -> u32 {
-    sender.sent().last().map_or(0, |tag| tag.seq)
-}
+/// Rounds of traffic a test lets pass in each phase (about 0.1 s unloaded): enough for every
+/// phase's packets to show its routing.
+const PHASE_ROUNDS: u32 = 50;
 
 #[test]
 fn sigkill_loses_no_packet_and_a_restart_adopts_the_router() {
@@ -125,9 +124,9 @@ fn sigkill_loses_no_packet_and_a_restart_adopts_the_router() {
 
     let receivers = setup.receivers();
     let sender = setup.sender(vec![short("0a01", 1), short("0a02", 2)]);
-    thread::sleep(Duration::from_millis(300));
+    sender.wait_for_rounds(PHASE_ROUNDS);
     controller.kill();
-    thread::sleep(Duration::from_millis(500));
+    sender.wait_for_rounds(2 * PHASE_ROUNDS);
     let orphaned = setup.status();
     assert_eq!(
         orphaned["controller_pid"],
@@ -147,7 +146,7 @@ fn sigkill_loses_no_packet_and_a_restart_adopts_the_router() {
         after["epoch"].as_u64(),
         Some(before["epoch"].as_u64().unwrap() + 1)
     );
-    thread::sleep(Duration::from_millis(300));
+    sender.wait_for_rounds(PHASE_ROUNDS);
 
     // A controller whose program differs (here: its log level) swaps it into the pinned
     // link atomically, keeping the maps.
@@ -164,10 +163,10 @@ fn sigkill_loses_no_packet_and_a_restart_adopts_the_router() {
         "{}",
         replaced.log_text()
     );
-    thread::sleep(Duration::from_millis(300));
+    sender.wait_for_rounds(PHASE_ROUNDS);
     replaced.kill();
     let restarted = setup.start(&[]);
-    thread::sleep(Duration::from_millis(200));
+    sender.wait_for_rounds(PHASE_ROUNDS);
     let sent = sender.finish();
     let got = deliveries(receivers, &sent);
 
@@ -186,7 +185,7 @@ fn sigkill_loses_no_packet_and_a_restart_adopts_the_router() {
     assert!(restarted.terminate().success());
     let receivers = setup.receivers();
     let sender = setup.sender(vec![short("0a02", 3)]);
-    thread::sleep(Duration::from_millis(200));
+    sender.wait_for_rounds(PHASE_ROUNDS);
     let sent = sender.finish();
     let got = deliveries(receivers, &sent);
     assert!(
@@ -216,25 +215,23 @@ fn backends_are_added_drained_and_removed_while_traffic_flows() {
     let mut flows = vec![short("0a01", 1), short("0a02", 2), short("0a03", 3)];
     flows.extend((0..40).map(initial));
     let sender = setup.sender(flows);
-    thread::sleep(Duration::from_millis(200));
+    sender.wait_for_rounds(PHASE_ROUNDS);
 
-    // Each change takes effect somewhere between the round before its command and two
-    // rounds after the command returns (packets in flight).
+    // Each change takes effect after the rounds complete before its command and before the
+    // rounds started after it returns: the one in progress when it returns may straddle it.
     let gamma_mac = setup.topology.backend_mac(2);
-    let before_add = round(&sender);
+    let before_add = sender.rounds();
     setup.cli_ok(&Deployment::add_host_args(
         "gamma", "r3", &gamma_mac, "0:0a03",
     ));
-    let added = round(&sender) + 2;
-    thread::sleep(Duration::from_millis(200));
-    let before_drain = round(&sender);
+    let added = sender.rounds() + 1;
+    let before_drain = sender.wait_for_rounds(PHASE_ROUNDS);
     setup.cli_ok(&["backend", "drain", "--iface", "r0", "alpha"]);
-    let drained = round(&sender) + 2;
-    thread::sleep(Duration::from_millis(200));
-    let before_remove = round(&sender);
+    let drained = sender.rounds() + 1;
+    let before_remove = sender.wait_for_rounds(PHASE_ROUNDS);
     setup.cli_ok(&["backend", "remove", "--iface", "r0", "alpha"]);
-    let removed = round(&sender) + 2;
-    thread::sleep(Duration::from_millis(200));
+    let removed = sender.rounds() + 1;
+    sender.wait_for_rounds(PHASE_ROUNDS);
     let sent = sender.finish();
     let got = deliveries(receivers, &sent);
 
@@ -372,15 +369,22 @@ fn reloads_apply_new_codepoints_and_refuse_invalid_configs() {
     ];
     setup.write_config(&setup.config_text(true, &with_codepoint1));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while setup.status()["epoch"].as_u64() == Some(epoch) {
+    let applied = loop {
+        let status = setup.status();
+        // Recorded in the run state, and committed to the kernel.
+        if status["codepoints"].as_array().unwrap().len() == 2
+            && status["epoch"] == status["kernel_epoch"]
+        {
+            break status;
+        }
         assert!(
             Instant::now() < deadline,
             "the file change was not applied:\n{}",
             controller.log_text()
         );
         thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(setup.status()["codepoints"].as_array().unwrap().len(), 2);
+    };
+    assert!(applied["epoch"].as_u64().unwrap() > epoch, "{applied}");
     let four_pass_cid = {
         use router_common::quic_lb::{Config, ConfigParams, Encoder, Key};
         let params = ConfigParams::new(1, 3, 5);
@@ -397,7 +401,7 @@ fn reloads_apply_new_codepoints_and_refuse_invalid_configs() {
     };
     let receivers = setup.receivers();
     let sender = setup.sender(vec![short_header(&four_pass_cid), short("0a01", 4)]);
-    thread::sleep(Duration::from_millis(200));
+    sender.wait_for_rounds(PHASE_ROUNDS);
 
     // An invalid config is refused; the running one stays.
     let epoch = setup.status()["epoch"].as_u64().unwrap();
@@ -409,7 +413,7 @@ fn reloads_apply_new_codepoints_and_refuse_invalid_configs() {
     assert_eq!(status, 2, "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("not a MAC address"), "{stderr}");
-    thread::sleep(Duration::from_millis(200));
+    sender.wait_for_rounds(PHASE_ROUNDS);
     let sent = sender.finish();
     let got = deliveries(receivers, &sent);
     assert_eq!(

@@ -75,6 +75,31 @@ fn scrape(netns: &str) -> Result<String, String> {
     .unwrap()
 }
 
+/// A change refused before anything was written: exit status 2, one line that says so and
+/// names `cause`, and the config file (`text`) and the router (`epoch`) as they were.
+fn assert_refused_unchanged(
+    setup: &Deployment,
+    (status, _, stderr): (i32, String, String),
+    cause: &str,
+    text: &str,
+    epoch: Option<u64>,
+) {
+    assert_eq!(status, 2, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("nothing was changed") && stderr.contains(cause),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(setup.config_path()).unwrap(), text);
+    let status = setup.status();
+    assert_eq!(status["epoch"].as_u64(), epoch, "the maps were changed");
+    assert_eq!(
+        status["kernel_epoch"].as_u64(),
+        epoch,
+        "the maps were changed"
+    );
+}
+
 /// Waits until `ready` holds (every 100 ms), at most `within`.
 fn eventually(within: Duration, what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
@@ -230,15 +255,13 @@ fn an_edit_that_cannot_apply_changes_neither_the_file_nor_the_maps() {
     let text = std::fs::read_to_string(setup.config_path()).unwrap();
     let epoch = setup.status()["epoch"].as_u64();
     // An interface this host lacks: refused before anything is written.
-    let (status, _, stderr) = setup.add_host("delta", "nope0", "02:00:00:00:0d:01", "0:0a04");
-    assert_eq!(status, 2, "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("nothing was changed") && stderr.contains("nope0"),
-        "{stderr}"
+    assert_refused_unchanged(
+        &setup,
+        setup.add_host("delta", "nope0", "02:00:00:00:0d:01", "0:0a04"),
+        "nope0",
+        &text,
+        epoch,
     );
-    assert_eq!(std::fs::read_to_string(setup.config_path()).unwrap(), text);
-    assert_eq!(setup.status()["epoch"].as_u64(), epoch);
     // Later edits still apply, and a restart takes the file as it is.
     let (status, _, stderr) = setup.add_host("delta", "r1", "02:00:00:00:0d:01", "0:0a04");
     assert_eq!(status, 0, "{stderr}");
@@ -258,20 +281,13 @@ fn a_full_run_directory_refuses_changes_and_starts_with_nothing_changed() {
     let epoch = setup.status()["epoch"].as_u64();
     resize_run("1m");
     let filler = fill_run();
-    let (status, _, stderr) = setup.cli(&["backend", "drain", "--iface", "r0", "alpha"]);
-    assert_eq!(status, 2, "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("nothing was changed") && stderr.contains("No space left on device"),
-        "{stderr}"
-    );
-    assert_eq!(std::fs::read_to_string(setup.config_path()).unwrap(), text);
-    assert_eq!(
-        setup.status()["epoch"].as_u64(),
+    assert_refused_unchanged(
+        &setup,
+        setup.cli(&["backend", "drain", "--iface", "r0", "alpha"]),
+        "No space left on device",
+        &text,
         epoch,
-        "the maps were changed"
     );
-    assert_eq!(setup.status()["kernel_epoch"].as_u64(), epoch);
     let leftovers: Vec<_> = std::fs::read_dir("/run/quic-router/r0")
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())

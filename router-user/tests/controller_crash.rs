@@ -29,6 +29,9 @@ use router_user::config::{self, BackendState, Reach};
 const BINARY: &str = env!("CARGO_BIN_EXE_quic-router");
 const PIN_DIR: &str = "/sys/fs/bpf/quic-router/r0";
 const ROUNDS: usize = 50;
+/// Rounds of traffic (two packets each) after each restart: traffic crosses every one of them,
+/// more than 1,000 packets in all.
+const TRAFFIC_ROUNDS_PER_RESTART: u32 = 11;
 
 fn open<T: TryFrom<Map, Error = aya::maps::MapError>>(name: &str) -> T {
     MapData::from_pin(Path::new(PIN_DIR).join(name))
@@ -216,6 +219,7 @@ fn sigkill_during_reloads_and_edits_leaves_maps_status_and_file_in_agreement() {
         // A new controller applies the file as it is.
         controller = setup.start(&[]);
         assert_agree(&setup, round);
+        sender.wait_for_rounds(TRAFFIC_ROUNDS_PER_RESTART);
     }
 
     let sent = sender.finish();

@@ -45,6 +45,12 @@ fn quic_router(args: &[&str]) -> (i32, String, String) {
     (out.status, out.stdout, out.stderr)
 }
 
+/// `explain` of every packet in `capture` under `config`, with `extra` arguments.
+fn explain_capture(config: &str, capture: &Path, extra: &[&str]) -> (i32, String, String) {
+    let capture = capture.to_str().unwrap();
+    quic_router(&[&["explain", "--config", config, "--pcap", capture], extra].concat())
+}
+
 #[test]
 fn explains_a_packet_in_text_and_json() {
     let dir = tempfile::tempdir().unwrap();
@@ -118,13 +124,7 @@ fn a_packet_that_cannot_be_explained_is_named() {
         ),
         (&raw, "packet 2: not an IP packet, in a capture of raw IP"),
     ] {
-        let (status, stdout, stderr) = quic_router(&[
-            "explain",
-            "--config",
-            &config,
-            "--pcap",
-            capture.to_str().unwrap(),
-        ]);
+        let (status, stdout, stderr) = explain_capture(&config, capture, &[]);
         assert_eq!(status, 2, "{stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.contains(needle), "{stderr}");
@@ -165,14 +165,7 @@ fn explains_every_packet_of_a_capture() {
     ];
     write_capture(&capture, pcap_file::DataLink::ETHERNET, &packets);
 
-    let (status, stdout, stderr) = quic_router(&[
-        "explain",
-        "--config",
-        &config,
-        "--pcap",
-        capture.to_str().unwrap(),
-        "--json",
-    ]);
+    let (status, stdout, stderr) = explain_capture(&config, &capture, &["--json"]);
     assert_eq!(status, 0, "{stderr}");
     let verdicts: Vec<Value> = stdout
         .lines()

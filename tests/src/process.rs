@@ -114,27 +114,29 @@ pub struct CliOutput {
 const CLI_DEADLINE: Duration = Duration::from_secs(20);
 
 /// Runs `binary ARGS` in this namespace with no input, killing it (and failing) if it has
-/// not finished within 20 s.
+/// not finished within 20 s. Its output is read as it comes, so no amount of it can stall it.
 pub fn run_cli(binary: &Path, args: &[&str]) -> CliOutput {
-    let mut child = Command::new(binary)
+    let child = Command::new(binary)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|err| panic!("run {}: {err}", binary.display()));
-    let started = Instant::now();
-    while child.try_wait().expect("wait for the command").is_none() {
-        if started.elapsed() > CLI_DEADLINE {
-            let _ = child.kill();
+    let pid = child.id() as i32;
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output()));
+    let out = match finished.recv_timeout(CLI_DEADLINE) {
+        Ok(out) => out.expect("the command's output"),
+        Err(_) => {
+            // SAFETY: signalling our own child, not yet reaped (its waiter has not returned).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
             panic!(
                 "{} {args:?} did not finish within {CLI_DEADLINE:?}",
                 binary.display()
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("the command's output");
+    };
     CliOutput {
         status: out.status.code().expect("an exit status, not a signal"),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -6,7 +6,7 @@ use std::{
     net::{IpAddr, UdpSocket},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     thread::{self, JoinHandle},
     time::{Duration, Instant},
@@ -114,17 +114,23 @@ pub fn deliveries(
 pub struct Sender {
     stop: Arc<AtomicBool>,
     sent: Arc<Mutex<Vec<Tag>>>,
+    /// Rounds whose every packet has been sent: rounds `0..rounds` are complete.
+    rounds: Arc<AtomicU32>,
     handle: JoinHandle<()>,
 }
+
+/// How long a sender may take for the rounds a test waits for, however loaded the machine.
+const ROUNDS_DEADLINE: Duration = Duration::from_secs(60);
 
 impl Sender {
     /// `flows[i]` is flow `i`'s packet (the tag is appended). `gap` is the pause per round.
     pub fn start(netns: &str, vip: IpAddr, flows: Vec<Vec<u8>>, gap: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(Mutex::new(Vec::new()));
+        let rounds = Arc::new(AtomicU32::new(0));
         let netns = netns.to_owned();
         let handle = {
-            let (stop, sent) = (stop.clone(), sent.clone());
+            let (stop, sent, rounds) = (stop.clone(), sent.clone(), rounds.clone());
             thread::spawn(move || {
                 let _inside = netns::enter(&netns);
                 let unspecified = if vip.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
@@ -147,16 +153,40 @@ impl Sender {
                         }
                     }
                     seq += 1;
+                    rounds.store(seq, Ordering::Release);
                     thread::sleep(gap);
                 }
             })
         };
-        Self { stop, sent, handle }
+        Self {
+            stop,
+            sent,
+            rounds,
+            handle,
+        }
     }
 
-    /// Tags sent so far.
-    pub fn sent(&self) -> Vec<Tag> {
-        self.sent.lock().unwrap().clone()
+    /// How many rounds are complete: every packet of a round numbered below it has been sent,
+    /// and a round numbered above it starts only after this call.
+    pub fn rounds(&self) -> u32 {
+        self.rounds.load(Ordering::Acquire)
+    }
+
+    /// Waits until `more` rounds beyond those complete now are complete too; their number.
+    pub fn wait_for_rounds(&self, more: u32) -> u32 {
+        let target = self.rounds() + more;
+        let deadline = Instant::now() + ROUNDS_DEADLINE;
+        loop {
+            let rounds = self.rounds();
+            if rounds >= target {
+                return rounds;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the sender completed {rounds} of {target} rounds in {ROUNDS_DEADLINE:?}"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Stops and returns every tag sent.
