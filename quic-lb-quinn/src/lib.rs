@@ -36,6 +36,28 @@
 //! # }
 //! ```
 //!
+//! # Routable tokens
+//!
+//! [`routable_tokens`] makes a server put a routable block (router-common's
+//! `quic_lb::token` format: a CID from this issuer) in front of every address-validation token
+//! it issues, in NEW_TOKEN frames and Retry packets, and turns NEW_TOKEN frames on. A client
+//! sends the token back in the Initial of its next connection, where the router reads the
+//! server ID from it: a resumption goes back to the server that holds its session, with no
+//! change to the client. Each server seals its tokens under a key of its own
+//! ([`RoutableTokenKey::new`]), so no token key is shared either; a token another server
+//! issued, or one whose block was changed, opens nowhere else and counts as no token
+//! (RFC 9000 §8.1.3).
+//!
+//! ```
+//! # use quic_lb_quinn::{CidIssuer, IssuerConfig};
+//! # use router_common::quic_lb::ConfigParams;
+//! # fn tls() -> std::sync::Arc<dyn quinn_proto::crypto::ServerConfig> { unimplemented!() }
+//! # fn example(issuer: &CidIssuer) {
+//! let mut server_config = quinn_proto::ServerConfig::with_crypto(tls());
+//! quic_lb_quinn::routable_tokens(&mut server_config, issuer);
+//! # }
+//! ```
+//!
 //! Nonces never repeat under one key: encrypted configs count up from a random start, and
 //! when the count comes round to the start again the issuer switches to unroutable
 //! connection IDs (codepoint 0b111, random) rather than reuse one. Plaintext configs use
@@ -49,7 +71,10 @@ use std::{
     time::Duration,
 };
 
-use quinn_proto::{ConnectionId, ConnectionIdGenerator, InvalidCid};
+use quinn_proto::{
+    ConnectionId, ConnectionIdGenerator, InvalidCid, ServerConfig, ValidationTokenConfig,
+    crypto::{AeadKey, CryptoError, HandshakeTokenKey},
+};
 use rand::RngCore as _;
 use router_common::quic_lb::{
     Aes128, Config, ConfigError, ConfigParams, EncodeError, Encoder, Key,
@@ -278,6 +303,89 @@ impl ConnectionIdGenerator for CidIssuer {
     }
 }
 
+/// NEW_TOKEN frames per connection: one more than the client's first use, so that a second
+/// attempt (another port, a lost first try) also comes home.
+const NEW_TOKENS_PER_CONNECTION: u32 = 2;
+
+/// Makes `config` issue routable tokens under a token key of this server's own (see the
+/// crate docs), and send NEW_TOKEN frames.
+pub fn routable_tokens(config: &mut ServerConfig, issuer: &CidIssuer) {
+    config.token_key(Arc::new(RoutableTokenKey::new(issuer.clone())));
+    let mut validation = ValidationTokenConfig::default();
+    validation.sent(NEW_TOKENS_PER_CONNECTION);
+    config.validation_token_config(validation);
+}
+
+/// quinn's token key with a routable block in front of every token: quinn seals a token
+/// with the key that [`aead_from_hkdf`](HandshakeTokenKey::aead_from_hkdf) derives from the
+/// token's random nonce, and appends the nonce; this key's sealing puts a CID of `issuer`
+/// first and authenticates it with the rest.
+pub struct RoutableTokenKey {
+    issuer: CidIssuer,
+    inner: Arc<dyn HandshakeTokenKey>,
+}
+
+impl RoutableTokenKey {
+    /// Under a random key of this server's own: its tokens open only here, and a restart
+    /// makes the outstanding ones worthless (they still route; the server then treats them
+    /// as no token).
+    pub fn new(issuer: CidIssuer) -> Self {
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        let key = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, &[]).extract(&secret);
+        Self::with_key(issuer, Arc::new(key))
+    }
+
+    /// Under `inner`, e.g. a key kept across restarts.
+    pub fn with_key(issuer: CidIssuer, inner: Arc<dyn HandshakeTokenKey>) -> Self {
+        Self { issuer, inner }
+    }
+}
+
+impl HandshakeTokenKey for RoutableTokenKey {
+    fn aead_from_hkdf(&self, random_bytes: &[u8]) -> Box<dyn AeadKey> {
+        Box::new(RoutableAead {
+            issuer: self.issuer.clone(),
+            inner: self.inner.aead_from_hkdf(random_bytes),
+        })
+    }
+}
+
+struct RoutableAead {
+    issuer: CidIssuer,
+    inner: Box<dyn AeadKey>,
+}
+
+/// The block as associated data, in front of the caller's own.
+fn with_block(block: &[u8], additional_data: &[u8]) -> Vec<u8> {
+    [block, additional_data].concat()
+}
+
+impl AeadKey for RoutableAead {
+    fn seal(&self, data: &mut Vec<u8>, additional_data: &[u8]) -> Result<(), CryptoError> {
+        let block = self.issuer.issue();
+        self.inner
+            .seal(data, &with_block(&block, additional_data))?;
+        data.splice(0..0, block.iter().copied());
+        Ok(())
+    }
+
+    fn open<'a>(
+        &self,
+        data: &'a mut [u8],
+        additional_data: &[u8],
+    ) -> Result<&'a mut [u8], CryptoError> {
+        let (block, sealed) = data
+            .split_at_mut_checked(self.issuer.cid_len)
+            .ok_or(CryptoError)?;
+        // Not a block of ours (another length, a codepoint we never used): not our token.
+        self.issuer
+            .validate(&ConnectionId::new(block))
+            .map_err(|InvalidCid| CryptoError)?;
+        self.inner.open(sealed, &with_block(block, additional_data))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -288,6 +396,115 @@ mod tests {
 
     fn key(octet: u8) -> Key {
         Key::from_slice(&[octet; 16]).unwrap()
+    }
+
+    /// quinn's token layout: the sealed payload, then the random nonce the key came from.
+    fn mint(key: &RoutableTokenKey, payload: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; 16];
+        rand::rng().fill_bytes(&mut nonce);
+        let mut token = payload.to_vec();
+        key.aead_from_hkdf(&nonce).seal(&mut token, &[]).unwrap();
+        token.extend_from_slice(&nonce);
+        token
+    }
+
+    /// What quinn does with a token it receives: the payload, or `None` (no token).
+    fn accept(key: &RoutableTokenKey, token: &[u8]) -> Option<Vec<u8>> {
+        let (sealed, nonce) = token.split_at_checked(token.len().checked_sub(16)?)?;
+        let mut sealed = sealed.to_vec();
+        let aead = key.aead_from_hkdf(nonce);
+        aead.open(&mut sealed, &[])
+            .ok()
+            .map(|payload| payload.to_vec())
+    }
+
+    fn token_key(params: ConfigParams, key: Option<Key>, server_id: u8) -> RoutableTokenKey {
+        let issuer = CidIssuer::new(IssuerConfig {
+            params,
+            key,
+            server_id: vec![server_id; params.server_id_len as usize],
+        })
+        .unwrap();
+        RoutableTokenKey::new(issuer)
+    }
+
+    fn token_decoder(params: ConfigParams, key: Option<Key>) -> Decoder<Aes128> {
+        let mut decoder = Decoder::new();
+        decoder.insert(Config::new(params, key.as_ref().map(Key::aes128)).unwrap());
+        decoder
+    }
+
+    #[test]
+    fn a_token_opens_where_it_was_issued_and_its_block_names_the_server() {
+        let params = ConfigParams::new(1, 2, 6);
+        let tokens = token_key(params, Some(key(9)), 0x33);
+        let token = mint(&tokens, b"validation payload");
+        let (codepoint, server_id) = token_decoder(params, Some(key(9)))
+            .token_server_id(&token)
+            .unwrap();
+        assert_eq!((codepoint, server_id.as_slice()), (1, &[0x33, 0x33][..]));
+        assert_eq!(accept(&tokens, &token).unwrap(), b"validation payload");
+    }
+
+    #[test]
+    fn a_token_of_another_server_or_with_a_changed_block_is_no_token() {
+        let params = ConfigParams::new(0, 2, 6);
+        let ours = token_key(params, Some(key(1)), 1);
+        let theirs = token_key(params, Some(key(1)), 2);
+        let token = mint(&theirs, b"payload");
+        assert_eq!(accept(&ours, &token), None, "another server's token");
+        let mut changed = mint(&ours, b"payload");
+        changed[3] ^= 1;
+        assert_eq!(accept(&ours, &changed), None, "a changed block");
+        let mut other_codepoint = mint(&ours, b"payload");
+        other_codepoint[0] ^= 0x20;
+        assert_eq!(accept(&ours, &other_codepoint), None, "another codepoint");
+        assert_eq!(accept(&ours, &[0u8; 20]), None, "garbage");
+        assert_eq!(accept(&ours, &[]), None, "empty");
+    }
+
+    #[test]
+    fn token_blocks_and_cids_never_share_a_nonce() {
+        let params = ConfigParams::new(2, 3, 5);
+        let issuer = CidIssuer::new(IssuerConfig {
+            params,
+            key: Some(key(2)),
+            server_id: vec![7; 3],
+        })
+        .unwrap();
+        let tokens = RoutableTokenKey::new(issuer.clone());
+        let decoder = token_decoder(params, Some(key(2)));
+        let mut nonces = HashSet::new();
+        for _ in 0..2000 {
+            let token = mint(&tokens, b"p");
+            let (block, _) = decoder.token_block(&token).unwrap();
+            let from_token = decoder.decode(block).unwrap();
+            assert_eq!(from_token.server_id.as_slice(), &[7; 3]);
+            assert!(nonces.insert(from_token.nonce), "a token repeated a nonce");
+            let cid = decoder.decode(&issuer.issue()).unwrap();
+            assert!(nonces.insert(cid.nonce), "a CID repeated a token's nonce");
+        }
+    }
+
+    /// Octet strings of four that two tokens have in common.
+    fn common_windows(a: &[u8], b: &[u8]) -> usize {
+        let windows: HashSet<&[u8]> = a.windows(4).collect();
+        b.windows(4).filter(|w| windows.contains(w)).count()
+    }
+
+    #[test]
+    fn two_tokens_for_one_client_share_no_octet_pattern_under_an_encrypted_config() {
+        let params = ConfigParams::new(0, 2, 6);
+        let tokens = token_key(params, Some(key(3)), 5);
+        for _ in 0..100 {
+            let (a, b) = (mint(&tokens, b"same client"), mint(&tokens, b"same client"));
+            assert_eq!(common_windows(&a, &b), 0, "{a:02x?} and {b:02x?}");
+        }
+        // A plaintext config shows its server ID, as its CIDs do: the first octet and the
+        // server ID are the same in every token.
+        let plain = token_key(params, None, 5);
+        let (a, b) = (mint(&plain, b"same client"), mint(&plain, b"same client"));
+        assert_eq!(a[..3], b[..3]);
     }
 
     #[test]

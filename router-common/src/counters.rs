@@ -61,6 +61,12 @@ counter_list! {
         /// Sent to the server its DCID names, any header type: redirected to a host, passed
         /// to the stack for a local worker.
         RoutedByServerId => "routed_by_server_id",
+        /// An Initial whose token (NEW_TOKEN or Retry) starts with a block that names a
+        /// server: sent to the server that issued the token, whatever the DCID names.
+        RoutedByToken => "routed_by_token",
+        /// An Initial or 0-RTT packet without such a token, from the client address, port and
+        /// DCID of an Initial routed by its token moments before: sent where that went.
+        RoutedByTokenFlow => "routed_by_token_flow",
         /// An Initial or 0-RTT packet whose DCID names no server (client-chosen): sent by
         /// the fallback hash.
         InitialHashed => "initial_hashed",
@@ -94,6 +100,9 @@ counter_list! {
     pub enum LocalOutcome {
         /// Given to the socket of the worker its DCID names.
         Worker => "local_worker_by_server_id",
+        /// An Initial whose token names a server, or a packet of its connection attempt:
+        /// given to the socket of the worker that issued the token.
+        Token => "local_worker_by_token",
         /// The DCID names no server (a new connection's client-chosen DCID, an unknown
         /// server ID, an unroutable CID, not QUIC): given to the worker the fallback table
         /// picks for the 4-tuple, the one the XDP program passed it for.

@@ -26,16 +26,18 @@
 //! | `FALLBACK` | array | [`fallback_slot`] | `u32` backend index or [`NO_BACKEND`] |
 //! | `TX_PORTS` | devmap hash | ifindex | ifindex |
 //! | `CID_CACHE` | LRU hash | [`CidCacheKey`] | `u32` backend index |
+//! | `SERVER_ID_KEY` | per-CPU array, 1 | 0 | [`ServerIdKey`]: where a decoded server ID is built |
 //! | `CID_CACHE_KEY` | per-CPU array, 1 | 0 | [`CidCacheKey`]: where a packet's cache key is built |
+//! | `TOKEN_FLOWS` | LRU hash | [`TokenFlowKey`] | [`TokenFlow`] |
 //! | `STATS` | per-CPU array | [`Outcome`] | `u64` packets |
 //! | `BACKEND_STATS` | per-CPU array | backend index | [`BackendCounters`] |
 //! | `WORKER_SOCKETS` | reuseport socket array | [`worker_socket_slot`] | a local worker's UDP socket |
 //! | `LOCAL_STATS` | per-CPU array | [`LocalOutcome`] | `u64` datagrams |
 //! | `VERDICT` | array, 1 | 0 | [`Verdict`] (written only when tracing, for `explain`) |
 //!
-//! Every map but `VERDICT` is pinned by the controller. The CID cache is shared: the XDP
-//! program fills it, the local workers' socket selection reads it, and a new controller that
-//! adopts a running program keeps it.
+//! Every map but `VERDICT` is pinned by the controller. The CID cache and the token flows are
+//! shared: both programs fill and read them, and a new controller that adopts a running
+//! program keeps them.
 
 use crate::{
     counters::{LocalOutcome, Outcome},
@@ -295,12 +297,26 @@ pub mod specs {
         U32,
         Entries::CidCache,
     );
+    pub const SERVER_ID_KEY: MapSpec = spec(
+        "SERVER_ID_KEY",
+        MapKind::PerCpuArray,
+        U32,
+        size_of::<ServerIdKey>(),
+        Entries::Fixed(1),
+    );
     pub const CID_CACHE_KEY: MapSpec = spec(
         "CID_CACHE_KEY",
         MapKind::PerCpuArray,
         U32,
         size_of::<CidCacheKey>(),
         Entries::Fixed(1),
+    );
+    pub const TOKEN_FLOWS: MapSpec = spec(
+        "TOKEN_FLOWS",
+        MapKind::LruHash,
+        size_of::<TokenFlowKey>(),
+        size_of::<TokenFlow>(),
+        Entries::Fixed(TOKEN_FLOW_ENTRIES),
     );
     pub const STATS: MapSpec = spec(
         "STATS",
@@ -341,7 +357,7 @@ pub mod specs {
 
 /// The maps that hold the router's state, pinned so that the data path outlives the
 /// controller and a new controller adopts them.
-pub const PINNED_MAPS: [MapSpec; 14] = [
+pub const PINNED_MAPS: [MapSpec; 16] = [
     specs::CONTROL,
     specs::LISTENER_PORTS,
     specs::LISTENERS,
@@ -351,7 +367,9 @@ pub const PINNED_MAPS: [MapSpec; 14] = [
     specs::FALLBACK,
     specs::TX_PORTS,
     specs::CID_CACHE,
+    specs::SERVER_ID_KEY,
     specs::CID_CACHE_KEY,
+    specs::TOKEN_FLOWS,
     specs::STATS,
     specs::BACKEND_STATS,
     specs::WORKER_SOCKETS,
@@ -359,8 +377,8 @@ pub const PINNED_MAPS: [MapSpec; 14] = [
 ];
 
 /// Every map of the router's object: the pinned ones and `VERDICT`.
-pub const ROUTER_MAPS: [MapSpec; 15] = {
-    let mut all = [specs::VERDICT; 15];
+pub const ROUTER_MAPS: [MapSpec; 17] = {
+    let mut all = [specs::VERDICT; 17];
     let mut i = 0;
     while i < PINNED_MAPS.len() {
         all[i] = PINNED_MAPS[i];
@@ -478,6 +496,42 @@ pub struct CidCacheKey {
     pub _pad: [u8; 3],
 }
 
+/// Connection attempts whose Initial was routed by its token: about as many as start within
+/// [`TOKEN_FLOW_LIFETIME_NS`]. A full map forgets its least recently used attempt, whose 0-RTT
+/// packets then go by their DCID; the handshake itself still completes.
+pub const TOKEN_FLOW_ENTRIES: u32 = 16_384;
+/// How long a token flow lasts: a handshake's Initial and 0-RTT packets, retransmissions
+/// included, come within a few seconds; later packets carry the server's CID.
+pub const TOKEN_FLOW_LIFETIME_NS: u64 = 10_000_000_000;
+
+/// A connection attempt: the client's address and port and the DCID it chose. 0-RTT packets
+/// carry no token; this is how they find the server that their attempt's Initial was
+/// routed to by its token.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct TokenFlowKey {
+    /// IPv4 in the first four octets (the rest zero), or IPv6; network byte order.
+    pub addr: [u8; 16],
+    /// UDP port in network byte order.
+    pub port_be: u16,
+    /// 4 or 6.
+    pub family: u8,
+    pub dcid_len: u8,
+    /// The DCID, zero past `dcid_len`.
+    pub dcid: [u8; MAX_CID_LEN],
+}
+
+/// Where a connection attempt's Initial went, and until when that holds.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenFlow {
+    pub backend: u32,
+    /// The epoch the route was found under: another epoch ignores it.
+    pub epoch: u32,
+    /// `bpf_ktime_get_ns` past which the flow is over.
+    pub expires_ns: u64,
+}
+
 /// Per-backend counters of delivered packets.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -512,6 +566,8 @@ mod pod {
     unsafe impl aya::Pod for super::CidConfigEntry {}
     unsafe impl aya::Pod for super::ServerIdKey {}
     unsafe impl aya::Pod for super::CidCacheKey {}
+    unsafe impl aya::Pod for super::TokenFlowKey {}
+    unsafe impl aya::Pod for super::TokenFlow {}
     unsafe impl aya::Pod for super::BackendEntry {}
     unsafe impl aya::Pod for super::BackendCounters {}
     unsafe impl aya::Pod for super::Verdict {}

@@ -12,7 +12,7 @@ use router_common::{
 use router_ebpf::parse::Packet;
 
 use crate::{
-    maps::{CID_CACHE, CID_CACHE_KEY, CID_CONFIGS, SERVER_IDS},
+    maps::{CID_CACHE, CID_CACHE_KEY, CID_CONFIGS, SERVER_ID_KEY, SERVER_IDS},
     quic::Header,
     scalar::ScalarResult,
     stats,
@@ -21,7 +21,7 @@ use crate::{
 /// Copies up to 20 octets of the DCID at `offset` (`len` octets long) from the packet, with
 /// zeros where it ends.
 #[inline(always)]
-fn read_dcid(ctx: &impl Packet, offset: usize, len: usize) -> [u8; MAX_CID_LEN] {
+pub fn read_dcid(ctx: &impl Packet, offset: usize, len: usize) -> [u8; MAX_CID_LEN] {
     // The usual case: the packet holds 20 octets from the DCID on (QUIC packets carry at
     // least a 16-octet AEAD tag after it), so one bounds check covers a fixed-size copy.
     if let Ok(dcid) = ctx.load_array::<MAX_CID_LEN>(offset) {
@@ -37,28 +37,37 @@ fn read_dcid(ctx: &impl Packet, offset: usize, len: usize) -> [u8; MAX_CID_LEN] 
 }
 
 /// The backend index of the server that the packet's DCID names, or why there is none:
-/// [`Outcome::UnknownServerId`] (then `key` holds the decoded server ID, as it does on
-/// success), [`Outcome::UnroutableCodepoint`] or [`Outcome::UnroutableLength`].
+/// [`Outcome::UnknownServerId`] (then `SERVER_ID_KEY` holds the decoded server ID, as it
+/// does after a decode that found one), [`Outcome::UnroutableCodepoint`] or
+/// [`Outcome::UnroutableLength`].
 #[inline(always)]
-pub fn route_by_cid(
-    ctx: &impl Packet,
-    epoch: u32,
-    header: &Header,
-    key: &mut ServerIdKey,
-) -> Result<u32, Outcome> {
+pub fn route_by_cid(ctx: &impl Packet, epoch: u32, header: &Header) -> Result<u32, Outcome> {
     // Empty, or longer than QUIC v1 allows (an unknown version): nothing to decode.
     if header.dcid_len == 0 || !header.short && header.dcid_len > MAX_CID_LEN {
         return Err(Outcome::UnroutableLength);
     }
-    let epoch_and_short = u64::from(epoch) << 1 | header.short as u64;
+    let epoch_and_config_len = u64::from(epoch) << 1 | header.short as u64;
     server_id_route(
         ctx,
         header.dcid_offset,
         header.dcid_len,
-        epoch_and_short,
-        key,
+        epoch_and_config_len,
     )
     .get()
+}
+
+/// The backend index of the server that the routable block at the front of the token at
+/// `offset` (`len` octets, at least one) names, as [`route_by_cid`] gives it: the block is
+/// decoded as a short header's DCID is (router-common's `quic_lb::token` format), and a
+/// token shorter than the config's CID length is [`Outcome::UnroutableLength`].
+#[inline(always)]
+pub fn route_by_token(
+    ctx: &impl Packet,
+    epoch: u32,
+    offset: usize,
+    len: usize,
+) -> Result<u32, Outcome> {
+    server_id_route(ctx, offset, len, u64::from(epoch) << 1 | 1).get()
 }
 
 /// 1: remember the backends of encrypted CIDs (the default); 0: decode every packet (the
@@ -66,10 +75,12 @@ pub fn route_by_cid(
 #[unsafe(no_mangle)]
 static CID_CACHE_ON: u8 = 1;
 
-/// The route for the DCID at `dcid_offset`, `dcid_len` octets long (a short header's: the
-/// rest of the packet). `epoch_and_short` is `epoch << 1 | short`: a sixth argument is not
-/// allowed, and a `&Header` instead would leave the verifier without bounds on the offset
-/// read back from it.
+/// The route for the CID at `dcid_offset`, `dcid_len` octets long (a short header's DCID or a
+/// token: the rest of the packet or of the token). `epoch_and_config_len` is
+/// `epoch << 1 | config_len`, where `config_len` says that the config gives the CID's length
+/// (a short header's DCID, a token's block) rather than `dcid_len` (a long header's DCID): a
+/// sixth argument is not allowed, and a `&Header` instead would leave the verifier without
+/// bounds on the offset read back from it.
 ///
 /// A BPF subprogram of its own (not inlined), so that the codec's buffers have a stack frame
 /// of their own.
@@ -78,27 +89,31 @@ fn server_id_route(
     ctx: &impl Packet,
     dcid_offset: usize,
     dcid_len: usize,
-    epoch_and_short: u64,
-    key: &mut ServerIdKey,
+    epoch_and_config_len: u64,
 ) -> ScalarResult {
     ScalarResult::new(decode_and_look_up(
         ctx,
         dcid_offset,
         dcid_len,
-        epoch_and_short,
-        key,
+        epoch_and_config_len,
     ))
 }
 
 #[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "by value the key would be copied onto the stack that its scratch slot spares"
+)]
 fn decode_and_look_up(
     ctx: &impl Packet,
     dcid_offset: usize,
     dcid_len: usize,
-    epoch_and_short: u64,
-    key: &mut ServerIdKey,
+    epoch_and_config_len: u64,
 ) -> Result<u32, Outcome> {
-    let (epoch, short) = ((epoch_and_short >> 1) as u32, epoch_and_short & 1 != 0);
+    let (epoch, config_len) = (
+        (epoch_and_config_len >> 1) as u32,
+        epoch_and_config_len & 1 != 0,
+    );
     let generation = Control { epoch }.generation();
     let dcid = read_dcid(ctx, dcid_offset, dcid_len);
     let config_rotation = config_rotation_of(dcid[0]);
@@ -109,9 +124,9 @@ fn decode_and_look_up(
     if config.active == 0 {
         return Err(Outcome::UnroutableCodepoint);
     }
-    // A short header's DCID is the config's CID length; a long header names its length,
-    // which must hold the encoded part.
-    let (cid_len, needed) = if short {
+    // A short header's DCID and a token's block are the config's CID length; a long header
+    // names its DCID's length, which must hold the encoded part.
+    let (cid_len, needed) = if config_len {
         (config.cid_len as usize, config.cid_len as usize)
     } else {
         (dcid_len, 1 + config.plaintext_len as usize)
@@ -130,10 +145,15 @@ fn decode_and_look_up(
             return Ok(backend);
         }
     }
+    let Some(key) = SERVER_ID_KEY.get_ptr_mut(0) else {
+        return Err(Outcome::UnknownServerId);
+    };
+    // SAFETY: this CPU's scratch slot; nothing else uses it during this program run.
+    let key = unsafe { &mut *key };
     key.generation = generation as u8;
     key.config_rotation = config_rotation;
     decode_into_key(config, &dcid, key);
-    match SERVER_IDS.get_ptr(key) {
+    match SERVER_IDS.get_ptr(&*key) {
         Some(backend) => {
             // SAFETY: a pointer to the map's value, valid for this program run.
             let backend = unsafe { *backend };

@@ -1,6 +1,6 @@
 //! Local workers: the `SO_REUSEPORT` program of a listener's socket group on the router's own
-//! host. It finds the server that a datagram's DCID names with the same code and maps as the
-//! XDP program, and gives the datagram to that worker's socket in `WORKER_SOCKETS`. When the
+//! host. It finds the server that a datagram's token or DCID names with the same code and
+//! maps as the XDP program, and gives the datagram to that worker's socket in `WORKER_SOCKETS`. When the
 //! DCID names no server (a new connection, an unroutable CID), it takes the fallback table's
 //! backend for the 4-tuple, as the XDP program does, so that weights and draining hold for
 //! workers too. When that backend has no socket here, the kernel chooses (its 4-tuple hash).
@@ -11,20 +11,20 @@ use aya_ebpf::{
     programs::SkReuseportContext,
 };
 use router_common::{
-    counters::LocalOutcome,
+    counters::{LocalOutcome, Outcome},
     flow_hash::FlowAddr,
-    maps::{Control, NO_BACKEND, ServerIdKey, worker_socket_slot},
+    maps::{Control, NO_BACKEND, worker_socket_slot},
 };
 use router_ebpf::{
     counters::bump,
-    parse::{Packet as _, UDP_HLEN, load_network},
+    parse::{Datagram, Packet as _, UDP_HLEN, load_network},
 };
 
 use crate::{
-    cid::route_by_cid,
     maps::{CONTROL, LOCAL_STATS, WORKER_SOCKETS},
     quic::parse_header,
     route::fallback_backend,
+    token::route_by_server_id,
 };
 
 const ETH_P_IPV6_BE: u32 = 0x86dd_u16.to_be() as u32;
@@ -42,21 +42,32 @@ fn try_select_worker(ctx: &SkReuseportContext) -> LocalOutcome {
     let md: &sk_reuseport_md = unsafe { &*ctx.md };
     let ipv6 = md.eth_protocol == ETH_P_IPV6_BE;
     let epoch = CONTROL.get(0).map_or(0, |control| control.epoch);
-    let by_cid = (md.len as usize)
-        .checked_sub(UDP_HLEN)
+    let Some(datagram) = datagram_of(ctx, md.len as usize, ipv6) else {
+        return LocalOutcome::KernelChoice;
+    };
+    let routed = datagram
+        .payload_len
         .and_then(|payload_len| parse_header(ctx, UDP_HLEN, payload_len).ok())
-        .and_then(|header| route_by_cid(ctx, epoch, &header, &mut ServerIdKey::default()).ok());
-    if let Some(backend) = by_cid {
-        return if select(ctx, backend, ipv6) {
-            LocalOutcome::Worker
-        } else {
-            LocalOutcome::NotRegistered
+        .and_then(|header| route_by_server_id(ctx, epoch, &header, &datagram).ok());
+    if let Some((backend, outcome)) = routed {
+        return match (select(ctx, backend, ipv6), outcome) {
+            (false, _) => LocalOutcome::NotRegistered,
+            (true, Outcome::RoutedByServerId) => LocalOutcome::Worker,
+            (true, _) => LocalOutcome::Token,
         };
     }
     let generation = Control { epoch }.generation();
-    match fallback_of(ctx, generation, ipv6) {
-        Some(backend) if select(ctx, backend, ipv6) => LocalOutcome::Fallback,
-        _ => LocalOutcome::KernelChoice,
+    let backend = fallback_backend(
+        generation,
+        &datagram.src,
+        &datagram.dst,
+        datagram.src_port_be,
+        datagram.dst_port_be,
+    );
+    if backend != NO_BACKEND && select(ctx, backend, ipv6) {
+        LocalOutcome::Fallback
+    } else {
+        LocalOutcome::KernelChoice
     }
 }
 
@@ -68,10 +79,10 @@ fn select(ctx: &SkReuseportContext, backend: u32, ipv6: bool) -> bool {
         .is_ok()
 }
 
-/// The fallback table's backend for the datagram's 4-tuple: the addresses from the IP header,
-/// the ports from the UDP header.
+/// The datagram (`len` octets from its UDP header on) as the XDP program's parser gives it:
+/// the addresses from the IP header, the ports from the UDP header.
 #[inline(always)]
-fn fallback_of(ctx: &SkReuseportContext, generation: u32, ipv6: bool) -> Option<u32> {
+fn datagram_of(ctx: &SkReuseportContext, len: usize, ipv6: bool) -> Option<Datagram> {
     let (mut src, mut dst): (FlowAddr, FlowAddr) = ([0; 16], [0; 16]);
     if ipv6 {
         let addresses: [u8; 32] = load_network(ctx, IPV6_ADDRESSES).ok()?;
@@ -83,14 +94,15 @@ fn fallback_of(ctx: &SkReuseportContext, generation: u32, ipv6: bool) -> Option<
         dst[..4].copy_from_slice(&addresses[4..]);
     }
     let ports: [u8; 4] = ctx.load_array(0).ok()?;
-    let backend = fallback_backend(
-        generation,
-        &src,
-        &dst,
-        u16::from_ne_bytes([ports[0], ports[1]]),
-        u16::from_ne_bytes([ports[2], ports[3]]),
-    );
-    (backend != NO_BACKEND).then_some(backend)
+    Some(Datagram {
+        family: if ipv6 { 6 } else { 4 },
+        src,
+        dst,
+        src_port_be: u16::from_ne_bytes([ports[0], ports[1]]),
+        dst_port_be: u16::from_ne_bytes([ports[2], ports[3]]),
+        payload_offset: UDP_HLEN,
+        payload_len: len.checked_sub(UDP_HLEN),
+    })
 }
 
 /// Offsets of the source and destination addresses in the IP header.

@@ -4,9 +4,9 @@
 //! `SO_REUSEPORT` program (`local`) gives a local worker's datagrams to its socket.
 //!
 //! Split by concern: `quic` (QUIC headers), `cid` (server IDs, decoded with router-common's
-//! codec), `route` (fallback, delivery and the action for unrouted packets), `stats`
-//! (counters, tracing, debug log), `maps`. Ethernet, IP and UDP parsing is this crate's
-//! library (`router_ebpf::parse`), which the benchmark's programs share.
+//! codec), `token` (routing by an Initial's token), `route` (fallback, delivery and the
+//! action for unrouted packets), `stats` (counters, tracing, debug log), `maps`. Ethernet, IP
+//! and UDP parsing is this crate's library (`router_ebpf::parse`), which the benchmark's programs share.
 //!
 //! # Subprograms
 //!
@@ -29,6 +29,7 @@ mod quic;
 mod route;
 mod scalar;
 mod stats;
+mod token;
 
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 

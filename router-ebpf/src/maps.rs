@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use router_common::maps::{
     BackendCounters, BackendEntry, CidCacheKey, CidConfigEntry, Control, ListenerKey, ServerIdKey,
-    Verdict, specs,
+    TokenFlow, TokenFlowKey, Verdict, specs,
 };
 
 // Routing state, in two generations (see router_common::maps): user space writes it.
@@ -55,17 +55,30 @@ pub static TX_PORTS: DevMapHash =
 pub static WORKER_SOCKETS: ReusePortSockArray =
     ReusePortSockArray::with_max_entries(specs::WORKER_SOCKETS.default_entries(), 0);
 
-// The CID cache: written by the program, shared by both programs.
+// Written by the programs themselves, shared by both.
 
 /// Backends of encrypted CIDs decoded before.
 #[map]
 pub static CID_CACHE: LruHashMap<CidCacheKey, u32> =
     LruHashMap::with_max_entries(specs::CID_CACHE.default_entries(), specs::CID_CACHE.flags);
 
+/// Where the server ID a packet's CID or token decodes to is built, as `SERVER_IDS`' key
+/// (one per CPU). Not on the stack: the decoder's call chain needs every octet of it.
+#[map]
+pub static SERVER_ID_KEY: PerCpuArray<ServerIdKey> =
+    PerCpuArray::with_max_entries(specs::SERVER_ID_KEY.default_entries(), 0);
+
 /// Where the CID cache's key is built (one per CPU).
 #[map]
 pub static CID_CACHE_KEY: PerCpuArray<CidCacheKey> =
     PerCpuArray::with_max_entries(specs::CID_CACHE_KEY.default_entries(), 0);
+
+/// Connection attempts whose Initial was routed by its token, for their 0-RTT packets.
+#[map]
+pub static TOKEN_FLOWS: LruHashMap<TokenFlowKey, TokenFlow> = LruHashMap::with_max_entries(
+    specs::TOKEN_FLOWS.default_entries(),
+    specs::TOKEN_FLOWS.flags,
+);
 
 // Counters, per CPU, read and summed by user space.
 

@@ -1,5 +1,5 @@
-//! QUIC headers, as far as routing needs them: where the destination connection ID is and
-//! whether the packet is an Initial or 0-RTT.
+//! QUIC headers, as far as routing needs them: where the destination connection ID is,
+//! whether the packet is an Initial or 0-RTT, and where an Initial's token is.
 
 use router_common::{counters::Outcome, quic_lb::MAX_CID_LEN};
 use router_ebpf::parse::{Packet, byte_at};
@@ -20,6 +20,10 @@ pub struct Header {
     pub short: bool,
     /// A QUIC v1 or v2 Initial or 0-RTT packet: its DCID may be the client's choice.
     pub initial_or_0rtt: bool,
+    /// An Initial's token: its offset in the packet and its length (0: none, or not an
+    /// Initial).
+    pub token_offset: usize,
+    pub token_len: usize,
 }
 
 /// Reads the header of the QUIC packet at `offset` (`len` octets of UDP payload).
@@ -56,12 +60,12 @@ pub fn parse_header(ctx: &impl Packet, offset: usize, len: usize) -> Result<Head
         return Err(Outcome::MalformedQuic);
     }
     let packet_type = (first >> 4) & 0x03;
-    let initial_or_0rtt = match version {
+    let (initial, initial_or_0rtt) = match version {
         // Initial 0b00, 0-RTT 0b01.
-        QUIC_V1 => packet_type <= 1,
+        QUIC_V1 => (packet_type == 0, packet_type <= 1),
         // Initial 0b01, 0-RTT 0b10.
-        QUIC_V2 => packet_type == 1 || packet_type == 2,
-        _ => false,
+        QUIC_V2 => (packet_type == 1, packet_type == 1 || packet_type == 2),
+        _ => (false, false),
     };
     // The v1/v2 limit on connection ID lengths. Not the fixed bit: a peer that supports
     // greasing it (RFC 9287) may clear it, in a resumed connection's Initial too.
@@ -70,12 +74,53 @@ pub fn parse_header(ctx: &impl Packet, offset: usize, len: usize) -> Result<Head
     {
         return Err(Outcome::MalformedQuic);
     }
+    let (token_offset, token_len) = if initial {
+        let token_field = LONG_PREFIX_LEN + dcid_len + 1 + scid_len;
+        token(ctx, offset + token_field, len - token_field)?
+    } else {
+        (0, 0)
+    };
     Ok(Header {
         dcid_offset: offset + LONG_PREFIX_LEN,
         dcid_len,
         short: false,
         initial_or_0rtt,
+        token_offset,
+        token_len,
     })
+}
+
+/// The token of an Initial whose Token Length field is at `offset`, `left` octets before the
+/// packet ends: its offset and length. A length that runs past the packet is malformed.
+#[inline(always)]
+fn token(ctx: &impl Packet, offset: usize, left: usize) -> Result<(usize, usize), Outcome> {
+    let malformed = |_| Outcome::MalformedQuic;
+    if left == 0 {
+        return Err(Outcome::MalformedQuic);
+    }
+    // A variable-length integer (RFC 9000 §16): the first two bits give its size. Constant
+    // sizes and masks, so that the verifier knows the bounds of what follows.
+    let first = byte_at(ctx, offset).map_err(malformed)?;
+    let (size, token_len) = match first >> 6 {
+        0 => (1, u64::from(first)),
+        1 => {
+            let octets = ctx.load_array(offset).map_err(malformed)?;
+            (2, u64::from(u16::from_be_bytes(octets) & 0x3fff))
+        }
+        2 => {
+            let octets = ctx.load_array(offset).map_err(malformed)?;
+            (4, u64::from(u32::from_be_bytes(octets) & 0x3fff_ffff))
+        }
+        _ => {
+            let octets = ctx.load_array(offset).map_err(malformed)?;
+            (8, u64::from_be_bytes(octets) & (u64::MAX >> 2))
+        }
+    };
+    // No token is longer than a UDP payload.
+    if size > left || token_len > u64::from(u16::MAX) || token_len as usize > left - size {
+        return Err(Outcome::MalformedQuic);
+    }
+    Ok((offset + size, token_len as usize))
 }
 
 #[inline(always)]
@@ -85,5 +130,7 @@ fn short_header(offset: usize, len: usize) -> Header {
         dcid_len: len - 1,
         short: true,
         initial_or_0rtt: false,
+        token_offset: 0,
+        token_len: 0,
     }
 }

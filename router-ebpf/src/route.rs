@@ -1,5 +1,5 @@
-//! Routing: by server ID when the DCID names a known server, else by the fallback hash of
-//! the 4-tuple (draft-21 §4.2); delivery by rewriting the Ethernet addresses and redirecting
+//! Routing: by server ID when the token (Initials) or the DCID names a known server, else by
+//! the fallback hash of the 4-tuple (draft-21 §4.2); delivery by rewriting the Ethernet addresses and redirecting
 //! through the devmap, or, for a worker on this host, by passing the packet to the stack.
 //! IP, UDP and QUIC bytes are never changed.
 
@@ -12,16 +12,16 @@ use router_common::{
     flow_hash::{FlowAddr, flow_hash},
     maps::{
         BackendEntry, Control, LISTENER_HASH_INITIALS, LOCAL_WORKER_IFINDEX, ListenerKey,
-        NO_BACKEND, ServerIdKey, backend_slot, fallback_slot, listener_port_slot,
+        NO_BACKEND, backend_slot, fallback_slot, listener_port_slot,
     },
 };
 use router_ebpf::parse::{Datagram, packet_len, parse_datagram, ptr_at};
 
 use crate::{
-    cid::route_by_cid,
     maps::{BACKENDS, CONTROL, FALLBACK, LISTENER_PORTS, LISTENERS, TX_PORTS},
     quic::parse_header,
     stats,
+    token::route_by_server_id,
 };
 
 /// The XDP action for a packet that leaves early, unrouted: what is not ours to route
@@ -39,7 +39,7 @@ pub const fn unrouted_action(outcome: Outcome) -> u32 {
 #[inline(always)]
 pub fn finish_unrouted(ctx: &XdpContext, outcome: Outcome) -> u32 {
     stats::count(outcome);
-    stats::trace(outcome, NO_BACKEND, None);
+    stats::trace(outcome, NO_BACKEND, false);
     stats::log(ctx, outcome, NO_BACKEND);
     unrouted_action(outcome)
 }
@@ -81,15 +81,19 @@ pub fn try_route(ctx: &XdpContext) -> Result<u32, Outcome> {
             outcome
         }
     };
-    let mut key = ServerIdKey::default();
     let hash_initials = header.initial_or_0rtt && listener_flags & LISTENER_HASH_INITIALS != 0;
     let route = if hash_initials {
         Err(Outcome::InitialHashed)
     } else {
-        route_by_cid(ctx, epoch, &header, &mut key)
+        route_by_server_id(ctx, epoch, &header, &datagram)
     };
     let (outcome, backend, decoded) = match route {
-        Ok(backend) => (Outcome::RoutedByServerId, Some(backend), true),
+        // A token flow decodes nothing: `explain` shows no server ID for it.
+        Ok((backend, outcome)) => (
+            outcome,
+            Some(backend),
+            outcome != Outcome::RoutedByTokenFlow,
+        ),
         Err(Outcome::UnknownServerId) => (unrouted(Outcome::UnknownServerId), None, true),
         Err(outcome) => (unrouted(outcome), None, false),
     };
@@ -100,7 +104,7 @@ pub fn try_route(ctx: &XdpContext) -> Result<u32, Outcome> {
             backend => backend,
         },
     };
-    deliver(ctx, generation, backend, outcome, decoded.then_some(&key))
+    deliver(ctx, generation, backend, outcome, decoded)
 }
 
 /// The backend that the fallback table gives the packet's 4-tuple, or NO_BACKEND.
@@ -141,7 +145,7 @@ fn deliver(
     generation: u32,
     backend: u32,
     outcome: Outcome,
-    server_id: Option<&ServerIdKey>,
+    decoded: bool,
 ) -> Result<u32, Outcome> {
     // Indices come from the maps, below the largest limit: the slot cannot wrap around.
     let entry = BACKENDS
@@ -159,7 +163,7 @@ fn deliver(
     };
     stats::count(outcome);
     stats::count_backend(backend, packet_len(ctx) as u64);
-    stats::trace(outcome, backend, server_id);
+    stats::trace(outcome, backend, decoded);
     stats::log(ctx, outcome, backend);
     Ok(action)
 }

@@ -2,13 +2,10 @@
 //! the per-packet log line of debug mode.
 
 use aya_ebpf::programs::XdpContext;
-use router_common::{
-    counters::Outcome,
-    maps::{ServerIdKey, Verdict},
-};
+use router_common::{counters::Outcome, maps::Verdict};
 use router_ebpf::counters::bump;
 
-use crate::maps::{BACKEND_STATS, STATS, VERDICT};
+use crate::maps::{BACKEND_STATS, SERVER_ID_KEY, STATS, VERDICT};
 
 /// Set to 1 by `quic-router explain` at load time; 0 in the data path, where the verifier
 /// then drops the tracing code as dead.
@@ -39,18 +36,19 @@ pub fn tracing() -> bool {
     unsafe { core::ptr::read_volatile(&TRACE_VERDICTS) != 0 }
 }
 
-/// Records the verdict for `explain` when tracing is on.
+/// Records the verdict for `explain` when tracing is on; with `decoded`, the server ID that
+/// was decoded last in this run (in `SERVER_ID_KEY`).
 #[inline(always)]
-pub fn trace(outcome: Outcome, backend: u32, server_id: Option<&ServerIdKey>) {
+pub fn trace(outcome: Outcome, backend: u32, decoded: bool) {
     if tracing() {
-        record_verdict(outcome as u32, backend, server_id);
+        record_verdict(outcome as u32, backend, decoded);
     }
 }
 
 /// A BPF subprogram (not inlined): copying the server ID octet by octet would otherwise take
 /// room in the main frame, which the server ID decoder's call chain cannot spare.
 #[inline(never)]
-fn record_verdict(outcome: u32, backend: u32, server_id: Option<&ServerIdKey>) -> u32 {
+fn record_verdict(outcome: u32, backend: u32, decoded: bool) -> u32 {
     let Some(verdict) = VERDICT.get_ptr_mut(0) else {
         return 0;
     };
@@ -59,7 +57,7 @@ fn record_verdict(outcome: u32, backend: u32, server_id: Option<&ServerIdKey>) -
         backend,
         ..Verdict::default()
     };
-    if let Some(key) = server_id {
+    if decoded && let Some(key) = SERVER_ID_KEY.get(0) {
         value.has_server_id = 1;
         value.config_rotation = key.config_rotation;
         value.server_id = key.server_id;

@@ -10,7 +10,8 @@ pub struct Explanation {
     pub action: &'static str,
     /// The backend the packet went to.
     pub backend: Option<String>,
-    /// The server ID decoded from the DCID, whether or not a backend has it.
+    /// The server ID decoded from the token or the DCID (the one that routed the packet, or the
+    /// last tried), whether or not a backend has it.
     pub server_id: Option<String>,
     /// The outcome counter the packet counted in.
     pub reason: &'static str,

@@ -18,7 +18,7 @@ use integration_tests::{
     deployment::Deployment,
     fixtures::mint,
     netns,
-    packet::{QUIC_V1, long_header, short_header, v1},
+    packet::{QUIC_V1, initial, short_header, v1},
     traffic::{self, Receiver, Sender, Tag},
 };
 use serde_json::Value;
@@ -80,12 +80,13 @@ fn short(server_id: &str, seed: u64) -> Vec<u8> {
 }
 
 /// An Initial with a client-chosen DCID (codepoint 0b111: never routable).
-fn initial(seed: u8) -> Vec<u8> {
-    long_header(
+fn client_initial(seed: u8) -> Vec<u8> {
+    initial(
         v1::INITIAL,
         QUIC_V1,
         &[0xe0 | (seed & 0x1f), seed, 2, 3, 4, 5, 6, 7],
         &[seed; 8],
+        &[],
         1200,
     )
 }
@@ -213,7 +214,7 @@ fn backends_are_added_drained_and_removed_while_traffic_flows() {
     let receivers = setup.receivers();
     // Flows 0..3: short headers naming alpha, beta, gamma; flows 3..43: new connections.
     let mut flows = vec![short("0a01", 1), short("0a02", 2), short("0a03", 3)];
-    flows.extend((0..40).map(initial));
+    flows.extend((0..40).map(client_initial));
     let sender = setup.sender(flows);
     sender.wait_for_rounds(PHASE_ROUNDS);
 

@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use integration_tests::{
     fleet::{
-        Fleet, KEY1, NAMES, SERVER_IDS_1, connections, drain, exchange_on, key, migrate,
+        Fleet, KEY1, NAMES, Resume, SERVER_IDS_1, connections, drain, exchange_on, key, migrate,
         open_connections, params, resume, server_id,
     },
     quic::{Backend, Tickets},
@@ -85,9 +85,9 @@ fn b_migration_to_a_new_port_and_a_new_address_keeps_the_backend() {
 fn resumption(tickets: Tickets) {
     let fleet = Fleet::new(Path::new(BINARY), tickets, None);
     const CLIENTS: u16 = 100;
-    let by_cid = resume(&fleet, CLIENTS, 46_000);
+    let by_cid = resume(&fleet, Resume::ByCid, CLIENTS, 46_000);
     fleet.reconfigure("hash", &[0], &[0]);
-    let by_hash = resume(&fleet, CLIENTS, 48_000);
+    let by_hash = resume(&fleet, Resume::ByCid, CLIENTS, 48_000);
     println!(
         "| {tickets:?} tickets, {CLIENTS} resumptions, 3 backends | Initials routed by CID | Initials hashed by 4-tuple |"
     );

@@ -6,7 +6,7 @@ use std::{fs, path::Path};
 use integration_tests::{
     addresses::{QUIC_PORT, VIP4, sender, vip},
     config_text::{BackendText, ConfigText},
-    packet::{Datagram, QUIC_V1, long_header, short_header, v1},
+    packet::{Datagram, QUIC_V1, initial, long_header, short_header, v1},
     process::{assert_bad_input, run_cli},
     write_key,
 };
@@ -148,10 +148,11 @@ fn explains_every_packet_of_a_capture() {
         ),
         frame(
             QUIC_PORT,
-            &long_header(
+            &initial(
                 v1::INITIAL,
                 QUIC_V1,
                 &[0xe1, 2, 3, 4, 5, 6, 7, 8],
+                &[],
                 &[],
                 1200,
             ),
@@ -161,6 +162,28 @@ fn explains_every_packet_of_a_capture() {
         frame(
             QUIC_PORT,
             &short_header(&hex::decode("e7c4605e4504cc4f").unwrap()),
+        ),
+        // A resumption: a token minted by alpha, a random DCID, then its 0-RTT.
+        frame(
+            QUIC_PORT,
+            &initial(
+                v1::INITIAL,
+                QUIC_V1,
+                &[0xe2, 2, 3, 4, 5, 6, 7, 8],
+                &[],
+                &[hex::decode(ROUTABLE_CID).unwrap(), vec![0x5a; 24]].concat(),
+                1200,
+            ),
+        ),
+        frame(
+            QUIC_PORT,
+            &long_header(
+                v1::ZERO_RTT,
+                QUIC_V1,
+                &[0xe2, 2, 3, 4, 5, 6, 7, 8],
+                &[],
+                200,
+            ),
         ),
     ];
     write_capture(&capture, pcap_file::DataLink::ETHERNET, &packets);
@@ -177,6 +200,8 @@ fn explains_every_packet_of_a_capture() {
         serde_json::json!({"action": "pass", "backend": null, "server_id": null, "reason": "not_listener"}),
         serde_json::json!({"action": "drop", "backend": null, "server_id": null, "reason": "malformed_quic"}),
         serde_json::json!({"action": "redirect", "backend": "alpha", "server_id": null, "reason": "unroutable_codepoint"}),
+        serde_json::json!({"action": "redirect", "backend": "alpha", "server_id": "31441a", "reason": "routed_by_token"}),
+        serde_json::json!({"action": "redirect", "backend": "alpha", "server_id": null, "reason": "routed_by_token_flow"}),
     ];
     assert_eq!(verdicts, expected);
 }

@@ -11,7 +11,7 @@
 use std::{collections::BTreeMap, path::Path};
 
 use integration_tests::{
-    fleet::{Fleet, Servers, WORKER_NAMES, connections, migrate_each, resume},
+    fleet::{Fleet, Resume, Servers, WORKER_NAMES, connections, migrate_each, resume},
     quic::Tickets,
 };
 
@@ -63,7 +63,7 @@ fn run(registered: bool, tickets: Tickets) -> Rates {
         migrate_each(&fleet, CONNECTIONS, 42_000)
             .into_iter()
             .partition(Result::is_ok);
-    let round = resume(&fleet, RESUMPTIONS, 50_000);
+    let round = resume(&fleet, Resume::ByCid, RESUMPTIONS, 50_000);
     fleet
         .deployment
         .cli_ok(&["backend", "drain", "--iface", "r0", WORKER_NAMES[0]]);

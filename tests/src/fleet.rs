@@ -20,7 +20,7 @@ use crate::{
     process::Controller,
     quic::{
         Backend, Certificate, ClientTls, SERVER_NAME, Tickets, client_endpoint, connect_0rtt,
-        request, reuseport_socket_in, socket_in,
+        open_0rtt, request, reuseport_socket_in, socket_in,
     },
 };
 
@@ -257,9 +257,19 @@ pub struct Round {
     pub zero_rtt: usize,
 }
 
+/// What a resuming client sends that the first server chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// A CID the first server minted, as its Initial's DCID (a client programmed for it).
+    ByCid,
+    /// Nothing it was told to: quinn's default client, which sends the first connection's
+    /// NEW_TOKEN token in its Initial, with a random DCID.
+    ByToken,
+}
+
 /// Resumes `clients` sessions: a first connection, then a new one from another port whose
-/// Initial carries a CID the first server minted, with the request as 0-RTT data.
-pub fn resume(fleet: &Fleet, clients: u16, port_base: u16) -> Round {
+/// Initial carries what `how` says, with the request as 0-RTT data.
+pub fn resume(fleet: &Fleet, how: Resume, clients: u16, port_base: u16) -> Round {
     let netns = fleet.client_netns();
     let resumed_before: u64 = fleet.backends.iter().map(Backend::resumed).sum();
     let results = fleet.runtime.block_on(async {
@@ -270,10 +280,22 @@ pub fn resume(fleet: &Fleet, clients: u16, port_base: u16) -> Round {
                 let (netns, tls) = (netns.clone(), ClientTls::new(&fleet.certificate));
                 set.spawn(async move {
                     let first = client_endpoint(&netns, client(false, port_base + i));
-                    let answer = connect_0rtt(&first, tls.config(None), vip_socket(false)).await?;
+                    let config = match how {
+                        Resume::ByCid => tls.config(None),
+                        Resume::ByToken => tls.default_client(),
+                    };
+                    let (connection, answer) = open_0rtt(&first, config, vip_socket(false)).await?;
+                    if how == Resume::ByToken {
+                        // The server sends NEW_TOKEN once the handshake is confirmed.
+                        tls.tokens().wait_for(0).await?;
+                    }
+                    connection.close(0u32.into(), b"done");
                     let _ = tokio::time::timeout(Duration::from_secs(2), first.wait_idle()).await;
                     let second = client_endpoint(&netns, client(false, port_base + 1000 + i));
-                    let config = tls.config(Some(answer.answer.next_cid.clone()));
+                    let config = match how {
+                        Resume::ByCid => tls.config(Some(answer.answer.next_cid.clone())),
+                        Resume::ByToken => tls.default_client(),
+                    };
                     let resumed = connect_0rtt(&second, config, vip_socket(false)).await?;
                     let _ = tokio::time::timeout(Duration::from_secs(2), second.wait_idle()).await;
                     Ok::<_, String>((answer.answer.backend, resumed))

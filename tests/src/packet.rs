@@ -123,6 +123,33 @@ pub fn long_header(first: u8, version: u32, dcid: &[u8], scid: &[u8], rest: usiz
     packet
 }
 
+/// An Initial: `first` octet, version, DCID, SCID, the token with its length (a
+/// variable-length integer of the shortest form), then `rest` octets of payload.
+pub fn initial(
+    first: u8,
+    version: u32,
+    dcid: &[u8],
+    scid: &[u8],
+    token: &[u8],
+    rest: usize,
+) -> Vec<u8> {
+    let mut packet = long_header(first, version, dcid, scid, 0);
+    packet.extend_from_slice(&varint(token.len() as u64));
+    packet.extend_from_slice(token);
+    packet.extend(std::iter::repeat_n(0xcd, rest));
+    packet
+}
+
+/// A QUIC variable-length integer (RFC 9000 §16), shortest form.
+pub fn varint(value: u64) -> Vec<u8> {
+    match value {
+        0..=0x3f => vec![value as u8],
+        0x40..=0x3fff => (0x4000 | value as u16).to_be_bytes().to_vec(),
+        0x4000..=0x3fff_ffff => (0x8000_0000 | value as u32).to_be_bytes().to_vec(),
+        _ => (0xc000_0000_0000_0000 | value).to_be_bytes().to_vec(),
+    }
+}
+
 /// QUIC v1 long header packet types (first octet with the fixed bit and a 1-octet packet
 /// number length).
 pub mod v1 {

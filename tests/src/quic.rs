@@ -6,7 +6,7 @@ use std::{
     net::{IpAddr, SocketAddr, UdpSocket},
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -75,6 +75,16 @@ pub enum Tickets {
     OwnKey,
 }
 
+/// How a backend issues address-validation tokens (NEW_TOKEN frames and Retry packets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tokens {
+    /// quic-lb-quinn's routable tokens: a block that names this server first, sealed under a
+    /// token key of its own.
+    Routable,
+    /// quinn's own tokens under a key of this server's own: nothing a router can read.
+    Plain,
+}
+
 /// Counts the sessions a server resumed (a stored session taken, or a ticket it decrypted).
 #[derive(Debug)]
 struct CountingStore {
@@ -135,6 +145,10 @@ impl ProducesTickets for CountingTicketer {
 pub struct BackendCounters {
     pub connections: AtomicU64,
     pub resumed: Arc<AtomicU64>,
+    /// Retry packets sent.
+    pub retries: AtomicU64,
+    /// Connection attempts whose address a NEW_TOKEN token validated.
+    pub validated_by_new_token: AtomicU64,
 }
 
 /// A quinn server on a backend: answers every request stream with
@@ -144,11 +158,18 @@ pub struct Backend {
     pub issuer: CidIssuer,
     pub counters: Arc<BackendCounters>,
     endpoints: Vec<Endpoint>,
+    certificate: Certificate,
+    tickets: Tickets,
+    /// Whether the server demands address validation: a Retry for every Initial without a
+    /// valid token.
+    retry: Arc<AtomicBool>,
 }
 
 fn server_config(
     certificate: &Certificate,
     tickets: Tickets,
+    tokens: Tokens,
+    issuer: &CidIssuer,
     counters: &BackendCounters,
 ) -> ServerConfig {
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
@@ -181,6 +202,11 @@ fn server_config(
     let crypto = QuicServerConfig::try_from(Arc::new(tls)).expect("QUIC TLS config");
     let mut config = ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(transport());
+    match tokens {
+        Tokens::Routable => quic_lb_quinn::routable_tokens(&mut config, issuer),
+        // quinn's defaults: a random key of this server's own, NEW_TOKEN frames on.
+        Tokens::Plain => {}
+    }
     config
 }
 
@@ -246,14 +272,17 @@ impl Backend {
         certificate: &Certificate,
     ) -> Self {
         let counters = Arc::new(BackendCounters::default());
+        let retry = Arc::new(AtomicBool::new(false));
         let endpoints = sockets
             .into_iter()
             .map(|socket| {
                 let mut endpoint_config = EndpointConfig::default();
                 endpoint_config.cid_generator(issuer.factory());
+                let config =
+                    server_config(certificate, tickets, Tokens::Routable, &issuer, &counters);
                 let endpoint = Endpoint::new(
                     endpoint_config,
-                    Some(server_config(certificate, tickets, &counters)),
+                    Some(config),
                     socket,
                     Arc::new(TokioRuntime),
                 )
@@ -263,6 +292,7 @@ impl Backend {
                     name.to_owned(),
                     issuer.clone(),
                     counters.clone(),
+                    retry.clone(),
                 ));
                 endpoint
             })
@@ -272,7 +302,29 @@ impl Backend {
             issuer,
             counters,
             endpoints,
+            certificate: certificate.clone(),
+            tickets,
+            retry,
         }
+    }
+
+    /// Issues `tokens` from now on (a new server config: sessions and tokens issued before
+    /// are forgotten).
+    pub fn set_tokens(&self, tokens: Tokens) {
+        for endpoint in &self.endpoints {
+            endpoint.set_server_config(Some(server_config(
+                &self.certificate,
+                self.tickets,
+                tokens,
+                &self.issuer,
+                &self.counters,
+            )));
+        }
+    }
+
+    /// Demands address validation (Retry) from now on, or stops.
+    pub fn set_retry(&self, retry: bool) {
+        self.retry.store(retry, Ordering::Relaxed);
     }
 
     pub fn connections(&self) -> u64 {
@@ -281,6 +333,14 @@ impl Backend {
 
     pub fn resumed(&self) -> u64 {
         self.counters.resumed.load(Ordering::Relaxed)
+    }
+
+    pub fn retries(&self) -> u64 {
+        self.counters.retries.load(Ordering::Relaxed)
+    }
+
+    pub fn validated_by_new_token(&self) -> u64 {
+        self.counters.validated_by_new_token.load(Ordering::Relaxed)
     }
 }
 
@@ -297,8 +357,21 @@ async fn serve(
     name: String,
     issuer: CidIssuer,
     counters: Arc<BackendCounters>,
+    retry: Arc<AtomicBool>,
 ) {
     while let Some(incoming) = endpoint.accept().await {
+        // Validated without a Retry of ours just now: by a NEW_TOKEN token.
+        if incoming.remote_address_validated() && incoming.may_retry() {
+            counters
+                .validated_by_new_token
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        if retry.load(Ordering::Relaxed) && !incoming.remote_address_validated() {
+            counters.retries.fetch_add(1, Ordering::Relaxed);
+            // The client comes back with the Retry token; a refusal just drops the attempt.
+            let _ = incoming.retry();
+            continue;
+        }
         let (name, issuer, counters) = (name.clone(), issuer.clone(), counters.clone());
         tokio::spawn(async move {
             let Ok(connecting) = incoming.accept() else {
@@ -338,9 +411,52 @@ pub struct Answer {
 }
 
 /// A client's TLS state: its own session cache, so a ticket is only ever offered to the
-/// server the same client got it from.
+/// server the same client got it from; and its own token store, for
+/// [`default_client`](Self::default_client).
 #[derive(Clone)]
-pub struct ClientTls(Arc<rustls::ClientConfig>);
+pub struct ClientTls(Arc<rustls::ClientConfig>, Arc<TokenWaiter>);
+
+/// quinn's default token store, telling when a token arrives.
+#[derive(Default)]
+pub struct TokenWaiter {
+    store: quinn::TokenMemoryCache,
+    received: tokio::sync::Notify,
+    count: AtomicU64,
+}
+
+impl TokenWaiter {
+    /// Waits until the client has received a token since `before` tokens (the count then).
+    pub async fn wait_for(&self, before: u64) -> Result<(), String> {
+        tokio::time::timeout(ANSWER_TIMEOUT, async {
+            loop {
+                let notified = self.received.notified();
+                if self.count.load(Ordering::SeqCst) > before {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await
+        .map_err(|_| format!("no NEW_TOKEN in {ANSWER_TIMEOUT:?}"))
+    }
+
+    /// Tokens received so far.
+    pub fn received(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+impl quinn::TokenStore for TokenWaiter {
+    fn insert(&self, server_name: &str, token: bytes::Bytes) {
+        self.store.insert(server_name, token);
+        self.count.fetch_add(1, Ordering::SeqCst);
+        self.received.notify_waiters();
+    }
+
+    fn take(&self, server_name: &str) -> Option<bytes::Bytes> {
+        self.store.take(server_name)
+    }
+}
 
 impl ClientTls {
     pub fn new(certificate: &Certificate) -> Self {
@@ -355,10 +471,27 @@ impl ClientTls {
             .with_no_client_auth();
         tls.alpn_protocols = vec![ALPN.to_vec()];
         tls.enable_early_data = true;
-        Self(Arc::new(tls))
+        Self(Arc::new(tls), Arc::default())
     }
 
-    /// A quinn client config; with `initial_dcid`, Initials carry that DCID.
+    /// quinn's default client (random DCIDs, quinn's token store) with this client's TLS
+    /// state and token store: it sends the NEW_TOKEN token of one connection in the Initial
+    /// of its next.
+    pub fn default_client(&self) -> ClientConfig {
+        let crypto = QuicClientConfig::try_from(self.0.clone()).expect("QUIC TLS config");
+        let mut config = ClientConfig::new(Arc::new(crypto));
+        config.transport_config(transport());
+        config.token_store(self.1.clone());
+        config
+    }
+
+    /// This client's token store.
+    pub fn tokens(&self) -> &TokenWaiter {
+        &self.1
+    }
+
+    /// A quinn client config; with `initial_dcid`, Initials carry that DCID. No token is
+    /// ever sent back (a store of its own per config).
     pub fn config(&self, initial_dcid: Option<Vec<u8>>) -> ClientConfig {
         let crypto = QuicClientConfig::try_from(self.0.clone()).expect("QUIC TLS config");
         let mut config = ClientConfig::new(Arc::new(crypto));
@@ -419,6 +552,17 @@ pub async fn connect_0rtt(
     config: ClientConfig,
     server: SocketAddr,
 ) -> Result<Resumption, String> {
+    let (connection, resumption) = open_0rtt(endpoint, config, server).await?;
+    connection.close(0u32.into(), b"done");
+    Ok(resumption)
+}
+
+/// [`connect_0rtt`], leaving the connection open.
+pub async fn open_0rtt(
+    endpoint: &Endpoint,
+    config: ClientConfig,
+    server: SocketAddr,
+) -> Result<(quinn::Connection, Resumption), String> {
     let connecting = endpoint
         .connect_with(config, server, SERVER_NAME)
         .map_err(|e| e.to_string())?;
@@ -456,6 +600,5 @@ pub async fn connect_0rtt(
             )
         }
     };
-    connection.close(0u32.into(), b"done");
-    Ok(resumption)
+    Ok((connection, resumption))
 }

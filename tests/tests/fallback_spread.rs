@@ -8,7 +8,7 @@ use integration_tests::{
     addresses::{QUIC_PORT, VIP4},
     backend_text,
     fixtures::{BACKENDS, BackendFixture},
-    packet::{Datagram, QUIC_V1, long_header, v1},
+    packet::{Datagram, QUIC_V1, initial, v1},
     standard_config_text,
 };
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
@@ -30,7 +30,7 @@ fn shares(router: &TestRouter) -> Vec<(String, f64)> {
             VIP4.parse().unwrap(),
             rng.random_range(1024..=65535),
             QUIC_PORT,
-            long_header(v1::INITIAL, QUIC_V1, &dcid, &[1; 8], 64),
+            initial(v1::INITIAL, QUIC_V1, &dcid, &[1; 8], &[], 64),
         )
         .frame();
         let (action, _) = router.run(&packet);

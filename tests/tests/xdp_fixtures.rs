@@ -4,15 +4,22 @@
 
 use std::net::IpAddr;
 
+use aya::maps::{HashMap, Map, MapData};
 use integration_tests::{
     ConfigFile, TestRouter, XDP_DROP, XDP_PASS, XDP_REDIRECT,
-    addresses::{NOT_A_VIP4, NOT_A_VIP6, QUIC_PORT, sender, vip},
+    addresses::{NOT_A_VIP4, NOT_A_VIP6, QUIC_PORT, SENDER4, sender, vip},
     backend_text,
     fixtures::{self, BACKENDS, BackendFixture, interface, mint},
-    packet::{Datagram, QUIC_V1, QUIC_V2, dns_query, long_header, short_header, v1, v2},
+    packet::{
+        Datagram, QUIC_V1, QUIC_V2, dns_query, initial, long_header, short_header, v1, v2, varint,
+    },
     standard_listeners, standard_quic_lb,
 };
-use router_common::{counters::Outcome, flow_hash::flow_hash, maps::FALLBACK_TABLE_SIZE};
+use router_common::{
+    counters::Outcome,
+    flow_hash::flow_hash,
+    maps::{FALLBACK_TABLE_SIZE, TokenFlow, TokenFlowKey, specs},
+};
 use router_user::config::parse_mac;
 
 /// What a fixture expects.
@@ -24,6 +31,8 @@ enum Expect {
     Drop(Outcome),
     /// Redirected to the named backend because its DCID names it.
     Routed(&'static str),
+    /// Redirected to the named backend because its token names it.
+    RoutedByToken(&'static str),
     /// Redirected to whatever backend the fallback table gives the 4-tuple.
     Hashed(Outcome),
 }
@@ -47,6 +56,28 @@ fn fixture(name: impl Into<String>, datagram: Datagram, expect: Expect) -> Fixtu
         frame: None,
         expect,
     }
+}
+
+/// A routable token: a block minted as a CID of `server_id` under `config_rotation`, then
+/// `opaque_len` octets of the server's own.
+fn token(config_rotation: u8, server_id: &str, seed: u64, opaque_len: usize) -> Vec<u8> {
+    let mut token = mint(config_rotation, server_id, seed);
+    token.extend(std::iter::repeat_n(0x5a, opaque_len));
+    token
+}
+
+/// An Initial whose Token Length field is `length` (any encoding) followed by `rest` octets.
+fn initial_with_token_length(dcid: &[u8], length: &[u8], rest: usize) -> Vec<u8> {
+    let mut packet = long_header(v1::INITIAL, QUIC_V1, dcid, &SCID, 0);
+    packet.extend_from_slice(length);
+    packet.extend(std::iter::repeat_n(0xcd, rest));
+    packet
+}
+
+/// Another client-chosen DCID, one per fixture whose Initial is routed by its token: such an
+/// Initial starts a token flow that later packets with the same address, port and DCID follow.
+fn client_dcid(seed: u8) -> [u8; 8] {
+    [0xe0, seed, 0x11, 0x42, 0x07, 0x5c, 0xd0, seed]
 }
 
 /// A client-chosen DCID: random octets with codepoint 0b111 (never routable).
@@ -112,7 +143,7 @@ fn fixtures() -> Vec<Fixture> {
             f("v1 Initial, client-chosen DCID"),
             udp(
                 v6,
-                long_header(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, 1200),
+                initial(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, &[], 1200),
             ),
             Expect::Hashed(Outcome::InitialHashed),
         ));
@@ -120,15 +151,214 @@ fn fixtures() -> Vec<Fixture> {
             f("v1 Initial resuming with a server-issued DCID"),
             udp(
                 v6,
-                long_header(v1::INITIAL, QUIC_V1, &mint(2, "31441b", 8), &SCID, 1200),
+                initial(
+                    v1::INITIAL,
+                    QUIC_V1,
+                    &mint(2, "31441b", 8),
+                    &SCID,
+                    &[],
+                    1200,
+                ),
             ),
+            Expect::Routed("beta"),
+        ));
+        // Initials with tokens: a token that names a server comes first.
+        let beta_token = token(1, "000000b1", 50, 40);
+        all.push(fixture(
+            f("v1 Initial, token naming beta, client-chosen DCID"),
+            udp(
+                v6,
+                initial(
+                    v1::INITIAL,
+                    QUIC_V1,
+                    &client_dcid(1),
+                    &SCID,
+                    &beta_token,
+                    1200,
+                ),
+            ),
+            Expect::RoutedByToken("beta"),
+        ));
+        all.push(fixture(
+            f("v1 Initial, token naming beta (four-pass), DCID naming alpha"),
+            udp(
+                v6,
+                initial(
+                    v1::INITIAL,
+                    QUIC_V1,
+                    &mint(0, "0a01", 51),
+                    &SCID,
+                    &token(2, "31441b", 52, 30),
+                    1200,
+                ),
+            ),
+            Expect::RoutedByToken("beta"),
+        ));
+        all.push(fixture(
+            f("v1 Initial, plaintext token of exactly the CID length"),
+            udp(
+                v6,
+                initial(
+                    v1::INITIAL,
+                    QUIC_V1,
+                    &client_dcid(2),
+                    &SCID,
+                    &token(0, "0a01", 53, 0),
+                    1200,
+                ),
+            ),
+            Expect::RoutedByToken("alpha"),
+        ));
+        all.push(fixture(
+            f("v2 Initial, token naming alpha (server-use octets)"),
+            udp(
+                v6,
+                initial(
+                    v2::INITIAL,
+                    QUIC_V2,
+                    &client_dcid(3),
+                    &SCID,
+                    &token(3, "a1a1a1a1a1a1a1a1", 54, 60),
+                    1200,
+                ),
+            ),
+            Expect::RoutedByToken("alpha"),
+        ));
+        all.push(fixture(
+            f("v1 Initial, 2-octet token length (a 100-octet token)"),
+            udp(
+                v6,
+                initial(
+                    v1::INITIAL,
+                    QUIC_V1,
+                    &client_dcid(4),
+                    &SCID,
+                    &token(1, "000000b1", 55, 83),
+                    1200,
+                ),
+            ),
+            Expect::RoutedByToken("beta"),
+        ));
+        let mut eight_octet_length = initial_with_token_length(
+            &client_dcid(5),
+            &(0xc000_0000_0000_0000u64 | beta_token.len() as u64).to_be_bytes(),
+            0,
+        );
+        eight_octet_length.extend_from_slice(&beta_token);
+        eight_octet_length.extend(std::iter::repeat_n(0xcd, 1200));
+        all.push(fixture(
+            f("v1 Initial, token length in 8 octets (not the shortest form)"),
+            udp(v6, eight_octet_length),
+            Expect::RoutedByToken("beta"),
+        ));
+        all.push(fixture(
+            f("v1 Initial, empty token, DCID naming alpha"),
+            udp(
+                v6,
+                initial(
+                    v1::INITIAL,
+                    QUIC_V1,
+                    &mint(2, "31441a", 56),
+                    &SCID,
+                    &[],
+                    1200,
+                ),
+            ),
+            Expect::Routed("alpha"),
+        ));
+        let short_token = &beta_token[..mint(1, "000000b1", 50).len() - 1];
+        all.push(fixture(
+            f("v1 Initial, token shorter than its config's CID length, DCID naming alpha"),
+            udp(
+                v6,
+                initial(
+                    v1::INITIAL,
+                    QUIC_V1,
+                    &mint(2, "31441a", 57),
+                    &SCID,
+                    short_token,
+                    1200,
+                ),
+            ),
+            Expect::Routed("alpha"),
+        ));
+        all.push(fixture(
+            f("v1 Initial, token shorter than its config's CID length, client-chosen DCID"),
+            udp(
+                v6,
+                initial(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, short_token, 1200),
+            ),
+            Expect::Hashed(Outcome::InitialHashed),
+        ));
+        all.push(fixture(
+            f("v1 Initial, token with an unknown server ID"),
+            udp(
+                v6,
+                initial(
+                    v1::INITIAL,
+                    QUIC_V1,
+                    &CLIENT_DCID,
+                    &SCID,
+                    &token(1, "0000ffff", 58, 20),
+                    1200,
+                ),
+            ),
+            Expect::Hashed(Outcome::InitialHashed),
+        ));
+        let mut inactive = token(1, "000000b1", 59, 20);
+        inactive[0] = 0xa0 | (inactive[0] & 0x1f);
+        all.push(fixture(
+            f("v1 Initial, token under inactive codepoint 5"),
+            udp(
+                v6,
+                initial(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, &inactive, 1200),
+            ),
+            Expect::Hashed(Outcome::InitialHashed),
+        ));
+        all.push(fixture(
+            f("v1 Initial, token with codepoint 0b111"),
+            udp(
+                v6,
+                initial(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, &[0xe3; 30], 1200),
+            ),
+            Expect::Hashed(Outcome::InitialHashed),
+        ));
+        all.push(fixture(
+            f("v1 Initial, token length past the packet end"),
+            udp(
+                v6,
+                initial_with_token_length(&CLIENT_DCID, &varint(1300), 1200),
+            ),
+            Expect::Drop(Outcome::MalformedQuic),
+        ));
+        all.push(fixture(
+            f("v1 Initial, token length field cut by the packet end"),
+            udp(
+                v6,
+                initial_with_token_length(&CLIENT_DCID, &[0x80, 0x00], 0),
+            ),
+            Expect::Drop(Outcome::MalformedQuic),
+        ));
+        all.push(fixture(
+            f("v1 Initial ending before its token length"),
+            udp(
+                v6,
+                long_header(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, 0),
+            ),
+            Expect::Drop(Outcome::MalformedQuic),
+        ));
+        let mut zero_rtt = initial_with_token_length(&mint(1, "000000b1", 60), &varint(1300), 100);
+        zero_rtt[0] = v1::ZERO_RTT;
+        all.push(fixture(
+            f("v1 0-RTT: no token field, the octets after the SCID are its length"),
+            udp(v6, zero_rtt),
             Expect::Routed("beta"),
         ));
         all.push(fixture(
             f("v1 Initial, DCID with an unknown server ID"),
             udp(
                 v6,
-                long_header(v1::INITIAL, QUIC_V1, &mint(0, "7777", 9), &SCID, 1200),
+                initial(v1::INITIAL, QUIC_V1, &mint(0, "7777", 9), &SCID, &[], 1200),
             ),
             Expect::Hashed(Outcome::InitialHashed),
         ));
@@ -195,7 +425,7 @@ fn fixtures() -> Vec<Fixture> {
             f("v2 Initial resuming"),
             udp(
                 v6,
-                long_header(v2::INITIAL, QUIC_V2, &mint(0, "0a02", 14), &SCID, 1200),
+                initial(v2::INITIAL, QUIC_V2, &mint(0, "0a02", 14), &SCID, &[], 1200),
             ),
             Expect::Routed("beta"),
         ));
@@ -203,7 +433,7 @@ fn fixtures() -> Vec<Fixture> {
             f("v2 Initial, client-chosen DCID"),
             udp(
                 v6,
-                long_header(v2::INITIAL, QUIC_V2, &CLIENT_DCID, &SCID, 1200),
+                initial(v2::INITIAL, QUIC_V2, &CLIENT_DCID, &SCID, &[], 1200),
             ),
             Expect::Hashed(Outcome::InitialHashed),
         ));
@@ -254,7 +484,7 @@ fn fixtures() -> Vec<Fixture> {
             f("v1 Initial with a greased (clear) fixed bit"),
             udp(
                 v6,
-                long_header(0x80, QUIC_V1, &mint(0, "0a01", 18), &SCID, 1200),
+                initial(0x80, QUIC_V1, &mint(0, "0a01", 18), &SCID, &[], 1200),
             ),
             Expect::Routed("alpha"),
         ));
@@ -264,7 +494,7 @@ fn fixtures() -> Vec<Fixture> {
             f("v1 long header with a 21-octet DCID"),
             udp(
                 v6,
-                long_header(v1::INITIAL, QUIC_V1, &[0x07; 21], &SCID, 1200),
+                initial(v1::INITIAL, QUIC_V1, &[0x07; 21], &SCID, &[], 1200),
             ),
             Expect::Drop(Outcome::MalformedQuic),
         ));
@@ -338,7 +568,7 @@ fn fixtures() -> Vec<Fixture> {
         ));
         let mut tagged_initial = udp(
             v6,
-            long_header(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, 1200),
+            initial(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, &[], 1200),
         );
         tagged_initial.vlan = Some(4000);
         all.push(fixture(
@@ -358,7 +588,7 @@ fn fixtures() -> Vec<Fixture> {
     ));
     let mut first_fragment = udp(
         false,
-        long_header(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, 1200),
+        initial(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, &[], 1200),
     );
     first_fragment.ipv4_fragment = 0x2000;
     all.push(fixture(
@@ -516,6 +746,14 @@ fn every_fixture_gives_its_action_bytes_and_counters() {
                 Outcome::RoutedByServerId,
                 Some(backend),
             ),
+            Expect::RoutedByToken(backend) => check(
+                &router,
+                &fixture.name,
+                &frame,
+                XDP_REDIRECT,
+                Outcome::RoutedByToken,
+                Some(backend),
+            ),
             Expect::Hashed(outcome) => {
                 let backend = hashed_backend(&router, &fixture.datagram);
                 assert_ne!(
@@ -545,7 +783,7 @@ fn truncated_packets_are_passed_or_dropped_never_routed() {
     for (v6, vlan) in [(false, None), (true, None), (false, Some(7))] {
         let mut datagram = udp(
             v6,
-            long_header(v1::INITIAL, QUIC_V1, &mint(2, "31441a", 30), &SCID, 40),
+            initial(v1::INITIAL, QUIC_V1, &mint(2, "31441a", 30), &SCID, &[], 40),
         );
         datagram.vlan = vlan;
         let frame = datagram.frame();
@@ -593,7 +831,7 @@ fn without_active_backends_fallback_traffic_is_dropped() {
     let router = TestRouter::new(&config);
     let initial = udp(
         false,
-        long_header(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, 1200),
+        initial(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, &[], 1200),
     )
     .frame();
     check(
@@ -651,7 +889,14 @@ fn a_listener_can_hash_initials_by_4_tuple_only() {
     for v6 in [false, true] {
         let resumed = udp(
             v6,
-            long_header(v1::INITIAL, QUIC_V1, &mint(2, "31441b", 40), &SCID, 1200),
+            initial(
+                v1::INITIAL,
+                QUIC_V1,
+                &mint(2, "31441b", 40),
+                &SCID,
+                &[],
+                1200,
+            ),
         );
         let backend = hashed_backend(&router, &resumed);
         check(
@@ -697,4 +942,158 @@ fn a_listener_can_hash_initials_by_4_tuple_only() {
             Some("beta"),
         );
     }
+}
+
+/// The router's `TOKEN_FLOWS` map, found through the program's map IDs.
+fn token_flows(router: &TestRouter) -> HashMap<MapData, TokenFlowKey, TokenFlow> {
+    let ids = router.program().info().unwrap().map_ids().unwrap().unwrap();
+    let map = ids
+        .into_iter()
+        .map(|id| MapData::from_id(id).unwrap())
+        .find(|map| map.info().unwrap().name() == specs::TOKEN_FLOWS.name.as_bytes())
+        .expect("the program uses TOKEN_FLOWS");
+    HashMap::try_from(Map::LruHashMap(map)).unwrap()
+}
+
+/// A 0-RTT packet carries no token: it follows the Initial of its attempt (same address,
+/// port and DCID) that was routed by its token, under the same epoch, while the flow lasts.
+#[test]
+fn packets_of_an_attempt_routed_by_its_token_follow_it() {
+    let config = ConfigFile::standard().load();
+    let mut router = TestRouter::new(&config);
+    for v6 in [false, true] {
+        let dcid = client_dcid(100 + u8::from(v6));
+        let initial_of =
+            |token: &[u8]| udp(v6, initial(v1::INITIAL, QUIC_V1, &dcid, &SCID, token, 1200));
+        let zero_rtt = udp(v6, long_header(v1::ZERO_RTT, QUIC_V1, &dcid, &SCID, 200));
+        let hashed_0rtt = hashed_backend(&router, &zero_rtt);
+        // The token names a server the 4-tuple does not hash to.
+        let (named, server_id) = [("beta", "31441b"), ("alpha", "31441a")]
+            .into_iter()
+            .find(|(name, _)| *name != hashed_0rtt)
+            .unwrap();
+        check(
+            &router,
+            "0-RTT before any Initial",
+            &zero_rtt.frame(),
+            XDP_REDIRECT,
+            Outcome::InitialHashed,
+            Some(&hashed_0rtt),
+        );
+        check(
+            &router,
+            "Initial with a token naming another server",
+            &initial_of(&token(2, server_id, 101, 30)).frame(),
+            XDP_REDIRECT,
+            Outcome::RoutedByToken,
+            Some(named),
+        );
+        check(
+            &router,
+            "its 0-RTT",
+            &zero_rtt.frame(),
+            XDP_REDIRECT,
+            Outcome::RoutedByTokenFlow,
+            Some(named),
+        );
+        check(
+            &router,
+            "its next Initial, without a token",
+            &initial_of(&[]).frame(),
+            XDP_REDIRECT,
+            Outcome::RoutedByTokenFlow,
+            Some(named),
+        );
+        let mut other_port = zero_rtt.clone();
+        other_port.src_port += 1;
+        check(
+            &router,
+            "0-RTT from another port",
+            &other_port.frame(),
+            XDP_REDIRECT,
+            Outcome::InitialHashed,
+            Some(&hashed_backend(&router, &other_port)),
+        );
+        let other_dcid = udp(
+            v6,
+            long_header(v1::ZERO_RTT, QUIC_V1, &client_dcid(110), &SCID, 200),
+        );
+        check(
+            &router,
+            "0-RTT with another DCID",
+            &other_dcid.frame(),
+            XDP_REDIRECT,
+            Outcome::InitialHashed,
+            Some(&hashed_backend(&router, &other_dcid)),
+        );
+    }
+
+    // A flow is kept under the epoch it was found in: a change applied since leaves it unused.
+    let dcid = client_dcid(120);
+    let zero_rtt = udp(false, long_header(v1::ZERO_RTT, QUIC_V1, &dcid, &SCID, 200));
+    check(
+        &router,
+        "Initial with a token naming alpha",
+        &udp(
+            false,
+            initial(
+                v1::INITIAL,
+                QUIC_V1,
+                &dcid,
+                &SCID,
+                &token(0, "0a01", 121, 8),
+                1200,
+            ),
+        )
+        .frame(),
+        XDP_REDIRECT,
+        Outcome::RoutedByToken,
+        Some("alpha"),
+    );
+    let mut changed = config.clone();
+    changed.backends[0].weight += 1;
+    let epoch = router.epoch();
+    assert_ne!(router.install(&changed), epoch);
+    check(
+        &router,
+        "its 0-RTT after a change",
+        &zero_rtt.frame(),
+        XDP_REDIRECT,
+        Outcome::InitialHashed,
+        Some(&hashed_backend(&router, &zero_rtt)),
+    );
+
+    // An expired flow is not followed; one that has not expired is, to where it says.
+    let mut flows = token_flows(&router);
+    let mut key = TokenFlowKey {
+        port_be: zero_rtt.src_port.to_be(),
+        family: 4,
+        dcid_len: dcid.len() as u8,
+        ..TokenFlowKey::default()
+    };
+    key.addr[..4].copy_from_slice(&SENDER4.parse::<std::net::Ipv4Addr>().unwrap().octets());
+    key.dcid[..dcid.len()].copy_from_slice(&dcid);
+    let flow = |expires_ns| TokenFlow {
+        backend: router.backend("gamma"),
+        epoch: router.epoch(),
+        expires_ns,
+    };
+    flows.insert(key, flow(1), 0).unwrap();
+    check(
+        &router,
+        "0-RTT of an expired flow",
+        &zero_rtt.frame(),
+        XDP_REDIRECT,
+        Outcome::InitialHashed,
+        Some(&hashed_backend(&router, &zero_rtt)),
+    );
+    flows.insert(key, flow(u64::MAX), 0).unwrap();
+    check(
+        &router,
+        "0-RTT of a live flow",
+        &zero_rtt.frame(),
+        XDP_REDIRECT,
+        Outcome::RoutedByTokenFlow,
+        Some("gamma"),
+    );
 }

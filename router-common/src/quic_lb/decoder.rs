@@ -63,16 +63,22 @@ impl<C: BlockCipher> Decoder<C> {
         self.configs.get_mut(config_rotation as usize)?.take()
     }
 
+    /// The configuration that a connection ID starting with `first_octet` names.
+    pub(crate) fn config_of(&self, first_octet: u8) -> Result<&Config<C>, DecodeError> {
+        let config_rotation = config_rotation_of(first_octet);
+        if config_rotation == UNROUTABLE_CONFIG_ROTATION {
+            return Err(DecodeError::Unroutable);
+        }
+        self.configs[config_rotation as usize]
+            .as_ref()
+            .ok_or(DecodeError::UnknownConfigRotation(config_rotation))
+    }
+
     /// The configuration that `cid` names, and its encoded part (server ID + nonce).
     fn select(&self, cid: &[u8]) -> Result<(&Config<C>, PlaintextBuf), DecodeError> {
         let first = *cid.first().ok_or(DecodeError::Empty)?;
         let config_rotation = config_rotation_of(first);
-        if config_rotation == UNROUTABLE_CONFIG_ROTATION {
-            return Err(DecodeError::Unroutable);
-        }
-        let config = self.configs[config_rotation as usize]
-            .as_ref()
-            .ok_or(DecodeError::UnknownConfigRotation(config_rotation))?;
+        let config = self.config_of(first)?;
         let needed = 1 + config.params().plaintext_len();
         let encoded = cid.get(1..needed).ok_or(DecodeError::TooShort {
             config_rotation,

@@ -4,7 +4,9 @@
 //! config rotation codepoint), [`Encoder`] (server side: server ID + nonce -> connection ID) and
 //! [`Decoder`] (load balancer side: connection ID -> config rotation, server ID, nonce).
 //! The block cipher is a trait ([`BlockCipher`]) so that the same code runs on RustCrypto's
-//! AES in user space and on the table-based AES of the XDP program.
+//! AES in user space and on the table-based AES of the XDP program. Routable tokens (a
+//! server ID block in front of an address-validation token) are decoded as CIDs are: see
+//! [`Decoder::token_block`].
 
 mod bytes;
 mod cipher;
@@ -13,6 +15,7 @@ mod decoder;
 mod encoder;
 mod four_pass;
 mod table_aes;
+mod token;
 
 /// RustCrypto's AES-128, the user-space [`BlockCipher`].
 #[cfg(feature = "aes")]

@@ -8,7 +8,7 @@
 use std::{collections::BTreeMap, path::PathBuf, time::Instant};
 
 use integration_tests::{
-    fleet::{Fleet, connections, drain, migrate, open_connections, resume},
+    fleet::{Fleet, Resume, connections, drain, migrate, open_connections, resume},
     quic::Tickets,
 };
 use router_common::counters::Outcome;
@@ -53,9 +53,9 @@ fn main() {
 
     // (c) Resumption without a shared ticket key, then with Initials hashed by 4-tuple.
     const CLIENTS: u16 = 30;
-    let by_cid = resume(&fleet, CLIENTS, 46_000);
+    let by_cid = resume(&fleet, Resume::ByCid, CLIENTS, 46_000);
     fleet.reconfigure("hash", &[0], &[0]);
-    let by_hash = resume(&fleet, CLIENTS, 48_000);
+    let by_hash = resume(&fleet, Resume::ByCid, CLIENTS, 48_000);
     fleet.reconfigure("cid", &[0], &[0]);
     let percent = |n: u64| {
         format!(

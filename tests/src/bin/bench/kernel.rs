@@ -11,7 +11,7 @@ use integration_tests::{
     addresses::{QUIC_PORT, sender, vip},
     fixtures::{BACKENDS, INTERFACES, LOCAL_WORKERS, mint},
     load_bench_programs, options_for,
-    packet::{Datagram, QUIC_V1, dns_query, long_header, short_header, v1},
+    packet::{Datagram, QUIC_V1, dns_query, initial, short_header, v1},
     run_repeated, standard_config_text, take_map, worker_text, xdp_program,
 };
 use router_user::router::LoadOptions;
@@ -91,11 +91,12 @@ fn paths(v6: bool) -> Vec<(&'static str, &'static str, bool, Vec<u8>)> {
             "initial_hash",
             "Initial, client-chosen DCID (fallback hash)",
             false,
-            udp(long_header(
+            udp(initial(
                 v1::INITIAL,
                 QUIC_V1,
                 &[0xe3, 1, 2, 3, 4, 5, 6, 7],
                 &[9; 8],
+                &[],
                 1200,
             )),
         ),
@@ -103,11 +104,12 @@ fn paths(v6: bool) -> Vec<(&'static str, &'static str, bool, Vec<u8>)> {
             "initial_routable",
             "Initial, routable DCID (four-pass, 3 passes)",
             true,
-            udp(long_header(
+            udp(initial(
                 v1::INITIAL,
                 QUIC_V1,
                 &mint(2, "31441b", 5),
                 &[9; 8],
+                &[],
                 1200,
             )),
         ),

@@ -1,0 +1,140 @@
+//! Resumption with unmodified clients, through the XDP router: quinn's default client sends
+//! the NEW_TOKEN token of its first connection in the Initial of its next, with a random
+//! DCID; the servers (quic-lb-quinn's routable tokens, each with its own token and ticket
+//! keys) put their server ID in front of every token, and the router routes the Initial by
+//! it. Side by side: Initials hashed by 4-tuple, and servers whose tokens carry no server ID.
+//! Then servers that demand address validation (Retry). Needs root.
+
+use std::path::Path;
+
+use integration_tests::{
+    fleet::{Fleet, Resume, Round, connections, resume},
+    quic::{Backend, Tickets, Tokens},
+};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_quic-router");
+const CLIENTS: u16 = 100;
+
+fn set_tokens(fleet: &Fleet, tokens: Tokens) {
+    for backend in &fleet.backends {
+        backend.set_tokens(tokens);
+    }
+}
+
+fn resumption_by_token(tickets: Tickets) {
+    let fleet = Fleet::new(Path::new(BINARY), tickets, None);
+    let routed_before = fleet.counter("routed_by_token");
+    let by_token = resume(&fleet, Resume::ByToken, CLIENTS, 42_000);
+    let routed_by_token = fleet.counter("routed_by_token") - routed_before;
+    let flows = fleet.counter("routed_by_token_flow");
+
+    set_tokens(&fleet, Tokens::Plain);
+    let prefix_off = resume(&fleet, Resume::ByToken, CLIENTS, 44_000);
+    set_tokens(&fleet, Tokens::Routable);
+    fleet.reconfigure("hash", &[0], &[0]);
+    let by_hash = resume(&fleet, Resume::ByToken, CLIENTS, 46_000);
+
+    let row = |what: &str, get: fn(&Round) -> u64| {
+        println!(
+            "| {what} | {} | {} | {} |",
+            get(&by_token),
+            get(&by_hash),
+            get(&prefix_off)
+        );
+    };
+    println!(
+        "| {tickets:?} tickets, {CLIENTS} quinn default clients, 3 backends | routed by token | Initials hashed | no server ID in tokens |"
+    );
+    println!("|---|---:|---:|---:|");
+    row("back on the first server", |r| r.same_server as u64);
+    row("session resumed", |r| r.resumed);
+    row("0-RTT accepted", |r| r.zero_rtt as u64);
+    println!("Initials routed by token: {routed_by_token}; packets by token flow: {flows}");
+
+    let clients = u64::from(CLIENTS);
+    assert!(
+        by_token.same_server as u64 * 100 >= 99 * clients,
+        "only {} of {CLIENTS} came back to their first server",
+        by_token.same_server
+    );
+    assert!(
+        by_token.resumed * 100 >= 99 * clients,
+        "only {} of {CLIENTS} resumed through the router",
+        by_token.resumed
+    );
+    assert!(
+        routed_by_token >= by_token.same_server as u64,
+        "{routed_by_token} Initials routed by token for {} resumptions",
+        by_token.same_server
+    );
+    if tickets == Tickets::Stateful {
+        assert!(
+            by_token.zero_rtt as u64 * 100 >= 99 * clients,
+            "only {} 0-RTT accepted",
+            by_token.zero_rtt
+        );
+    }
+    // Without token routing about a third land on their first server (three backends).
+    for (what, round) in [("hashed", &by_hash), ("without server IDs", &prefix_off)] {
+        assert!(
+            round.resumed * 100 < 70 * clients,
+            "{} of {CLIENTS} resumed with tokens {what}",
+            round.resumed
+        );
+    }
+}
+
+#[test]
+fn quinn_default_clients_resume_on_their_server_stateful_tickets() {
+    resumption_by_token(Tickets::Stateful);
+}
+
+#[test]
+fn quinn_default_clients_resume_on_their_server_per_server_ticket_keys() {
+    resumption_by_token(Tickets::OwnKey);
+}
+
+/// Servers that demand address validation: every connection completes through the router,
+/// the client's second Initial is routed by the Retry token; a client that comes back with a
+/// NEW_TOKEN token has its address validated by it (no second Retry) on its first server.
+#[test]
+fn retry_tokens_route_and_new_tokens_validate() {
+    const COUNT: u16 = 60;
+    let fleet = Fleet::new(Path::new(BINARY), Tickets::Stateful, None);
+    for backend in &fleet.backends {
+        backend.set_retry(true);
+    }
+    let retries = |fleet: &Fleet| fleet.backends.iter().map(Backend::retries).sum::<u64>();
+    let routed_before = fleet.counter("routed_by_token");
+    for result in connections(&fleet, false, COUNT, 40_000) {
+        result.unwrap_or_else(|err| panic!("a connection behind Retry failed: {err}"));
+    }
+    // At least one each (a retransmitted first Initial gets another).
+    assert!(
+        retries(&fleet) >= u64::from(COUNT),
+        "{} Retry packets for {COUNT} connections",
+        retries(&fleet)
+    );
+    let routed = fleet.counter("routed_by_token") - routed_before;
+    assert!(
+        routed >= u64::from(COUNT),
+        "{routed} Initials routed by their Retry token, for {COUNT} connections"
+    );
+
+    const CLIENTS: u16 = 30;
+    let validated = |fleet: &Fleet| {
+        fleet
+            .backends
+            .iter()
+            .map(Backend::validated_by_new_token)
+            .sum::<u64>()
+    };
+    assert_eq!(validated(&fleet), 0);
+    let round = resume(&fleet, Resume::ByToken, CLIENTS, 50_000);
+    assert_eq!(round.same_server, usize::from(CLIENTS));
+    assert!(
+        validated(&fleet) >= u64::from(CLIENTS),
+        "{} of {CLIENTS} returning clients validated by their NEW_TOKEN token",
+        validated(&fleet)
+    );
+}
