@@ -4,8 +4,9 @@
 //! The same scenarios run with the workers registered with the router, whose SO_REUSEPORT
 //! program gives each datagram to the worker its DCID names, and without (the kernel's
 //! 4-tuple hash, what SO_REUSEPORT does by itself). Through the router every connection
-//! survives a move to a new port and every resumption lands on the worker that issued the
-//! session, and a drained worker gets no new connection; without it, most do not, and the
+//! survives a move to a new port and every resumption (by a CID the worker minted, or by
+//! quinn's default client with the worker's NEW_TOKEN token) lands on the worker that issued
+//! the session, and a drained worker gets no new connection; without it, most do not, and the
 //! drained worker gets its share. Needs root.
 
 use std::{collections::BTreeMap, path::Path};
@@ -33,11 +34,15 @@ struct Rates {
     same_worker: usize,
     resumed: u64,
     zero_rtt: usize,
+    /// Resumptions by quinn's default client (its NEW_TOKEN token, a random DCID) on the
+    /// worker of the first connection.
+    same_worker_by_token: usize,
     /// New connections, after worker0 was drained, that worker0 took anyway.
     on_drained: usize,
     drained_failures: Vec<String>,
     /// The SO_REUSEPORT program's counters.
     by_server_id: u64,
+    by_token: u64,
     by_fallback: u64,
     not_registered: u64,
 }
@@ -64,6 +69,7 @@ fn run(registered: bool, tickets: Tickets) -> Rates {
             .into_iter()
             .partition(Result::is_ok);
     let round = resume(&fleet, Resume::ByCid, RESUMPTIONS, 50_000);
+    let by_token = resume(&fleet, Resume::ByToken, RESUMPTIONS, 52_000);
     fleet
         .deployment
         .cli_ok(&["backend", "drain", "--iface", "r0", WORKER_NAMES[0]]);
@@ -88,12 +94,14 @@ fn run(registered: bool, tickets: Tickets) -> Rates {
         same_worker: round.same_server,
         resumed: round.resumed,
         zero_rtt: round.zero_rtt,
+        same_worker_by_token: by_token.same_server,
         on_drained,
         drained_failures: drained_failures
             .into_iter()
             .filter_map(Result::err)
             .collect(),
         by_server_id: local("local_worker_by_server_id"),
+        by_token: local("local_worker_by_token"),
         by_fallback: local("local_worker_by_fallback"),
         not_registered: local("local_not_registered"),
     }
@@ -138,6 +146,11 @@ fn workers_get_their_connections_through_migration_and_resumption_only_with_the_
         percent(plain.zero_rtt as u64, RESUMPTIONS)
     );
     println!(
+        "  default clients back by token      {:>22} {:>18}",
+        percent(routed.same_worker_by_token as u64, RESUMPTIONS),
+        percent(plain.same_worker_by_token as u64, RESUMPTIONS)
+    );
+    println!(
         "  new connections on a drained worker   {:>22} {:>18}",
         percent(routed.on_drained as u64, DRAINED),
         percent(plain.on_drained as u64, DRAINED)
@@ -170,6 +183,8 @@ fn workers_get_their_connections_through_migration_and_resumption_only_with_the_
     assert!(routed.same_worker * 100 >= usize::from(RESUMPTIONS) * 99);
     assert!(routed.resumed * 100 >= u64::from(RESUMPTIONS) * 99);
     assert!(routed.by_server_id > u64::from(CONNECTIONS) * 3);
+    assert!(routed.same_worker_by_token * 100 >= usize::from(RESUMPTIONS) * 99);
+    assert!(routed.by_token >= u64::from(RESUMPTIONS));
     // New connections went where the fallback table (weights, draining) says.
     assert!(routed.by_fallback >= u64::from(CONNECTIONS));
     assert_eq!(routed.not_registered, 0);
@@ -208,8 +223,14 @@ fn workers_get_their_connections_through_migration_and_resumption_only_with_the_
         "{} of {RESUMPTIONS} resumptions found their worker without the router",
         plain.same_worker
     );
+    assert!(
+        plain.same_worker_by_token * 100 < usize::from(RESUMPTIONS) * 60,
+        "{} of {RESUMPTIONS} token resumptions found their worker without the router",
+        plain.same_worker_by_token
+    );
     assert_eq!(
-        plain.by_server_id, 0,
+        plain.by_server_id + plain.by_token,
+        0,
         "the program ran without registration"
     );
     // Nor does draining: the kernel's hash does not know it.

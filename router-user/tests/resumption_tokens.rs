@@ -3,12 +3,15 @@
 //! DCID; the servers (quic-lb-quinn's routable tokens, each with its own token and ticket
 //! keys) put their server ID in front of every token, and the router routes the Initial by
 //! it. Side by side: Initials hashed by 4-tuple, and servers whose tokens carry no server ID.
-//! Then servers that demand address validation (Retry). Needs root.
+//! Then servers that demand address validation (Retry), and aioquic as an HTTP/3 client of
+//! the h3-server example. Needs root, and aioquic (`cargo xtask provision`).
 
 use std::path::Path;
 
+use h3_server::Tickets as H3Tickets;
 use integration_tests::{
-    fleet::{Fleet, Resume, Round, connections, resume},
+    aioquic,
+    fleet::{Fleet, H3Fleet, Resume, Round, connections, resume},
     quic::{Backend, Tickets, Tokens},
 };
 
@@ -137,4 +140,66 @@ fn retry_tokens_route_and_new_tokens_validate() {
         "{} of {CLIENTS} returning clients validated by their NEW_TOKEN token",
         validated(&fleet)
     );
+}
+
+/// What the aioquic rounds gave: on the first server, TLS session resumed, 0-RTT accepted.
+fn aioquic_rates(rounds: &[aioquic::Round]) -> (usize, usize, usize) {
+    (
+        rounds.iter().filter(|r| r.first == r.second).count(),
+        rounds.iter().filter(|r| r.resumed).count(),
+        rounds.iter().filter(|r| r.early_data_accepted).count(),
+    )
+}
+
+/// aioquic, a QUIC and HTTP/3 stack we did not write, as an HTTP/3 client of h3-server
+/// behind the router: it saves the NEW_TOKEN token and the session ticket of its first
+/// connection and resumes with both from a new port. With `compare`, also with Initials
+/// hashed and with servers whose tokens carry no server ID (fewer rounds: they show a rate
+/// near a third).
+fn aioquic_resumption(tickets: H3Tickets, compare: bool) {
+    const COMPARED: u16 = 40;
+    let fleet = H3Fleet::new(Path::new(BINARY), tickets, true);
+    let by_token = aioquic_rates(&fleet.aioquic_rounds(CLIENTS, 42_000));
+    let (routed, flows) = (
+        fleet.counter("routed_by_token"),
+        fleet.counter("routed_by_token_flow"),
+    );
+    println!(
+        "{tickets:?} tickets, {CLIENTS} aioquic clients, h3-server x 3, routed by token: \
+         back on the first server {}, session resumed {}, 0-RTT accepted {}; Initials routed \
+         by token {routed}, packets by token flow {flows}",
+        by_token.0, by_token.1, by_token.2
+    );
+    let clients = usize::from(CLIENTS);
+    assert!(by_token.0 * 100 >= 99 * clients, "{by_token:?}");
+    assert!(by_token.1 * 100 >= 99 * clients, "{by_token:?}");
+    assert!(routed >= u64::from(CLIENTS));
+    if tickets == H3Tickets::Stateful {
+        assert!(by_token.2 * 100 >= 99 * clients, "{by_token:?}");
+    }
+    if !compare {
+        return;
+    }
+    fleet.reconfigure("hash");
+    let by_hash = aioquic_rates(&fleet.aioquic_rounds(COMPARED, 44_000));
+    drop(fleet);
+    let fleet = H3Fleet::new(Path::new(BINARY), tickets, false);
+    let prefix_off = aioquic_rates(&fleet.aioquic_rounds(COMPARED, 46_000));
+    println!(
+        "of {COMPARED}: Initials hashed {by_hash:?}, no server ID in tokens {prefix_off:?} \
+         (on the first server, resumed, 0-RTT accepted)"
+    );
+    for round in [by_hash, prefix_off] {
+        assert!(round.1 * 100 < 70 * usize::from(COMPARED), "{round:?}");
+    }
+}
+
+#[test]
+fn aioquic_resumes_on_its_server_stateful_tickets() {
+    aioquic_resumption(H3Tickets::Stateful, true);
+}
+
+#[test]
+fn aioquic_resumes_on_its_server_per_server_ticket_keys() {
+    aioquic_resumption(H3Tickets::OwnKey, false);
 }

@@ -82,43 +82,19 @@ impl Fleet {
         tickets: Tickets,
         cid_lifetime: Option<Duration>,
     ) -> Self {
-        let hosts = match servers {
-            Servers::Hosts => NAMES.len(),
-            Servers::LocalWorkers { .. } => 0,
-        };
-        let deployment = Deployment::new(binary, hosts);
-        deployment.write_key("cr0.key", KEY0);
-        deployment.write_key("cr1.key", KEY1);
-        let fleet_config = config_text(&deployment, servers, "cid", &[0], &[0]);
-        deployment.write_config(&fleet_config);
+        let (deployment, controller) = start_router(binary, servers);
         let router = deployment.topology.router.name.clone();
-        if let Servers::LocalWorkers { .. } = servers {
-            // The router's host serves the VIPs itself.
-            let topology = &deployment.topology;
-            topology
-                .router
-                .ip(&["addr", "add", &format!("{VIP4}/32"), "dev", "lo"]);
-            topology
-                .router
-                .ip(&["-6", "addr", "add", &format!("{VIP6}/128"), "dev", "lo"]);
-        }
-        let controller = deployment.start(&[]);
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let certificate = Certificate::new();
         let (names, server_ids): (&[&str], &[&str]) = match servers {
             Servers::Hosts => (&NAMES, &SERVER_IDS_0),
             Servers::LocalWorkers { .. } => (&WORKER_NAMES, &WORKER_SERVER_IDS_0),
         };
-        let vips: [IpAddr; 2] = [VIP4.parse().unwrap(), VIP6.parse().unwrap()];
+        let vips = vips();
         let backends = runtime.block_on(async {
             (0..names.len())
                 .map(|i| {
-                    let mut issuer = CidIssuer::new(IssuerConfig {
-                        params: params(0),
-                        key: Some(key(KEY0)),
-                        server_id: server_id(server_ids[i]),
-                    })
-                    .unwrap();
+                    let mut issuer = issuer(server_ids[i]);
                     if let Some(lifetime) = cid_lifetime {
                         issuer = issuer.with_lifetime(lifetime);
                     }
@@ -163,20 +139,164 @@ impl Fleet {
 
     /// Writes a config and makes the controller apply it.
     pub fn reconfigure(&self, initial_routing: &str, codepoints: &[u8], server_codepoints: &[u8]) {
-        self.deployment.write_config(&config_text(
+        reconfigure(
             &self.deployment,
             self.servers,
             initial_routing,
             codepoints,
             server_codepoints,
-        ));
-        self.deployment.cli_ok(&["reload", "--iface", "r0"]);
+        );
     }
 
     pub fn counter(&self, outcome: &str) -> u64 {
-        self.deployment.stats()["outcomes"][outcome]["packets"]
-            .as_u64()
-            .unwrap()
+        counter(&self.deployment, outcome)
+    }
+}
+
+/// The router in front of `servers`, running with the fleet's config (QUIC-LB codepoint 0,
+/// Initials routed by what they carry).
+fn start_router(binary: &Path, servers: Servers) -> (Deployment, Controller) {
+    let hosts = match servers {
+        Servers::Hosts => NAMES.len(),
+        Servers::LocalWorkers { .. } => 0,
+    };
+    let deployment = Deployment::new(binary, hosts);
+    deployment.write_key("cr0.key", KEY0);
+    deployment.write_key("cr1.key", KEY1);
+    let fleet_config = config_text(&deployment, servers, "cid", &[0], &[0]);
+    deployment.write_config(&fleet_config);
+    if let Servers::LocalWorkers { .. } = servers {
+        // The router's host serves the VIPs itself.
+        let topology = &deployment.topology;
+        topology
+            .router
+            .ip(&["addr", "add", &format!("{VIP4}/32"), "dev", "lo"]);
+        topology
+            .router
+            .ip(&["-6", "addr", "add", &format!("{VIP6}/128"), "dev", "lo"]);
+    }
+    let controller = deployment.start(&[]);
+    (deployment, controller)
+}
+
+fn vips() -> [IpAddr; 2] {
+    [VIP4.parse().unwrap(), VIP6.parse().unwrap()]
+}
+
+/// The QUIC-LB issuer of the server with `hex_id` under codepoint 0.
+fn issuer(hex_id: &str) -> CidIssuer {
+    CidIssuer::new(IssuerConfig {
+        params: params(0),
+        key: Some(key(KEY0)),
+        server_id: server_id(hex_id),
+    })
+    .unwrap()
+}
+
+fn reconfigure(
+    deployment: &Deployment,
+    servers: Servers,
+    initial_routing: &str,
+    codepoints: &[u8],
+    server_codepoints: &[u8],
+) {
+    deployment.write_config(&config_text(
+        deployment,
+        servers,
+        initial_routing,
+        codepoints,
+        server_codepoints,
+    ));
+    deployment.cli_ok(&["reload", "--iface", "r0"]);
+}
+
+fn counter(deployment: &Deployment, outcome: &str) -> u64 {
+    deployment.stats()["outcomes"][outcome]["packets"]
+        .as_u64()
+        .unwrap()
+}
+
+/// HTTP/3 servers (the h3-server example) on the three hosts behind the router, serving both
+/// VIPs, each with its own session tickets and, unless told otherwise, routable tokens: for
+/// clients we did not write.
+pub struct H3Fleet {
+    pub deployment: Deployment,
+    pub runtime: tokio::runtime::Runtime,
+    pub servers: Vec<h3_server::Server>,
+    /// The servers' certificate (for [`SERVER_NAME`]), PEM, for clients to trust.
+    pub ca: std::path::PathBuf,
+    _controller: Controller,
+}
+
+impl H3Fleet {
+    pub fn new(binary: &Path, tickets: h3_server::Tickets, token_prefix: bool) -> Self {
+        let (deployment, controller) = start_router(binary, Servers::Hosts);
+        let certificate = Certificate::new();
+        let ca = deployment.dir.path().join("ca.pem");
+        std::fs::write(&ca, &certificate.pem).expect("write the certificate");
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let servers = (0..NAMES.len())
+            .map(|i| {
+                let sockets = vips()
+                    .iter()
+                    .map(|&vip| {
+                        socket_in(
+                            &deployment.topology.backends[i].name,
+                            (vip, QUIC_PORT).into(),
+                        )
+                    })
+                    .collect();
+                let options = h3_server::Options {
+                    name: NAMES[i].to_owned(),
+                    issuer: issuer(SERVER_IDS_0[i]),
+                    identity: certificate.identity(),
+                    tickets,
+                    token_prefix,
+                    retry: false,
+                    limits: h3_server::Limits::default(),
+                };
+                let _inside = runtime.enter();
+                h3_server::Server::on_sockets(options, sockets)
+                    .unwrap_or_else(|err| panic!("{err}"))
+            })
+            .collect();
+        Self {
+            deployment,
+            runtime,
+            servers,
+            ca,
+            _controller: controller,
+        }
+    }
+
+    pub fn reconfigure(&self, initial_routing: &str) {
+        reconfigure(
+            &self.deployment,
+            Servers::Hosts,
+            initial_routing,
+            &[0],
+            &[0],
+        );
+    }
+
+    pub fn counter(&self, outcome: &str) -> u64 {
+        counter(&self.deployment, outcome)
+    }
+
+    /// `rounds` rounds of the aioquic client from the client's namespace: a first connection
+    /// from port `port_base + i`, then a resumption from `port_base + 1000 + i` with the first
+    /// one's NEW_TOKEN token and session ticket.
+    pub fn aioquic_rounds(&self, rounds: u16, port_base: u16) -> Vec<crate::aioquic::Round> {
+        crate::aioquic::ResumeClient {
+            server: vip_socket(false),
+            server_name: SERVER_NAME,
+            ca: &self.ca,
+            first_port: port_base,
+            second_port: port_base + 1000,
+            rounds: u32::from(rounds),
+            send_token: true,
+        }
+        .run_in(&self.deployment.topology.client.name)
     }
 }
 

@@ -2,6 +2,7 @@
 //! fail with a clear message when they cannot run; none of them skips.
 
 pub mod addresses;
+pub mod aioquic;
 pub mod config_text;
 pub mod deployment;
 pub mod fixtures;

@@ -9,7 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-fn in_netns(binary: &Path, netns: &str, args: &[&str]) -> Command {
+/// A command that runs `binary ARGS` in network namespace `netns`.
+pub fn in_netns(binary: &Path, netns: &str, args: &[&str]) -> Command {
     let target = File::open(format!("/run/netns/{netns}"))
         .unwrap_or_else(|err| panic!("namespace {netns}: {err}"));
     let mut command = Command::new(binary);

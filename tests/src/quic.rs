@@ -33,6 +33,8 @@ const ALPN: &[u8] = b"quic-router-test";
 pub struct Certificate {
     cert: CertificateDer<'static>,
     key: Vec<u8>,
+    /// The certificate in PEM, for clients that read a file.
+    pub pem: String,
 }
 
 impl Certificate {
@@ -42,7 +44,16 @@ impl Certificate {
         Self {
             cert: certified.cert.der().clone(),
             key: certified.key_pair.serialize_der(),
+            pem: certified.cert.pem(),
         }
+    }
+
+    /// The certificate and its key as an h3-server identity.
+    pub fn identity(&self) -> h3_server::Identity {
+        h3_server::Identity::new(
+            vec![self.cert.clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.clone())),
+        )
     }
 }
 

@@ -1,5 +1,6 @@
 //! Makes a fresh machine ready: nightly's rust-src, bpf-linker built against nightly's LLVM,
-//! and the Debian packages the tests use. Costs well under a second when all is there.
+//! the Debian packages the tests use, and aioquic (the tests' HTTP/3 client) in a virtual
+//! environment of the project's own. Costs well under a second when all is there.
 
 use std::{
     env, fs,
@@ -15,14 +16,21 @@ use crate::run;
 /// bpf-linker 0.13 is the last release that builds with this machine's stable rustc.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// ethtool: the namespace tests switch veth offloads (see platform notes); systemd: the tests
-/// check the shipped unit file with `systemd-analyze verify`.
-const DEBIAN_PACKAGES: &[&str] = &["ethtool", "systemd"];
+/// check the shipped unit file with `systemd-analyze verify`; python3-venv: Debian's python3
+/// makes virtual environments only with it (aioquic's).
+const DEBIAN_PACKAGES: &[&str] = &["ethtool", "systemd", "python3-venv"];
+/// aioquic from PyPI: the HTTP/3 client the interop tests run against the project's servers.
+const AIOQUIC_VERSION: &str = "1.7.2";
+/// aioquic's virtual environment, relative to the workspace root. The tests crate finds the
+/// interpreter there too (tests/src/aioquic.rs): change both together.
+const AIOQUIC_VENV: &str = "target/venv/aioquic";
 
 pub fn provision() -> anyhow::Result<()> {
     let started = Instant::now();
     nightly_rust_src()?;
     bpf_linker()?;
     debian_packages()?;
+    aioquic_venv()?;
     eprintln!(
         "xtask: provisioned in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -240,5 +248,71 @@ fn debian_packages() -> anyhow::Result<()> {
                 "cannot install Debian packages {} (needs root and Debian's mirrors)",
                 missing.join(", ")
             )
+        })
+}
+
+/// aioquic in a virtual environment of the project's own ([`AIOQUIC_VENV`], made with the
+/// `python3` on PATH), so that no system Python package is touched. Made, or remade, only
+/// when its interpreter does not run or it holds another aioquic than [`AIOQUIC_VERSION`]; the
+/// check reads one directory, without starting Python.
+fn aioquic_venv() -> anyhow::Result<()> {
+    let venv = run::workspace_root().join(AIOQUIC_VENV);
+    let python = venv.join("bin/python3");
+    // `exists` follows the interpreter's symlink: false when the Python it was made from is gone.
+    if python.exists() && installed_aioquic(&venv).as_deref() == Some(AIOQUIC_VERSION) {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing aioquic {AIOQUIC_VERSION} into {}",
+        venv.display()
+    );
+    run::status(
+        Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg("--clear")
+            .arg(&venv),
+    )
+    .with_context(|| {
+        format!(
+            "cannot make a virtual environment at {} (needs python3 with its venv module)",
+            venv.display()
+        )
+    })?;
+    let requirement = format!("aioquic=={AIOQUIC_VERSION}");
+    run::status(Command::new(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        &requirement,
+    ]))
+    .with_context(|| {
+        format!(
+            "cannot install {requirement} into {} (needs PyPI)",
+            venv.display()
+        )
+    })?;
+    match installed_aioquic(&venv) {
+        Some(version) if version == AIOQUIC_VERSION => Ok(()),
+        found => bail!(
+            "pip installed {requirement} into {}, but the environment holds {}",
+            venv.display(),
+            found.map_or("no aioquic".to_owned(), |v| format!("aioquic {v}"))
+        ),
+    }
+}
+
+/// The version of aioquic in `venv`, from its `aioquic-VERSION.dist-info` directory.
+fn installed_aioquic(venv: &Path) -> Option<String> {
+    let lib = fs::read_dir(venv.join("lib")).ok()?;
+    lib.filter_map(|python| fs::read_dir(python.ok()?.path().join("site-packages")).ok())
+        .flatten()
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .find_map(|name| {
+            name.strip_prefix("aioquic-")?
+                .strip_suffix(".dist-info")
+                .map(str::to_owned)
         })
 }

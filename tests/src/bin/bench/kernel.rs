@@ -113,6 +113,19 @@ fn paths(v6: bool) -> Vec<(&'static str, &'static str, bool, Vec<u8>)> {
                 1200,
             )),
         ),
+        (
+            "initial_token",
+            "Initial, client-chosen DCID, token naming a server (four-pass, 3 passes)",
+            true,
+            udp(initial(
+                v1::INITIAL,
+                QUIC_V1,
+                &[0xe3, 1, 2, 3, 4, 5, 6, 7],
+                &[9; 8],
+                &[mint(2, "31441b", 8), vec![0x5a; 48]].concat(),
+                1200,
+            )),
+        ),
         // Its second octet selects the single-pass codepoint: decoded every time (an unknown
         // server ID is not cached), then hashed.
         (
