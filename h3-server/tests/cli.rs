@@ -1,10 +1,12 @@
 //! The `h3-server` binary: bad input gives one line and exit status 2, never the key; a good
-//! start serves until SIGTERM.
+//! start serves until SIGTERM. Each run in a network namespace of its own (needs root).
+
+mod isolated;
 
 use std::{
     fs,
     io::{BufRead as _, BufReader},
-    os::unix::fs::PermissionsExt as _,
+    os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
     path::Path,
     process::{Command, Stdio},
     sync::mpsc,
@@ -14,9 +16,12 @@ use std::{
 
 const KEY: &str = "00112233445566778899aabbccddeeff";
 
+/// `h3-server ARGS`, in a network namespace of its own.
 fn h3_server(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_h3-server"));
     command.args(args).env_remove("RUST_LOG");
+    // SAFETY: `isolated::enter` makes system calls only.
+    unsafe { command.pre_exec(isolated::enter) };
     command
 }
 

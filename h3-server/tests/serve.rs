@@ -1,4 +1,7 @@
-//! The server library with a quinn and h3 client, in-process on loopback.
+//! The server library with a quinn and h3 client, in-process on loopback, each test in a
+//! network namespace of its own (needs root).
+
+mod isolated;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -122,6 +125,7 @@ async fn request(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_get_gets_the_name_and_other_methods_405() {
+    isolated::enter().expect("a network namespace of the test's own");
     let certificate = certificate();
     let server = Server::bind(options(&certificate, "alpha"), &[loopback()]).expect("server");
     let client = client(&certificate);
@@ -159,6 +163,7 @@ async fn every_get_gets_the_name_and_other_methods_405() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_limit_are_refused() {
+    isolated::enter().expect("a network namespace of the test's own");
     let certificate = certificate();
     let mut options = options(&certificate, "alpha");
     options.limits.max_connections = 1;
@@ -176,6 +181,7 @@ async fn connections_beyond_the_limit_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_retry_an_unvalidated_client_is_retried_once() {
+    isolated::enter().expect("a network namespace of the test's own");
     let certificate = certificate();
     let mut options = options(&certificate, "alpha");
     options.retry = true;
@@ -195,6 +201,7 @@ async fn with_retry_an_unvalidated_client_is_retried_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_listen_on_both_families_and_refuse_bad_names() {
+    isolated::enter().expect("a network namespace of the test's own");
     let certificate = certificate();
     let addrs = [loopback(), "[::1]:0".parse().expect("an address")];
     let server = Server::bind(options(&certificate, "beta"), &addrs).expect("server");

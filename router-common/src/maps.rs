@@ -59,7 +59,7 @@ pub const NO_BACKEND: u32 = u32::MAX;
 /// the worker's socket.
 pub const LOCAL_WORKER_IFINDEX: u32 = u32::MAX;
 /// Listener flag: route Initial and 0-RTT packets by the 4-tuple hash only, whatever their
-/// DCID names (what load balancers without QUIC-LB for Initials do).
+/// token or DCID names (what load balancers without QUIC-LB for Initials do).
 pub const LISTENER_HASH_INITIALS: u8 = 2;
 
 const _: () = assert!(CONFIG_ROTATIONS < CID_CONFIG_SLOTS as usize);

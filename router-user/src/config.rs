@@ -74,12 +74,12 @@ pub struct Listener {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum InitialRouting {
-    /// By their DCID when it names a server (a resumed connection goes back to the server
-    /// that issued the CID), else by the 4-tuple hash.
+    /// By their token (Initials) or their DCID when it names a server (a resumed connection
+    /// goes back to the server that issued the token or the CID), else by the 4-tuple hash.
     #[default]
     Cid,
-    /// By the 4-tuple hash only, whatever the DCID (for comparison, or clients that put
-    /// stale CIDs in Initials).
+    /// By the 4-tuple hash only, whatever the token or DCID (for comparison, or clients that
+    /// put stale CIDs in Initials).
     Hash,
 }
 

@@ -368,6 +368,7 @@ pub async fn one_exchange(
 }
 
 /// What a round of resumptions gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Round {
     /// The second connection reached the server of the first.
     pub same_server: usize,
@@ -375,6 +376,17 @@ pub struct Round {
     pub resumed: u64,
     /// The server accepted the request sent as 0-RTT data.
     pub zero_rtt: usize,
+}
+
+impl Round {
+    /// What aioquic's resume client saw, as a round.
+    pub fn of_aioquic(rounds: &[crate::aioquic::Round]) -> Self {
+        Self {
+            same_server: rounds.iter().filter(|r| r.first == r.second).count(),
+            resumed: rounds.iter().filter(|r| r.resumed).count() as u64,
+            zero_rtt: rounds.iter().filter(|r| r.early_data_accepted).count(),
+        }
+    }
 }
 
 /// What a resuming client sends that the first server chose.

@@ -1097,3 +1097,58 @@ fn packets_of_an_attempt_routed_by_its_token_follow_it() {
         Some("gamma"),
     );
 }
+
+/// A token's block goes through the CID cache as a CID does: found again under the same
+/// epoch, and decoded afresh under a new one, where its server ID may name another backend.
+#[test]
+fn token_blocks_follow_the_cid_cache_rules() {
+    let config = ConfigFile::standard().load();
+    let mut router = TestRouter::new(&config);
+    let beta_token = token(2, "31441b", 130, 20);
+    let initial_from = |seed: u8| {
+        udp(
+            false,
+            initial(
+                v1::INITIAL,
+                QUIC_V1,
+                &client_dcid(seed),
+                &SCID,
+                &beta_token,
+                1200,
+            ),
+        )
+        .frame()
+    };
+    for (seed, name) in [(131, "decoded"), (132, "cached")] {
+        check(
+            &router,
+            name,
+            &initial_from(seed),
+            XDP_REDIRECT,
+            Outcome::RoutedByToken,
+            Some("beta"),
+        );
+    }
+    // Server ID 31441b moves from beta to alpha.
+    let mut moved = config.clone();
+    let id = hex::decode("31441b").unwrap();
+    for backend in &mut moved.backends {
+        backend.server_ids.retain(|(_, server_id)| *server_id != id);
+    }
+    moved
+        .backends
+        .iter_mut()
+        .find(|backend| backend.name == "alpha")
+        .unwrap()
+        .server_ids
+        .push((2, id));
+    router.install(&moved);
+    check(
+        &router,
+        "after the move",
+        &initial_from(133),
+        XDP_REDIRECT,
+        Outcome::RoutedByToken,
+        Some("alpha"),
+    );
+}

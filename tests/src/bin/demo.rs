@@ -1,15 +1,17 @@
 //! `cargo xtask demo`: the router at work on a built-in topology. A client namespace, the
 //! router's namespace (quic-router with its XDP program attached in native mode) and three
-//! backend namespaces with quinn servers that mint QUIC-LB connection IDs. Runs short forms
-//! of the end-to-end scenarios and prints what happened. Removes everything when done.
+//! backend namespaces with quinn servers that mint QUIC-LB connection IDs and routable tokens,
+//! then HTTP/3 servers (h3-server) for aioquic clients. Runs short forms of the end-to-end
+//! scenarios and prints what happened. Removes everything when done.
 //!
 //! Usage: demo QUIC_ROUTER_BINARY
 
 use std::{collections::BTreeMap, path::PathBuf, time::Instant};
 
+use h3_server::Tickets as H3Tickets;
 use integration_tests::{
-    fleet::{Fleet, Resume, connections, drain, migrate, open_connections, resume},
-    quic::Tickets,
+    fleet::{Fleet, H3Fleet, Resume, Round, connections, drain, migrate, open_connections, resume},
+    quic::{Tickets, Tokens},
 };
 use router_common::counters::Outcome;
 
@@ -57,12 +59,6 @@ fn main() {
     fleet.reconfigure("hash", &[0], &[0]);
     let by_hash = resume(&fleet, Resume::ByCid, CLIENTS, 48_000);
     fleet.reconfigure("cid", &[0], &[0]);
-    let percent = |n: u64| {
-        format!(
-            "{n}/{CLIENTS} ({:.0}%)",
-            100.0 * n as f64 / f64::from(CLIENTS)
-        )
-    };
     println!(
         "(c) resumption: {CLIENTS} clients each resume, from a new port, with a CID their first"
     );
@@ -70,30 +66,39 @@ fn main() {
         "    server minted as the Initial's DCID. Each server keeps its own sessions (stateful"
     );
     println!("    tickets: no ticket key at all, nothing shared).");
-    println!(
-        "      {:<28} {:>22} {:>26}",
-        "", "Initials routed by CID", "Initials hashed by 4-tuple"
-    );
-    println!(
-        "      {:<28} {:>22} {:>26}",
-        "back on the first server",
-        percent(by_cid.same_server as u64),
-        percent(by_hash.same_server as u64)
-    );
-    println!(
-        "      {:<28} {:>22} {:>26}",
-        "session resumed",
-        percent(by_cid.resumed),
-        percent(by_hash.resumed)
-    );
-    println!(
-        "      {:<28} {:>22} {:>26}\n",
-        "0-RTT accepted",
-        percent(by_cid.zero_rtt as u64),
-        percent(by_hash.zero_rtt as u64)
+    print_rates(
+        CLIENTS,
+        &["Initials routed by CID", "Initials hashed by 4-tuple"],
+        &[&by_cid, &by_hash],
     );
 
-    // (d) Draining.
+    // (d) Resumption with unmodified clients: quinn's default client sends its NEW_TOKEN
+    // token back, and the servers' tokens name them.
+    let by_token = resume(&fleet, Resume::ByToken, CLIENTS, 52_000);
+    fleet.reconfigure("hash", &[0], &[0]);
+    let token_hashed = resume(&fleet, Resume::ByToken, CLIENTS, 54_000);
+    fleet.reconfigure("cid", &[0], &[0]);
+    set_tokens(&fleet, Tokens::Plain);
+    let plain_tokens = resume(&fleet, Resume::ByToken, CLIENTS, 56_000);
+    set_tokens(&fleet, Tokens::Routable);
+    println!(
+        "(d) resumption with unmodified clients: {CLIENTS} quinn clients with default settings"
+    );
+    println!(
+        "    (random DCIDs) resume from a new port; their Initial carries the NEW_TOKEN token"
+    );
+    println!("    of the first connection, which starts with the issuing server's ID.");
+    print_rates(
+        CLIENTS,
+        &[
+            "routed by token",
+            "Initials hashed",
+            "no server ID in tokens",
+        ],
+        &[&by_token, &token_hashed, &plain_tokens],
+    );
+
+    // (e) Draining.
     match open_connections(&fleet, 6, 50_000) {
         Ok(open) => {
             let result = drain(&fleet, &open, 30, 51_000);
@@ -104,7 +109,7 @@ fn main() {
                 .count();
             let plural = if result.open_on_drained == 1 { "" } else { "s" };
             println!(
-                "(d) drained {}: {to_drained} of 30 new connections went to it; its {} open connection{plural} {}\n",
+                "(e) drained {}: {to_drained} of 30 new connections went to it; its {} open connection{plural} {}\n",
                 result.drained,
                 result.open_on_drained,
                 match &result.open_after {
@@ -113,7 +118,7 @@ fn main() {
                 }
             );
         }
-        Err(e) => println!("(d) could not open connections: {e}\n"),
+        Err(e) => println!("(e) could not open connections: {e}\n"),
     }
 
     println!("Connections per backend, as the servers counted them:");
@@ -143,8 +148,63 @@ fn main() {
             delivered["bytes"].as_u64().unwrap_or(0)
         );
     }
+    drop(fleet);
+
+    // (f) The same with a QUIC stack we did not write: aioquic, as an HTTP/3 client of the
+    // h3-server example.
+    println!("\nSetting up again with HTTP/3 servers (h3-server) on alpha, beta and gamma");
+    let h3 = H3Fleet::new(&binary, H3Tickets::Stateful, true);
+    let by_token = Round::of_aioquic(&h3.aioquic_rounds(CLIENTS, 42_000));
+    h3.reconfigure("hash");
+    let hashed = Round::of_aioquic(&h3.aioquic_rounds(CLIENTS, 44_000));
+    println!(
+        "(f) {CLIENTS} aioquic HTTP/3 clients each GET, save the NEW_TOKEN token and the session"
+    );
+    println!("    ticket, and resume from a new port with both.");
+    print_rates(
+        CLIENTS,
+        &["routed by token", "Initials hashed"],
+        &[&by_token, &hashed],
+    );
     println!(
         "\nDone in {:.1} s; removing the namespaces.",
         started.elapsed().as_secs_f64()
     );
+}
+
+fn set_tokens(fleet: &Fleet, tokens: Tokens) {
+    for backend in &fleet.backends {
+        backend.set_tokens(tokens);
+    }
+}
+
+/// A table of resumption rates, one column per round.
+fn print_rates(clients: u16, columns: &[&str], rounds: &[&Round]) {
+    let percent = |n: u64| {
+        format!(
+            "{n}/{clients} ({:.0}%)",
+            100.0 * n as f64 / f64::from(clients)
+        )
+    };
+    let row = |label: &str, cells: Vec<String>| {
+        let cells: String = cells.iter().map(|cell| format!(" {cell:>24}")).collect();
+        println!("      {label:<26}{cells}");
+    };
+    row("", columns.iter().map(|c| c.to_string()).collect());
+    row(
+        "back on the first server",
+        rounds
+            .iter()
+            .map(|r| percent(r.same_server as u64))
+            .collect(),
+    );
+    row(
+        "session resumed",
+        rounds.iter().map(|r| percent(r.resumed)).collect(),
+    );
+    row(
+        "0-RTT accepted",
+        rounds.iter().map(|r| percent(r.zero_rtt as u64)).collect(),
+    );
+    println!();
 }
