@@ -308,7 +308,9 @@ impl ConnectionIdGenerator for CidIssuer {
 const NEW_TOKENS_PER_CONNECTION: u32 = 2;
 
 /// Makes `config` issue routable tokens under a token key of this server's own (see the
-/// crate docs), and send NEW_TOKEN frames.
+/// crate docs), and send NEW_TOKEN frames. Replaces the config's validation token settings
+/// with quinn's defaults (a two-week lifetime, its token log) and two NEW_TOKEN frames per
+/// connection: set others after this call.
 pub fn routable_tokens(config: &mut ServerConfig, issuer: &CidIssuer) {
     config.token_key(Arc::new(RoutableTokenKey::new(issuer.clone())));
     let mut validation = ValidationTokenConfig::default();

@@ -481,6 +481,11 @@ pub struct BackendEntry {
     pub dst_mac: [u8; 6],
     /// The egress interface's MAC: the new Ethernet source.
     pub src_mac: [u8; 6],
+    /// 1: the backend is draining. It takes no new connection: no fallback traffic, and no
+    /// Initial by its token (a returning client starts anew elsewhere); what names it by CID
+    /// (its connections, their handshakes) still reaches it.
+    pub draining: u8,
+    pub _pad: [u8; 3],
 }
 
 /// An encrypted connection ID the program decoded to a known server: the backend it found is

@@ -4,19 +4,20 @@
 //!
 //! Precedence for a packet: its token, then its attempt's token flow, then its DCID. A token
 //! came from the server over an encrypted channel; a client's random DCID names a server
-//! only by chance (about one time in 2^(8 x server ID length) per server ID).
+//! only by chance (about one time in 2^(8 x server ID length) per server ID). A token that
+//! names a draining backend is as if absent: a draining backend takes no new connection.
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use router_common::{
     counters::Outcome,
-    maps::{NO_BACKEND, TOKEN_FLOW_LIFETIME_NS, TokenFlow, TokenFlowKey},
+    maps::{Control, NO_BACKEND, TOKEN_FLOW_LIFETIME_NS, TokenFlow, TokenFlowKey, backend_slot},
     quic_lb::MAX_CID_LEN,
 };
 use router_ebpf::parse::{Datagram, Packet};
 
 use crate::{
     cid::{read_dcid, route_by_cid, route_by_token},
-    maps::TOKEN_FLOWS,
+    maps::{BACKENDS, TOKEN_FLOWS},
     quic::Header,
 };
 
@@ -32,6 +33,7 @@ pub fn route_by_server_id(
 ) -> Result<(u32, Outcome), Outcome> {
     if header.token_len > 0
         && let Ok(backend) = route_by_token(ctx, epoch, header.token_offset, header.token_len)
+        && takes_new_connections(epoch, backend)
     {
         remember_flow(
             ctx,
@@ -49,6 +51,17 @@ pub fn route_by_server_id(
         }
     }
     route_by_cid(ctx, epoch, header).map(|backend| (backend, Outcome::RoutedByServerId))
+}
+
+/// Whether `backend` takes new connections (it is not draining). A token starts a new
+/// connection; only its own connections' packets, which name it by CID, still go to a
+/// draining backend.
+#[inline(always)]
+fn takes_new_connections(epoch: u32, backend: u32) -> bool {
+    let generation = Control { epoch }.generation();
+    BACKENDS
+        .get(backend_slot(generation, backend))
+        .is_some_and(|entry| entry.draining == 0)
 }
 
 /// The flow key of the packet's attempt: client address and port, DCID (at most 20 octets,

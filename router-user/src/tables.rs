@@ -148,7 +148,7 @@ impl RoutingTables {
         let mut members = Vec::new();
         for backend in &config.backends {
             let index = indices.index(&backend.name, limits.backend_indices())?;
-            let entry = match &backend.reach {
+            let mut entry = match &backend.reach {
                 Reach::Host {
                     interface: name,
                     next_hop_mac,
@@ -163,6 +163,7 @@ impl RoutingTables {
                         ifindex,
                         dst_mac: *next_hop_mac,
                         src_mac: mac,
+                        ..BackendEntry::default()
                     }
                 }
                 Reach::LocalWorker => BackendEntry {
@@ -170,6 +171,7 @@ impl RoutingTables {
                     ..BackendEntry::default()
                 },
             };
+            entry.draining = u8::from(backend.state == BackendState::Draining);
             tables.backends.insert(index, entry);
             tables.backend_names.insert(index, backend.name.clone());
             for (config_rotation, server_id) in &backend.server_ids {

@@ -1,7 +1,7 @@
 //! How often a client's random DCID names a server by chance, under the end-to-end fleet's
 //! config (codepoint 0, four-pass, 2-octet server IDs and 6-octet nonces, three servers): why
-//! a token that names a server goes before the DCID. quinn's and aioquic's clients choose 8
-//! random octets, a length that cannot hold this config's 9; RFC 9000 allows up to 20.
+//! a token that names a server goes before the DCID. quinn's clients choose 20 random
+//! octets; aioquic's choose 8, a length that cannot hold this config's 9.
 
 use integration_tests::fleet::{KEY0, SERVER_IDS_0, key, params, server_id};
 use rand::{RngCore as _, SeedableRng as _, rngs::StdRng};

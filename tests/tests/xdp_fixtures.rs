@@ -18,7 +18,7 @@ use integration_tests::{
 use router_common::{
     counters::Outcome,
     flow_hash::flow_hash,
-    maps::{FALLBACK_TABLE_SIZE, TokenFlow, TokenFlowKey, specs},
+    maps::{CidCacheKey, FALLBACK_TABLE_SIZE, MapSpec, TokenFlow, TokenFlowKey, specs},
 };
 use router_user::config::parse_mac;
 
@@ -304,6 +304,52 @@ fn fixtures() -> Vec<Fixture> {
                 ),
             ),
             Expect::Hashed(Outcome::InitialHashed),
+        ));
+        all.push(fixture(
+            f("v1 Initial, token with an unknown server ID, DCID naming alpha"),
+            udp(
+                v6,
+                initial(
+                    v1::INITIAL,
+                    QUIC_V1,
+                    &mint(2, "31441a", 61),
+                    &SCID,
+                    &token(1, "0000ffff", 62, 20),
+                    1200,
+                ),
+            ),
+            Expect::Routed("alpha"),
+        ));
+        // A draining backend takes no new connection: its token is as if absent.
+        all.push(fixture(
+            f("v1 Initial, token naming draining gamma, client-chosen DCID"),
+            udp(
+                v6,
+                initial(
+                    v1::INITIAL,
+                    QUIC_V1,
+                    &CLIENT_DCID,
+                    &SCID,
+                    &token(2, "31441c", 63, 20),
+                    1200,
+                ),
+            ),
+            Expect::Hashed(Outcome::InitialHashed),
+        ));
+        all.push(fixture(
+            f("v1 Initial, token naming draining gamma, DCID naming alpha"),
+            udp(
+                v6,
+                initial(
+                    v1::INITIAL,
+                    QUIC_V1,
+                    &mint(2, "31441a", 64),
+                    &SCID,
+                    &token(2, "31441c", 65, 20),
+                    1200,
+                ),
+            ),
+            Expect::Routed("alpha"),
         ));
         let mut inactive = token(1, "000000b1", 59, 20);
         inactive[0] = 0xa0 | (inactive[0] & 0x1f);
@@ -944,15 +990,31 @@ fn a_listener_can_hash_initials_by_4_tuple_only() {
     }
 }
 
-/// The router's `TOKEN_FLOWS` map, found through the program's map IDs.
-fn token_flows(router: &TestRouter) -> HashMap<MapData, TokenFlowKey, TokenFlow> {
+/// One of the router's LRU hash maps, found through the program's map IDs.
+fn lru_map<K: aya::Pod, V: aya::Pod>(router: &TestRouter, spec: MapSpec) -> HashMap<MapData, K, V> {
     let ids = router.program().info().unwrap().map_ids().unwrap().unwrap();
     let map = ids
         .into_iter()
         .map(|id| MapData::from_id(id).unwrap())
-        .find(|map| map.info().unwrap().name() == specs::TOKEN_FLOWS.name.as_bytes())
-        .expect("the program uses TOKEN_FLOWS");
+        .find(|map| map.info().unwrap().name() == spec.name.as_bytes())
+        .unwrap_or_else(|| panic!("the program uses {}", spec.name));
     HashMap::try_from(Map::LruHashMap(map)).unwrap()
+}
+
+fn token_flows(router: &TestRouter) -> HashMap<MapData, TokenFlowKey, TokenFlow> {
+    lru_map(router, specs::TOKEN_FLOWS)
+}
+
+/// The backend the CID cache holds for `cid` under the router's epoch.
+fn cached(router: &TestRouter, cid: &[u8]) -> Option<u32> {
+    let cache: HashMap<MapData, CidCacheKey, u32> = lru_map(router, specs::CID_CACHE);
+    let mut key = CidCacheKey {
+        epoch: router.epoch(),
+        len: cid.len() as u8,
+        ..CidCacheKey::default()
+    };
+    key.cid[..cid.len()].copy_from_slice(cid);
+    cache.get(&key, 0).ok()
 }
 
 /// A 0-RTT packet carries no token: it follows the Initial of its attempt (same address,
@@ -1104,31 +1166,42 @@ fn packets_of_an_attempt_routed_by_its_token_follow_it() {
 fn token_blocks_follow_the_cid_cache_rules() {
     let config = ConfigFile::standard().load();
     let mut router = TestRouter::new(&config);
-    let beta_token = token(2, "31441b", 130, 20);
-    let initial_from = |seed: u8| {
+    let block = mint(2, "31441b", 130);
+    let beta_token = [block.clone(), vec![0x5a; 20]].concat();
+    let initial_from = |seed: u8, token: &[u8]| {
         udp(
             false,
-            initial(
-                v1::INITIAL,
-                QUIC_V1,
-                &client_dcid(seed),
-                &SCID,
-                &beta_token,
-                1200,
-            ),
+            initial(v1::INITIAL, QUIC_V1, &client_dcid(seed), &SCID, token, 1200),
         )
-        .frame()
     };
+    assert_eq!(cached(&router, &block), None);
     for (seed, name) in [(131, "decoded"), (132, "cached")] {
         check(
             &router,
             name,
-            &initial_from(seed),
+            &initial_from(seed, &beta_token).frame(),
             XDP_REDIRECT,
             Outcome::RoutedByToken,
             Some("beta"),
         );
+        assert_eq!(
+            cached(&router, &block),
+            Some(router.backend("beta")),
+            "{name}"
+        );
     }
+    // A block that names no server is not cached.
+    let unknown = mint(2, "777777", 134);
+    let unknown_initial = initial_from(135, &[unknown.clone(), vec![0x5a; 20]].concat());
+    check(
+        &router,
+        "unknown server ID",
+        &unknown_initial.frame(),
+        XDP_REDIRECT,
+        Outcome::InitialHashed,
+        Some(&hashed_backend(&router, &unknown_initial)),
+    );
+    assert_eq!(cached(&router, &unknown), None);
     // Server ID 31441b moves from beta to alpha.
     let mut moved = config.clone();
     let id = hex::decode("31441b").unwrap();
@@ -1146,7 +1219,7 @@ fn token_blocks_follow_the_cid_cache_rules() {
     check(
         &router,
         "after the move",
-        &initial_from(133),
+        &initial_from(133, &beta_token).frame(),
         XDP_REDIRECT,
         Outcome::RoutedByToken,
         Some("alpha"),

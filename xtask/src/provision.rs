@@ -21,6 +21,19 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 const DEBIAN_PACKAGES: &[&str] = &["ethtool", "systemd", "python3-venv"];
 /// aioquic from PyPI: the HTTP/3 client the interop tests run against the project's servers.
 const AIOQUIC_VERSION: &str = "1.7.2";
+/// What aioquic 1.7.2 installed with it (2026-11-26), pinned: a new release of any of them
+/// cannot change the tests' client.
+const AIOQUIC_DEPENDENCIES: &[&str] = &[
+    "attrs==26.1.0",
+    "certifi==2026.10.19.post1",
+    "cffi==2.1.1",
+    "cryptography==50.0.2",
+    "pycparser==3.12",
+    "pylsqpack==1.0.0",
+    "pyOpenSSL==26.4.0",
+    "service-identity==26.1.0",
+    "typing_extensions==4.16.0",
+];
 /// aioquic's virtual environment, relative to the workspace root. The tests crate finds the
 /// interpreter there too (tests/src/aioquic.rs): change both together.
 const AIOQUIC_VENV: &str = "target/venv/aioquic";
@@ -280,14 +293,18 @@ fn aioquic_venv() -> anyhow::Result<()> {
         )
     })?;
     let requirement = format!("aioquic=={AIOQUIC_VERSION}");
-    run::status(Command::new(&python).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        &requirement,
-    ]))
+    run::status(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                &requirement,
+            ])
+            .args(AIOQUIC_DEPENDENCIES),
+    )
     .with_context(|| {
         format!(
             "cannot install {requirement} into {} (needs PyPI)",
