@@ -12,6 +12,7 @@ mod forwarding;
 mod harness;
 mod kernel;
 mod local;
+mod production;
 mod report;
 
 use std::path::PathBuf;
@@ -70,6 +71,12 @@ fn main() {
         connections: if options.quick { 10_000 } else { 30_000 },
         new_cids: if options.quick { 40_000 } else { 100_000 },
     };
+    let production_settings = production::Settings {
+        calls: if options.quick { 20_000 } else { 100_000 },
+        rounds: if options.quick { 5 } else { 21 },
+        connections: if options.quick { 100_000 } else { 1_000_000 },
+        cached_connections: if options.quick { 10_000 } else { 30_000 },
+    };
     let control_settings = control::Settings {
         server_ids: vec![10_000, 100_000],
         runs: if options.quick { 1 } else { 3 },
@@ -77,6 +84,10 @@ fn main() {
 
     eprintln!("bench: per-packet cost in the kernel");
     let kernel = kernel::run(&kernel_settings);
+    eprintln!(
+        "bench: per-packet cost as production sees it (one packet a call, many connections, attacks)"
+    );
+    let production = production::run(&production_settings);
     eprintln!("bench: the CID cache with both CPUs running the program");
     let cid_cache = cid_cache::run(&cid_cache_settings);
     eprintln!("bench: forwarding end to end");
@@ -96,6 +107,8 @@ fn main() {
             rounds: forwarding_settings.rounds,
         },
         kernel: &kernel,
+        production: &production,
+        production_settings: &production_settings,
         cid_cache: &cid_cache,
         forwarding: &forwarding,
         local: &local,

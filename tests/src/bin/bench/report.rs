@@ -15,6 +15,7 @@ use crate::{
     harness,
     kernel::{Row, Variant},
     local::{self, Selection},
+    production,
 };
 
 /// Where the figures came from.
@@ -71,6 +72,8 @@ pub struct Results<'a> {
     pub machine: Machine,
     pub settings: Settings,
     pub kernel: &'a [Row],
+    pub production: &'a production::Results,
+    pub production_settings: &'a production::Settings,
     pub cid_cache: &'a [cid_cache::Row],
     pub forwarding: &'a [Run],
     pub local: &'a [local::Run],
@@ -253,6 +256,15 @@ impl Results<'_> {
                 "payload_octets": harness::PAYLOAD_LEN,
             },
             "kernel_cost": kernel,
+            "production": {
+                "calls_per_block": self.production_settings.calls,
+                "rounds": self.production_settings.rounds,
+                "xdp_pass_ns": round(self.production.pass_ns, 1),
+                "scenarios": self.production.rows.iter().map(|r| json!({
+                    "scenario": r.scenario,
+                    "ns_above_xdp_pass": round(r.ns_above_pass, 1),
+                })).collect::<Vec<_>>(),
+            },
             "cid_cache": self.cid_cache.iter().map(|r| json!({
                 "scenario": r.scenario,
                 "common_lru_ns": round(r.common_ns, 1),
@@ -311,6 +323,19 @@ impl Results<'_> {
                 r.ns / r.pass_ns,
                 r.ns / r.redirect_ns
             ));
+        }
+        line(String::new());
+        line(format!(
+            "As production sees it: one packet per BPF_PROG_TEST_RUN call (repeat 1, timed by the kernel), {} calls per block, {} rounds that interleave an XDP_PASS block (itself {:.1} ns) with each scenario's; cost above XDP_PASS in the same round, median of the rounds (IPv4, the router as built):",
+            self.production_settings.calls,
+            self.production_settings.rounds,
+            self.production.pass_ns
+        ));
+        line(String::new());
+        line("| scenario | ns/packet above XDP_PASS |".into());
+        line("|---|---:|".into());
+        for r in &self.production.rows {
+            line(format!("| {} | {:.1} |", r.scenario, r.ns_above_pass));
         }
         line(String::new());
         line("The CID cache, one LRU list for all CPUs (as built) or one per CPU (`BPF_F_NO_COMMON_LRU`), with both CPUs running the program at once on CIDs of their own (four-pass, 3 passes; ns/packet, mean of the CPUs, median of rounds that alternate the two):".into());
