@@ -28,6 +28,15 @@ pub mod map_names {
 }
 
 /// The programs, by name.
+/// The C yardstick (`c/floor.c`, built with clang by the tests crate): the floor's work
+/// written in C, and an XDP_PASS program beside it. Its names, as the C source gives them.
+pub mod c_floor {
+    pub const PASS: &str = "c_floor_pass";
+    pub const REDIRECT: &str = "c_floor_redirect";
+    pub const PORTS: &str = "C_FLOOR_PORTS";
+    pub const MACS: &str = "C_FLOOR_MACS";
+}
+
 pub mod program_names {
     pub const FLOOR_PASS: &str = "floor_pass";
     pub const FLOOR_REDIRECT: &str = "floor_redirect";

@@ -155,6 +155,17 @@ pub fn bench_program_bytes() -> &'static [u8] {
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-ebpf"))
 }
 
+/// The C yardstick floor (bench-ebpf/c/floor.c, built with clang by this crate's build
+/// script), aligned for aya's ELF parser.
+pub fn c_floor_bytes() -> &'static [u8] {
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/c-floor.o"))
+}
+
+/// The C yardstick floor loaded (not into the kernel yet).
+pub fn load_c_floor() -> Ebpf {
+    Ebpf::load(c_floor_bytes()).unwrap_or_else(|err| panic!("C floor: {err}"))
+}
+
 /// The benchmark's programs loaded (none of them is loaded into the kernel yet).
 pub fn load_bench_programs() -> Ebpf {
     Ebpf::load(bench_program_bytes()).unwrap_or_else(|err| panic!("bench programs: {err}"))

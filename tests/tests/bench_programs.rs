@@ -1,5 +1,5 @@
 //! The benchmark's own XDP programs (bench-ebpf), in the kernel: the parse-and-redirect floor
-//! picks its slot by source port and writes that slot's MACs; the sink counts what it
+//! (and its C yardstick) picks its slot by source port and writes that slot's MACs; the sink counts what it
 //! receives and what was meant for another backend, and drops it. Wrong here, the
 //! benchmark's figures would be.
 
@@ -7,12 +7,14 @@ use aya::{
     Ebpf,
     maps::{Array, DevMap, PerCpuArray},
 };
-use bench_ebpf::{BENCH_MARKER_OFFSET, FLOOR_SLOTS, SinkCounter, map_names, program_names};
+use bench_ebpf::{
+    BENCH_MARKER_OFFSET, FLOOR_SLOTS, SinkCounter, c_floor, map_names, program_names,
+};
 use integration_tests::{
     XDP_DROP, XDP_PASS, XDP_REDIRECT,
     addresses::{QUIC_PORT, SENDER4, VIP4},
     fixtures::INTERFACES,
-    load_bench_programs,
+    load_bench_programs, load_c_floor,
     netns::Netns,
     packet::{Datagram, short_header},
     run_once, take_map, xdp_program,
@@ -41,27 +43,27 @@ fn run(ebpf: &mut Ebpf, name: &str, packet: &[u8]) -> (u32, Vec<u8>) {
     run_once(program, packet)
 }
 
-#[test]
-fn floor_redirects_by_source_port_and_writes_the_slots_macs() {
-    let netns = Netns::create("floor");
-    let be0 = INTERFACES[0];
-    netns.veth(be0.name, be0.mac);
-    let _inside = netns.enter();
-    let mut ebpf = load_bench_programs();
-    let be0 = router_user::netif::lookup(be0.name).unwrap();
-    let mut ports: DevMap<_> = take_map(&mut ebpf, map_names::FLOOR_PORTS);
-    let mut macs: Array<_, [u8; 12]> = take_map(&mut ebpf, map_names::FLOOR_MACS);
+/// A floor, `redirect` with its maps `ports` and `macs`, picks its slot by source port,
+/// writes that slot's MACs and changes nothing else; it passes what is not UDP.
+fn check_floor(mut ebpf: Ebpf, redirect: &str, ports: &str, macs: &str) {
+    let be0 = router_user::netif::lookup(INTERFACES[0].name).unwrap();
+    let mut ports: DevMap<_> = take_map(&mut ebpf, ports);
+    let mut macs: Array<_, [u8; 12]> = take_map(&mut ebpf, macs);
     for slot in 0..FLOOR_SLOTS {
         ports.set(slot, be0.ifindex, None, 0).unwrap();
         macs.set(slot, [slot as u8 + 1; 12], 0).unwrap();
     }
     for src_port in [40_000u16, 40_001, 40_002, 40_003, 40_006] {
         let packet = datagram(src_port, 0);
-        let (action, out) = run(&mut ebpf, program_names::FLOOR_REDIRECT, &packet);
-        assert_eq!(action, XDP_REDIRECT, "source port {src_port}");
+        let (action, out) = run(&mut ebpf, redirect, &packet);
+        assert_eq!(action, XDP_REDIRECT, "{redirect}: source port {src_port}");
         let slot = u32::from(src_port) % FLOOR_SLOTS;
-        assert_eq!(out[..12], [slot as u8 + 1; 12], "source port {src_port}");
-        assert_eq!(out[12..], packet[12..], "only the MACs change");
+        assert_eq!(
+            out[..12],
+            [slot as u8 + 1; 12],
+            "{redirect}: source port {src_port}"
+        );
+        assert_eq!(out[12..], packet[12..], "{redirect}: only the MACs change");
     }
     let not_udp = {
         let mut datagram = Datagram::new(
@@ -74,10 +76,38 @@ fn floor_redirects_by_source_port_and_writes_the_slots_macs() {
         datagram.protocol = 6;
         datagram.frame()
     };
-    assert_eq!(
-        run(&mut ebpf, program_names::FLOOR_REDIRECT, &not_udp).0,
-        XDP_PASS
+    assert_eq!(run(&mut ebpf, redirect, &not_udp).0, XDP_PASS, "{redirect}");
+}
+
+#[test]
+fn floor_redirects_by_source_port_and_writes_the_slots_macs() {
+    let netns = Netns::create("floor");
+    let be0 = INTERFACES[0];
+    netns.veth(be0.name, be0.mac);
+    let _inside = netns.enter();
+    check_floor(
+        load_bench_programs(),
+        program_names::FLOOR_REDIRECT,
+        map_names::FLOOR_PORTS,
+        map_names::FLOOR_MACS,
     );
+}
+
+/// The C yardstick does the same work, so that the benchmark compares like with like.
+#[test]
+fn the_c_floor_does_what_the_rust_floor_does() {
+    let netns = Netns::create("cfloor");
+    let be0 = INTERFACES[0];
+    netns.veth(be0.name, be0.mac);
+    let _inside = netns.enter();
+    check_floor(
+        load_c_floor(),
+        c_floor::REDIRECT,
+        c_floor::PORTS,
+        c_floor::MACS,
+    );
+    let mut ebpf = load_c_floor();
+    assert_eq!(run(&mut ebpf, c_floor::PASS, &datagram(1, 0)).0, XDP_PASS);
 }
 
 #[test]

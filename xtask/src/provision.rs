@@ -17,8 +17,15 @@ use crate::run;
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// ethtool: the namespace tests switch veth offloads (see platform notes); systemd: the tests
 /// check the shipped unit file with `systemd-analyze verify`; python3-venv: Debian's python3
-/// makes virtual environments only with it (aioquic's).
-const DEBIAN_PACKAGES: &[&str] = &["ethtool", "systemd", "python3-venv"];
+/// makes virtual environments only with it (aioquic's); clang-16 and libbpf-dev: the
+/// benchmark's C yardstick floor (bench-ebpf/c/floor.c).
+const DEBIAN_PACKAGES: &[&str] = &[
+    "ethtool",
+    "systemd",
+    "python3-venv",
+    "clang-16",
+    "libbpf-dev",
+];
 /// aioquic from PyPI: the HTTP/3 client the interop tests run against the project's servers.
 const AIOQUIC_VERSION: &str = "1.7.2";
 /// What aioquic 1.7.2 installed with it (2026-11-26), pinned: a new release of any of them

@@ -1,16 +1,17 @@
 //! Per-packet cost in the kernel: each path through the router's XDP program, as
 //! BPF_PROG_TEST_RUN reports it, beside two floors measured in the same run (a program that
-//! only passes packets; one that parses Ethernet/IP/UDP and redirects through a devmap).
+//! only passes packets; one that parses Ethernet/IP/UDP and redirects through a devmap), both
+//! also written in C and built with clang, as a yardstick for the Rust ones.
 
 use std::time::Duration;
 
 use aya::{maps::DevMap, programs::Xdp};
-use bench_ebpf::{FLOOR_SLOTS, map_names, program_names};
+use bench_ebpf::{FLOOR_SLOTS, c_floor, map_names, program_names};
 use integration_tests::{
     ConfigFile, TestRouter,
     addresses::{QUIC_PORT, sender, vip},
     fixtures::{BACKENDS, INTERFACES, LOCAL_WORKERS, mint},
-    load_bench_programs, options_for,
+    load_bench_programs, load_c_floor, options_for,
     packet::{Datagram, QUIC_V1, dns_query, initial, short_header, v1},
     run_repeated, standard_config_text, take_map, worker_text, xdp_program,
 };
@@ -172,10 +173,22 @@ pub fn run(settings: &Settings) -> Vec<Row> {
             .load()
             .unwrap_or_else(|err| panic!("{name}: {err}"));
     }
-    let mut ports: DevMap<_> = take_map(&mut floors, map_names::FLOOR_PORTS);
+    // The same floor written in C, as a yardstick.
+    let mut c_floors = load_c_floor();
+    for name in [c_floor::PASS, c_floor::REDIRECT] {
+        xdp_program(&mut c_floors, name)
+            .load()
+            .unwrap_or_else(|err| panic!("{name}: {err}"));
+    }
     let be0 = router_user::netif::lookup(INTERFACES[0].name).unwrap_or_else(|err| panic!("{err}"));
-    for slot in 0..FLOOR_SLOTS {
-        ports.set(slot, be0.ifindex, None, 0).expect("FLOOR_PORTS");
+    for (ebpf, name) in [
+        (&mut floors, map_names::FLOOR_PORTS),
+        (&mut c_floors, c_floor::PORTS),
+    ] {
+        let mut ports: DevMap<_> = take_map(ebpf, name);
+        for slot in 0..FLOOR_SLOTS {
+            ports.set(slot, be0.ifindex, None, 0).expect(name);
+        }
     }
     // The same config in a second instance (in a namespace of its own, left before the
     // first's) that decodes every packet.
@@ -223,6 +236,21 @@ pub fn run(settings: &Settings) -> Vec<Row> {
             Variant::Floor,
             redirect_ns,
         ));
+        for (id, path, name) in [
+            (
+                "c_floor_pass",
+                "floor in C (clang -O2): XDP_PASS program",
+                c_floor::PASS,
+            ),
+            (
+                "c_floor_redirect",
+                "floor in C (clang -O2): parse Eth/IP/UDP + devmap redirect",
+                c_floor::REDIRECT,
+            ),
+        ] {
+            let ns = cost(xdp_program(&mut c_floors, name), floor_packet, settings);
+            rows.push(row(id, path, Variant::Floor, ns));
+        }
         for (id, path, encrypted, packet) in &paths {
             let ns = cost(router.program(), packet, settings);
             rows.push(row(id, path, Variant::Router, ns));

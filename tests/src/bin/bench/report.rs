@@ -162,6 +162,26 @@ impl Results<'_> {
                 }
             }
         }
+        for family in ["IPv4", "IPv6"] {
+            let ns = |id| self.kernel_row(family, id, Variant::Floor).map(|r| r.ns);
+            if let (Some(pass), Some(floor), Some(c_pass), Some(c_floor)) = (
+                ns("floor_pass"),
+                ns("floor_redirect"),
+                ns("c_floor_pass"),
+                ns("c_floor_redirect"),
+            ) {
+                targets.push(Target {
+                    what: format!(
+                        "{family} Rust floor / C floor, cost above XDP_PASS ({:.0} / {:.0} ns)",
+                        floor - pass,
+                        c_floor - c_pass
+                    ),
+                    measured: (floor - pass) / (c_floor - c_pass),
+                    bound: 1.2,
+                    at_most: true,
+                });
+            }
+        }
         let rate = |f| median_run(self.forwarding, f).map(Run::delivered_pps);
         if let (Some(router), Some(floor), Some(user)) = (
             rate(Forwarder::Router),
