@@ -57,7 +57,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::debug;
 
 pub use key::{KeyFileError, load_key_file};
-pub use tls::{Identity, Tickets, TlsError};
+pub use tls::{CountResumed, Identity, Tickets, TlsError, server_tls};
 
 /// The ALPN of HTTP/3.
 pub const ALPN: &[u8] = b"h3";

@@ -6,7 +6,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
@@ -102,38 +102,67 @@ impl Identity {
     }
 }
 
-/// The server's QUIC crypto: TLS 1.3 only, ALPN h3, 0-RTT allowed (rustls then accepts it
-/// where it can), tickets as `tickets` says, and counted.
-pub(crate) fn quic_crypto(
+/// Counts the TLS sessions a server resumes.
+pub trait CountResumed: Send + Sync + std::fmt::Debug {
+    fn resumed(&self);
+}
+
+impl CountResumed for AtomicU64 {
+    fn resumed(&self) {
+        self.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl CountResumed for Counting {
+    fn resumed(&self) {
+        self.bump(|c| &mut c.resumed);
+    }
+}
+
+/// A QUIC server's TLS: TLS 1.3 only, `alpn`, 0-RTT allowed (rustls then accepts it where it
+/// can), session tickets as `tickets` says (never under a key another process has), and the
+/// sessions resumed counted by `resumed`. The test servers of the tests crate use it too.
+pub fn server_tls(
     identity: &Identity,
     tickets: Tickets,
-    counting: &Arc<Counting>,
-) -> Result<Arc<dyn ServerConfig>, TlsError> {
+    alpn: &[u8],
+    resumed: Arc<dyn CountResumed>,
+) -> Result<rustls::ServerConfig, TlsError> {
     let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_protocol_versions(&[&rustls::version::TLS13])?
     .with_no_client_auth()
     .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.alpn_protocols = vec![alpn.to_vec()];
     // QUIC carries 0-RTT data itself: quinn requires this exact value to allow it.
     tls.max_early_data_size = u32::MAX;
     match tickets {
         Tickets::Stateful => {
             tls.session_storage = Arc::new(CountingSessions {
                 inner: ServerSessionMemoryCache::new(STORED_SESSIONS),
-                counting: counting.clone(),
+                resumed,
             });
         }
         Tickets::OwnKey => {
             tls.ticketer = Arc::new(CountingTicketer {
                 inner: rustls::crypto::ring::Ticketer::new()?,
-                counting: counting.clone(),
+                resumed,
             });
             // Nothing remembered: every ticket is stateless.
             tls.session_storage = Arc::new(NoServerSessionStorage {});
         }
     }
+    Ok(tls)
+}
+
+/// The server's QUIC crypto: [`server_tls`] with ALPN h3, counted.
+pub(crate) fn quic_crypto(
+    identity: &Identity,
+    tickets: Tickets,
+    counting: &Arc<Counting>,
+) -> Result<Arc<dyn ServerConfig>, TlsError> {
+    let tls = server_tls(identity, tickets, ALPN, counting.clone())?;
     let quic =
         QuicServerConfig::try_from(Arc::new(tls)).map_err(|err| TlsError::Quic(err.to_string()))?;
     Ok(Arc::new(CountingCrypto {
@@ -146,13 +175,13 @@ pub(crate) fn quic_crypto(
 #[derive(Debug)]
 struct CountingSessions {
     inner: Arc<dyn StoresServerSessions>,
-    counting: Arc<Counting>,
+    resumed: Arc<dyn CountResumed>,
 }
 
 impl CountingSessions {
     fn found(&self, value: Option<Vec<u8>>) -> Option<Vec<u8>> {
         if value.is_some() {
-            self.counting.bump(|c| &mut c.resumed);
+            self.resumed.resumed();
         }
         value
     }
@@ -178,7 +207,7 @@ impl StoresServerSessions for CountingSessions {
 #[derive(Debug)]
 struct CountingTicketer {
     inner: Arc<dyn ProducesTickets>,
-    counting: Arc<Counting>,
+    resumed: Arc<dyn CountResumed>,
 }
 
 impl ProducesTickets for CountingTicketer {
@@ -194,7 +223,7 @@ impl ProducesTickets for CountingTicketer {
     fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
         let plain = self.inner.decrypt(cipher);
         if plain.is_some() {
-            self.counting.bump(|c| &mut c.resumed);
+            self.resumed.resumed();
         }
         plain
     }

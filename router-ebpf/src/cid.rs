@@ -36,6 +36,15 @@ pub fn read_dcid(ctx: &impl Packet, offset: usize, len: usize) -> [u8; MAX_CID_L
     dcid
 }
 
+/// Copies the first `len` octets of `cid` into `to` and zeroes the rest: a CID as a map key.
+#[inline(always)]
+pub fn copy_cid(to: &mut [u8; MAX_CID_LEN], cid: &[u8; MAX_CID_LEN], len: usize) {
+    for (i, (slot, &octet)) in to.iter_mut().zip(cid).enumerate() {
+        // 0xff below `len`, 0 from it on, without a branch per octet.
+        *slot = octet & ((i as isize).wrapping_sub(len as isize) >> (isize::BITS - 1)) as u8;
+    }
+}
+
 /// The backend index of the server that the packet's DCID names, or why there is none:
 /// [`Outcome::UnknownServerId`] (then `SERVER_ID_KEY` holds the decoded server ID, as it
 /// does after a decode that found one), [`Outcome::UnroutableCodepoint`] or
@@ -184,10 +193,7 @@ fn cache_lookup(epoch: u32, dcid: &[u8; MAX_CID_LEN], len: usize) -> u32 {
     let key = unsafe { &mut *key };
     key.epoch = epoch;
     key.len = len as u8;
-    for (i, (slot, &octet)) in key.cid.iter_mut().zip(dcid).enumerate() {
-        // 0xff below `len`, 0 from it on, without a branch per octet.
-        *slot = octet & ((i as isize).wrapping_sub(len as isize) >> (isize::BITS - 1)) as u8;
-    }
+    copy_cid(&mut key.cid, dcid, len);
     match CID_CACHE.get_ptr(&*key) {
         // SAFETY: a pointer to the map's value, valid for this program run.
         Some(backend) => unsafe { *backend },

@@ -16,7 +16,7 @@ use router_common::{
 use router_ebpf::parse::{Datagram, Packet};
 
 use crate::{
-    cid::{read_dcid, route_by_cid, route_by_token},
+    cid::{copy_cid, read_dcid, route_by_cid, route_by_token},
     maps::{BACKENDS, TOKEN_FLOWS},
     quic::Header,
 };
@@ -78,19 +78,19 @@ fn flow_key(
     } else {
         dcid_len
     };
-    let mut dcid = read_dcid(ctx, dcid_offset, dcid_len);
-    for (i, octet) in dcid.iter_mut().enumerate() {
-        if i >= dcid_len {
-            *octet = 0;
-        }
-    }
-    TokenFlowKey {
+    let mut key = TokenFlowKey {
         addr: datagram.src,
         port_be: datagram.src_port_be,
         family: datagram.family,
         dcid_len: dcid_len as u8,
-        dcid,
-    }
+        dcid: [0; MAX_CID_LEN],
+    };
+    copy_cid(
+        &mut key.dcid,
+        &read_dcid(ctx, dcid_offset, dcid_len),
+        dcid_len,
+    );
+    key
 }
 
 /// Remembers where the attempt's Initial went. `epoch_and_backend` is `epoch << 32 |

@@ -11,7 +11,6 @@ use std::{
     path::Path,
 };
 
-use h3_server::Tickets as H3Tickets;
 use integration_tests::{
     aioquic,
     fleet::{
@@ -186,7 +185,7 @@ fn check_tokens(rounds: &[aioquic::Round]) {
 /// connection and resumes with both from a new port. With `compare`, also with Initials
 /// hashed and with servers whose tokens carry no server ID (fewer rounds: they show a rate
 /// near a third).
-fn aioquic_resumption(tickets: H3Tickets, compare: bool) {
+fn aioquic_resumption(tickets: Tickets, compare: bool) {
     const COMPARED: u16 = 40;
     let fleet = H3Fleet::new(Path::new(BINARY), tickets, true);
     let rounds = fleet.aioquic_rounds(CLIENTS, 42_000);
@@ -209,7 +208,7 @@ fn aioquic_resumption(tickets: H3Tickets, compare: bool) {
         "{by_token:?}"
     );
     assert!(routed >= u64::from(CLIENTS));
-    if tickets == H3Tickets::Stateful {
+    if tickets == Tickets::Stateful {
         assert!(by_token.zero_rtt * 100 >= 99 * clients, "{by_token:?}");
     }
     if !compare {
@@ -231,10 +230,10 @@ fn aioquic_resumption(tickets: H3Tickets, compare: bool) {
 
 #[test]
 fn aioquic_resumes_on_its_server_stateful_tickets() {
-    aioquic_resumption(H3Tickets::Stateful, true);
+    aioquic_resumption(Tickets::Stateful, true);
 }
 
 #[test]
 fn aioquic_resumes_on_its_server_per_server_ticket_keys() {
-    aioquic_resumption(H3Tickets::OwnKey, false);
+    aioquic_resumption(Tickets::OwnKey, false);
 }

@@ -3,18 +3,15 @@
 //! `cargo xtask provision` makes, inside a namespace of the test's.
 
 use std::{
-    io::Read as _,
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
-    sync::mpsc,
-    thread,
+    process::Command,
     time::Duration,
 };
 
 use serde_json::Value;
 
-use crate::process::in_netns;
+use crate::process::{in_netns, run_within};
 
 /// aioquic's virtual environment, relative to the workspace root, where xtask's provisioning
 /// puts it (`AIOQUIC_VENV` in xtask/src/provision.rs: change both together).
@@ -85,42 +82,18 @@ impl ResumeClient<'_> {
     /// Runs the client in network namespace `netns`: one [`Round`] per round. Panics with the
     /// client's error when it fails.
     pub fn run_in(&self, netns: &str) -> Vec<Round> {
-        let mut command = self.command(netns);
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|err| panic!("start the aioquic client: {err}"));
-        let read_all = |mut pipe: Box<dyn std::io::Read + Send>| {
-            let (sender, receiver) = mpsc::channel();
-            thread::spawn(move || {
-                let mut text = String::new();
-                let _ = pipe.read_to_string(&mut text);
-                let _ = sender.send(text);
-            });
-            receiver
-        };
-        let stdout = read_all(Box::new(child.stdout.take().expect("piped stdout")));
-        let stderr = read_all(Box::new(child.stderr.take().expect("piped stderr")));
-        // Its stdout ends when it exits.
-        let output = stdout.recv_timeout(TIME_PER_ROUND * self.rounds);
-        if output.is_err() {
-            let _ = child.kill();
-        }
-        let status = child.wait().expect("wait for the aioquic client");
-        let errors = stderr.recv().unwrap_or_default();
-        let Ok(output) = output else {
-            panic!("the aioquic client hung; killed it. Its stderr:\n{errors}");
-        };
-        assert!(
-            status.success(),
-            "the aioquic client failed ({status}):\n{errors}{output}"
+        let out = run_within(self.command(netns), TIME_PER_ROUND * self.rounds);
+        assert_eq!(
+            out.status, 0,
+            "the aioquic client failed:\n{}{}",
+            out.stderr, out.stdout
         );
-        let rounds: Vec<Round> = output.lines().map(parse_round).collect();
+        let rounds: Vec<Round> = out.stdout.lines().map(parse_round).collect();
         assert_eq!(
             rounds.len(),
             self.rounds as usize,
-            "rounds reported:\n{output}"
+            "rounds reported:\n{}",
+            out.stdout
         );
         rounds
     }

@@ -229,7 +229,7 @@ pub struct H3Fleet {
 }
 
 impl H3Fleet {
-    pub fn new(binary: &Path, tickets: h3_server::Tickets, token_prefix: bool) -> Self {
+    pub fn new(binary: &Path, tickets: Tickets, token_prefix: bool) -> Self {
         let (deployment, controller) = start_router(binary, Servers::Hosts);
         let certificate = Certificate::new();
         let ca = deployment.dir.path().join("ca.pem");
@@ -419,7 +419,7 @@ pub fn resume(fleet: &Fleet, how: Resume, clients: u16, port_base: u16) -> Round
                     let (connection, answer) = open_0rtt(&first, config, vip_socket(false)).await?;
                     if how == Resume::ByToken {
                         // The server sends NEW_TOKEN once the handshake is confirmed.
-                        tls.tokens().wait_for(0).await?;
+                        tls.tokens().wait_for_token().await?;
                     }
                     connection.close(0u32.into(), b"done");
                     let _ = tokio::time::timeout(Duration::from_secs(2), first.wait_idle()).await;

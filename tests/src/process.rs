@@ -115,27 +115,31 @@ pub struct CliOutput {
 const CLI_DEADLINE: Duration = Duration::from_secs(20);
 
 /// Runs `binary ARGS` in this namespace with no input, killing it (and failing) if it has
-/// not finished within 20 s. Its output is read as it comes, so no amount of it can stall it.
+/// not finished within 20 s.
 pub fn run_cli(binary: &Path, args: &[&str]) -> CliOutput {
-    let child = Command::new(binary)
-        .args(args)
+    let mut command = Command::new(binary);
+    command.args(args);
+    run_within(command, CLI_DEADLINE)
+}
+
+/// Runs `command` with no input, killing it (and failing) if it has not finished within
+/// `deadline`. Its output is read as it comes, so no amount of it can stall it.
+pub fn run_within(mut command: Command, deadline: Duration) -> CliOutput {
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|err| panic!("run {}: {err}", binary.display()));
+        .unwrap_or_else(|err| panic!("run {command:?}: {err}"));
     let pid = child.id() as i32;
     let (done, finished) = std::sync::mpsc::channel();
     std::thread::spawn(move || done.send(child.wait_with_output()));
-    let out = match finished.recv_timeout(CLI_DEADLINE) {
+    let out = match finished.recv_timeout(deadline) {
         Ok(out) => out.expect("the command's output"),
         Err(_) => {
             // SAFETY: signalling our own child, not yet reaped (its waiter has not returned).
             unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!(
-                "{} {args:?} did not finish within {CLI_DEADLINE:?}",
-                binary.display()
-            );
+            panic!("{command:?} did not finish within {deadline:?}");
         }
     };
     CliOutput {

@@ -16,10 +16,7 @@ use quinn::{
     ClientConfig, Endpoint, EndpointConfig, ServerConfig, TokioRuntime, TransportConfig,
     crypto::rustls::{QuicClientConfig, QuicServerConfig},
 };
-use rustls::{
-    pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
-    server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions},
-};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::{addresses::QUIC_PORT, netns};
 
@@ -76,15 +73,9 @@ fn transport() -> Arc<TransportConfig> {
     Arc::new(transport)
 }
 
-/// How a backend keeps TLS session tickets: each server its own, so a resumed session works
-/// only where it started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tickets {
-    /// Stateful: the ticket names a session in this server's memory; no ticket key at all.
-    Stateful,
-    /// Stateless, encrypted with a key of this server's own.
-    OwnKey,
-}
+/// How a backend keeps TLS session tickets, each server its own, so a resumed session works
+/// only where it started: h3-server's, whose TLS set-up the test servers share.
+pub use h3_server::Tickets;
 
 /// How a backend issues address-validation tokens (NEW_TOKEN frames and Retry packets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,61 +85,6 @@ pub enum Tokens {
     Routable,
     /// quinn's own tokens under a key of this server's own: nothing a router can read.
     Plain,
-}
-
-/// Counts the sessions a server resumed (a stored session taken, or a ticket it decrypted).
-#[derive(Debug)]
-struct CountingStore {
-    inner: Arc<dyn StoresServerSessions>,
-    resumed: Arc<AtomicU64>,
-}
-
-impl StoresServerSessions for CountingStore {
-    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
-        self.inner.put(key, value)
-    }
-    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        let found = self.inner.get(key);
-        if found.is_some() {
-            self.resumed.fetch_add(1, Ordering::Relaxed);
-        }
-        found
-    }
-    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
-        let found = self.inner.take(key);
-        if found.is_some() {
-            self.resumed.fetch_add(1, Ordering::Relaxed);
-        }
-        found
-    }
-    fn can_cache(&self) -> bool {
-        self.inner.can_cache()
-    }
-}
-
-#[derive(Debug)]
-struct CountingTicketer {
-    inner: Arc<dyn ProducesTickets>,
-    resumed: Arc<AtomicU64>,
-}
-
-impl ProducesTickets for CountingTicketer {
-    fn enabled(&self) -> bool {
-        self.inner.enabled()
-    }
-    fn lifetime(&self) -> u32 {
-        self.inner.lifetime()
-    }
-    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
-        self.inner.encrypt(plain)
-    }
-    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
-        let plain = self.inner.decrypt(cipher);
-        if plain.is_some() {
-            self.resumed.fetch_add(1, Ordering::Relaxed);
-        }
-        plain
-    }
 }
 
 /// What a backend has done.
@@ -183,33 +119,13 @@ fn server_config(
     issuer: &CidIssuer,
     counters: &BackendCounters,
 ) -> ServerConfig {
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("TLS 1.3")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![certificate.cert.clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certificate.key.clone())),
-        )
-        .expect("server certificate");
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    // QUIC's 0-RTT: quinn wants the TLS limit at u32::MAX.
-    tls.max_early_data_size = u32::MAX;
-    let resumed = counters.resumed.clone();
-    match tickets {
-        Tickets::Stateful => {
-            tls.session_storage = Arc::new(CountingStore {
-                inner: ServerSessionMemoryCache::new(4096),
-                resumed,
-            });
-        }
-        Tickets::OwnKey => {
-            tls.ticketer = Arc::new(CountingTicketer {
-                inner: rustls::crypto::ring::Ticketer::new().expect("ticketer"),
-                resumed,
-            });
-        }
-    }
+    let tls = h3_server::server_tls(
+        &certificate.identity(),
+        tickets,
+        ALPN,
+        counters.resumed.clone(),
+    )
+    .expect("server TLS");
     let crypto = QuicServerConfig::try_from(Arc::new(tls)).expect("QUIC TLS config");
     let mut config = ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(transport());
@@ -436,12 +352,12 @@ pub struct TokenWaiter {
 }
 
 impl TokenWaiter {
-    /// Waits until the client has received a token since `before` tokens (the count then).
-    pub async fn wait_for(&self, before: u64) -> Result<(), String> {
+    /// Waits until the client has received a token.
+    pub async fn wait_for_token(&self) -> Result<(), String> {
         tokio::time::timeout(ANSWER_TIMEOUT, async {
             loop {
                 let notified = self.received.notified();
-                if self.count.load(Ordering::SeqCst) > before {
+                if self.count.load(Ordering::SeqCst) > 0 {
                     return;
                 }
                 notified.await;
@@ -449,11 +365,6 @@ impl TokenWaiter {
         })
         .await
         .map_err(|_| format!("no NEW_TOKEN in {ANSWER_TIMEOUT:?}"))
-    }
-
-    /// Tokens received so far.
-    pub fn received(&self) -> u64 {
-        self.count.load(Ordering::SeqCst)
     }
 }
 

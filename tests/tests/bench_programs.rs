@@ -44,8 +44,12 @@ fn run(ebpf: &mut Ebpf, name: &str, packet: &[u8]) -> (u32, Vec<u8>) {
 }
 
 /// A floor, `redirect` with its maps `ports` and `macs`, picks its slot by source port,
-/// writes that slot's MACs and changes nothing else; it passes what is not UDP.
+/// writes that slot's MACs and changes nothing else; it passes what is not UDP. Run in a
+/// namespace of its own that has the interface the devmap points at.
 fn check_floor(mut ebpf: Ebpf, redirect: &str, ports: &str, macs: &str) {
+    let netns = Netns::create("floor");
+    netns.veth(INTERFACES[0].name, INTERFACES[0].mac);
+    let _inside = netns.enter();
     let be0 = router_user::netif::lookup(INTERFACES[0].name).unwrap();
     let mut ports: DevMap<_> = take_map(&mut ebpf, ports);
     let mut macs: Array<_, [u8; 12]> = take_map(&mut ebpf, macs);
@@ -81,10 +85,6 @@ fn check_floor(mut ebpf: Ebpf, redirect: &str, ports: &str, macs: &str) {
 
 #[test]
 fn floor_redirects_by_source_port_and_writes_the_slots_macs() {
-    let netns = Netns::create("floor");
-    let be0 = INTERFACES[0];
-    netns.veth(be0.name, be0.mac);
-    let _inside = netns.enter();
     check_floor(
         load_bench_programs(),
         program_names::FLOOR_REDIRECT,
@@ -96,10 +96,6 @@ fn floor_redirects_by_source_port_and_writes_the_slots_macs() {
 /// The C yardstick does the same work, so that the benchmark compares like with like.
 #[test]
 fn the_c_floor_does_what_the_rust_floor_does() {
-    let netns = Netns::create("cfloor");
-    let be0 = INTERFACES[0];
-    netns.veth(be0.name, be0.mac);
-    let _inside = netns.enter();
     check_floor(
         load_c_floor(),
         c_floor::REDIRECT,

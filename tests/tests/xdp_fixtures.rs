@@ -66,6 +66,11 @@ fn token(config_rotation: u8, server_id: &str, seed: u64, opaque_len: usize) -> 
     token
 }
 
+/// A QUIC v1 Initial of 1,200 octets past its token.
+fn v1_initial(dcid: &[u8], token: &[u8]) -> Vec<u8> {
+    initial(v1::INITIAL, QUIC_V1, dcid, &SCID, token, 1200)
+}
+
 /// An Initial whose Token Length field is `length` (any encoding) followed by `rest` octets.
 fn initial_with_token_length(dcid: &[u8], length: &[u8], rest: usize) -> Vec<u8> {
     let mut packet = long_header(v1::INITIAL, QUIC_V1, dcid, &SCID, 0);
@@ -141,72 +146,32 @@ fn fixtures() -> Vec<Fixture> {
         // QUIC v1 long headers.
         all.push(fixture(
             f("v1 Initial, client-chosen DCID"),
-            udp(
-                v6,
-                initial(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, &[], 1200),
-            ),
+            udp(v6, v1_initial(&CLIENT_DCID, &[])),
             Expect::Hashed(Outcome::InitialHashed),
         ));
         all.push(fixture(
             f("v1 Initial resuming with a server-issued DCID"),
-            udp(
-                v6,
-                initial(
-                    v1::INITIAL,
-                    QUIC_V1,
-                    &mint(2, "31441b", 8),
-                    &SCID,
-                    &[],
-                    1200,
-                ),
-            ),
+            udp(v6, v1_initial(&mint(2, "31441b", 8), &[])),
             Expect::Routed("beta"),
         ));
         // Initials with tokens: a token that names a server comes first.
         let beta_token = token(1, "000000b1", 50, 40);
         all.push(fixture(
             f("v1 Initial, token naming beta, client-chosen DCID"),
-            udp(
-                v6,
-                initial(
-                    v1::INITIAL,
-                    QUIC_V1,
-                    &client_dcid(1),
-                    &SCID,
-                    &beta_token,
-                    1200,
-                ),
-            ),
+            udp(v6, v1_initial(&client_dcid(1), &beta_token)),
             Expect::RoutedByToken("beta"),
         ));
         all.push(fixture(
             f("v1 Initial, token naming beta (four-pass), DCID naming alpha"),
             udp(
                 v6,
-                initial(
-                    v1::INITIAL,
-                    QUIC_V1,
-                    &mint(0, "0a01", 51),
-                    &SCID,
-                    &token(2, "31441b", 52, 30),
-                    1200,
-                ),
+                v1_initial(&mint(0, "0a01", 51), &token(2, "31441b", 52, 30)),
             ),
             Expect::RoutedByToken("beta"),
         ));
         all.push(fixture(
             f("v1 Initial, plaintext token of exactly the CID length"),
-            udp(
-                v6,
-                initial(
-                    v1::INITIAL,
-                    QUIC_V1,
-                    &client_dcid(2),
-                    &SCID,
-                    &token(0, "0a01", 53, 0),
-                    1200,
-                ),
-            ),
+            udp(v6, v1_initial(&client_dcid(2), &token(0, "0a01", 53, 0))),
             Expect::RoutedByToken("alpha"),
         ));
         all.push(fixture(
@@ -228,14 +193,7 @@ fn fixtures() -> Vec<Fixture> {
             f("v1 Initial, 2-octet token length (a 100-octet token)"),
             udp(
                 v6,
-                initial(
-                    v1::INITIAL,
-                    QUIC_V1,
-                    &client_dcid(4),
-                    &SCID,
-                    &token(1, "000000b1", 55, 83),
-                    1200,
-                ),
+                v1_initial(&client_dcid(4), &token(1, "000000b1", 55, 83)),
             ),
             Expect::RoutedByToken("beta"),
         ));
@@ -253,101 +211,44 @@ fn fixtures() -> Vec<Fixture> {
         ));
         all.push(fixture(
             f("v1 Initial, empty token, DCID naming alpha"),
-            udp(
-                v6,
-                initial(
-                    v1::INITIAL,
-                    QUIC_V1,
-                    &mint(2, "31441a", 56),
-                    &SCID,
-                    &[],
-                    1200,
-                ),
-            ),
+            udp(v6, v1_initial(&mint(2, "31441a", 56), &[])),
             Expect::Routed("alpha"),
         ));
         let short_token = &beta_token[..mint(1, "000000b1", 50).len() - 1];
         all.push(fixture(
             f("v1 Initial, token shorter than its config's CID length, DCID naming alpha"),
-            udp(
-                v6,
-                initial(
-                    v1::INITIAL,
-                    QUIC_V1,
-                    &mint(2, "31441a", 57),
-                    &SCID,
-                    short_token,
-                    1200,
-                ),
-            ),
+            udp(v6, v1_initial(&mint(2, "31441a", 57), short_token)),
             Expect::Routed("alpha"),
         ));
         all.push(fixture(
             f("v1 Initial, token shorter than its config's CID length, client-chosen DCID"),
-            udp(
-                v6,
-                initial(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, short_token, 1200),
-            ),
+            udp(v6, v1_initial(&CLIENT_DCID, short_token)),
             Expect::Hashed(Outcome::InitialHashed),
         ));
         all.push(fixture(
             f("v1 Initial, token with an unknown server ID"),
-            udp(
-                v6,
-                initial(
-                    v1::INITIAL,
-                    QUIC_V1,
-                    &CLIENT_DCID,
-                    &SCID,
-                    &token(1, "0000ffff", 58, 20),
-                    1200,
-                ),
-            ),
+            udp(v6, v1_initial(&CLIENT_DCID, &token(1, "0000ffff", 58, 20))),
             Expect::Hashed(Outcome::InitialHashed),
         ));
         all.push(fixture(
             f("v1 Initial, token with an unknown server ID, DCID naming alpha"),
             udp(
                 v6,
-                initial(
-                    v1::INITIAL,
-                    QUIC_V1,
-                    &mint(2, "31441a", 61),
-                    &SCID,
-                    &token(1, "0000ffff", 62, 20),
-                    1200,
-                ),
+                v1_initial(&mint(2, "31441a", 61), &token(1, "0000ffff", 62, 20)),
             ),
             Expect::Routed("alpha"),
         ));
         // A draining backend takes no new connection: its token is as if absent.
         all.push(fixture(
             f("v1 Initial, token naming draining gamma, client-chosen DCID"),
-            udp(
-                v6,
-                initial(
-                    v1::INITIAL,
-                    QUIC_V1,
-                    &CLIENT_DCID,
-                    &SCID,
-                    &token(2, "31441c", 63, 20),
-                    1200,
-                ),
-            ),
+            udp(v6, v1_initial(&CLIENT_DCID, &token(2, "31441c", 63, 20))),
             Expect::Hashed(Outcome::InitialHashed),
         ));
         all.push(fixture(
             f("v1 Initial, token naming draining gamma, DCID naming alpha"),
             udp(
                 v6,
-                initial(
-                    v1::INITIAL,
-                    QUIC_V1,
-                    &mint(2, "31441a", 64),
-                    &SCID,
-                    &token(2, "31441c", 65, 20),
-                    1200,
-                ),
+                v1_initial(&mint(2, "31441a", 64), &token(2, "31441c", 65, 20)),
             ),
             Expect::Routed("alpha"),
         ));
@@ -355,18 +256,12 @@ fn fixtures() -> Vec<Fixture> {
         inactive[0] = 0xa0 | (inactive[0] & 0x1f);
         all.push(fixture(
             f("v1 Initial, token under inactive codepoint 5"),
-            udp(
-                v6,
-                initial(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, &inactive, 1200),
-            ),
+            udp(v6, v1_initial(&CLIENT_DCID, &inactive)),
             Expect::Hashed(Outcome::InitialHashed),
         ));
         all.push(fixture(
             f("v1 Initial, token with codepoint 0b111"),
-            udp(
-                v6,
-                initial(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, &[0xe3; 30], 1200),
-            ),
+            udp(v6, v1_initial(&CLIENT_DCID, &[0xe3; 30])),
             Expect::Hashed(Outcome::InitialHashed),
         ));
         all.push(fixture(
@@ -402,10 +297,7 @@ fn fixtures() -> Vec<Fixture> {
         ));
         all.push(fixture(
             f("v1 Initial, DCID with an unknown server ID"),
-            udp(
-                v6,
-                initial(v1::INITIAL, QUIC_V1, &mint(0, "7777", 9), &SCID, &[], 1200),
-            ),
+            udp(v6, v1_initial(&mint(0, "7777", 9), &[])),
             Expect::Hashed(Outcome::InitialHashed),
         ));
         all.push(fixture(
@@ -538,10 +430,7 @@ fn fixtures() -> Vec<Fixture> {
         // Malformed QUIC to a listener: dropped.
         all.push(fixture(
             f("v1 long header with a 21-octet DCID"),
-            udp(
-                v6,
-                initial(v1::INITIAL, QUIC_V1, &[0x07; 21], &SCID, &[], 1200),
-            ),
+            udp(v6, v1_initial(&[0x07; 21], &[])),
             Expect::Drop(Outcome::MalformedQuic),
         ));
         all.push(fixture(
@@ -612,10 +501,7 @@ fn fixtures() -> Vec<Fixture> {
             tagged,
             Expect::Routed("alpha"),
         ));
-        let mut tagged_initial = udp(
-            v6,
-            initial(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, &[], 1200),
-        );
+        let mut tagged_initial = udp(v6, v1_initial(&CLIENT_DCID, &[]));
         tagged_initial.vlan = Some(4000);
         all.push(fixture(
             f("802.1Q-tagged Initial"),
@@ -632,10 +518,7 @@ fn fixtures() -> Vec<Fixture> {
         options,
         Expect::Routed("alpha"),
     ));
-    let mut first_fragment = udp(
-        false,
-        initial(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, &[], 1200),
-    );
+    let mut first_fragment = udp(false, v1_initial(&CLIENT_DCID, &[]));
     first_fragment.ipv4_fragment = 0x2000;
     all.push(fixture(
         "IPv4 first fragment",
@@ -875,11 +758,7 @@ fn without_active_backends_fallback_traffic_is_dropped() {
     });
     let config = ConfigFile::with_backends(&draining).load();
     let router = TestRouter::new(&config);
-    let initial = udp(
-        false,
-        initial(v1::INITIAL, QUIC_V1, &CLIENT_DCID, &SCID, &[], 1200),
-    )
-    .frame();
+    let initial = udp(false, v1_initial(&CLIENT_DCID, &[])).frame();
     check(
         &router,
         "Initial, all draining",
@@ -933,17 +812,7 @@ fn a_listener_can_hash_initials_by_4_tuple_only() {
     });
     let router = TestRouter::new(&file.load());
     for v6 in [false, true] {
-        let resumed = udp(
-            v6,
-            initial(
-                v1::INITIAL,
-                QUIC_V1,
-                &mint(2, "31441b", 40),
-                &SCID,
-                &[],
-                1200,
-            ),
-        );
+        let resumed = udp(v6, v1_initial(&mint(2, "31441b", 40), &[]));
         let backend = hashed_backend(&router, &resumed);
         check(
             &router,
@@ -1025,8 +894,7 @@ fn packets_of_an_attempt_routed_by_its_token_follow_it() {
     let mut router = TestRouter::new(&config);
     for v6 in [false, true] {
         let dcid = client_dcid(100 + u8::from(v6));
-        let initial_of =
-            |token: &[u8]| udp(v6, initial(v1::INITIAL, QUIC_V1, &dcid, &SCID, token, 1200));
+        let initial_of = |token: &[u8]| udp(v6, v1_initial(&dcid, token));
         let zero_rtt = udp(v6, long_header(v1::ZERO_RTT, QUIC_V1, &dcid, &SCID, 200));
         let hashed_0rtt = hashed_backend(&router, &zero_rtt);
         // The token names a server the 4-tuple does not hash to.
@@ -1096,18 +964,7 @@ fn packets_of_an_attempt_routed_by_its_token_follow_it() {
     check(
         &router,
         "Initial with a token naming alpha",
-        &udp(
-            false,
-            initial(
-                v1::INITIAL,
-                QUIC_V1,
-                &dcid,
-                &SCID,
-                &token(0, "0a01", 121, 8),
-                1200,
-            ),
-        )
-        .frame(),
+        &udp(false, v1_initial(&dcid, &token(0, "0a01", 121, 8))).frame(),
         XDP_REDIRECT,
         Outcome::RoutedByToken,
         Some("alpha"),
@@ -1168,12 +1025,7 @@ fn token_blocks_follow_the_cid_cache_rules() {
     let mut router = TestRouter::new(&config);
     let block = mint(2, "31441b", 130);
     let beta_token = [block.clone(), vec![0x5a; 20]].concat();
-    let initial_from = |seed: u8, token: &[u8]| {
-        udp(
-            false,
-            initial(v1::INITIAL, QUIC_V1, &client_dcid(seed), &SCID, token, 1200),
-        )
-    };
+    let initial_from = |seed: u8, token: &[u8]| udp(false, v1_initial(&client_dcid(seed), token));
     assert_eq!(cached(&router, &block), None);
     for (seed, name) in [(131, "decoded"), (132, "cached")] {
         check(

@@ -8,7 +8,6 @@
 
 use std::{collections::BTreeMap, path::PathBuf, time::Instant};
 
-use h3_server::Tickets as H3Tickets;
 use integration_tests::{
     fleet::{Fleet, H3Fleet, Resume, Round, connections, drain, migrate, open_connections, resume},
     quic::{Tickets, Tokens},
@@ -153,7 +152,7 @@ fn main() {
     // (f) The same with a QUIC stack we did not write: aioquic, as an HTTP/3 client of the
     // h3-server example.
     println!("\nSetting up again with HTTP/3 servers (h3-server) on alpha, beta and gamma");
-    let h3 = H3Fleet::new(&binary, H3Tickets::Stateful, true);
+    let h3 = H3Fleet::new(&binary, Tickets::Stateful, true);
     let by_token = Round::of_aioquic(&h3.aioquic_rounds(CLIENTS, 42_000));
     h3.reconfigure("hash");
     let hashed = Round::of_aioquic(&h3.aioquic_rounds(CLIENTS, 44_000));
