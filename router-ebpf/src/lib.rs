@@ -3,6 +3,7 @@
 //! `router-ebpf` binary. As a library this crate also lets router-user and the tests
 //! build-depend on it, so that cargo rebuilds the programs when this code changes.
 #![no_std]
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 pub mod counters;
 pub mod parse;
