@@ -18,8 +18,8 @@
 //! | map | kind | key | value |
 //! |---|---|---|---|
 //! | `CONTROL` | array, 1 | 0 | [`Control`] |
-//! | `LISTENER_PORTS` | array | [`listener_port_slot`] | `u8`: 1 if some listener has the port |
-//! | `LISTENERS` | hash | [`ListenerKey`] | `u8` listener flags ([`LISTENER_HASH_INITIALS`]; 0: none; the entry itself marks a listener) |
+//! | `LISTENER_PORTS` | array | [`listener_port_slot`] | [`PortListeners`]: the port's listeners, per family |
+//! | `LISTENERS` | hash | [`ListenerKey`] | `u8` listener flags ([`LISTENER_HASH_INITIALS`]; 0: none; the entry itself marks a listener); the program looks here only for a port with several listeners of one family |
 //! | `CID_CONFIGS` | array | [`cid_config_slot`] | [`CidConfigEntry`] |
 //! | `SERVER_IDS` | hash | [`ServerIdKey`] | `u32` backend index |
 //! | `BACKENDS` | array | [`backend_slot`] | [`BackendEntry`] |
@@ -245,7 +245,7 @@ pub mod specs {
         "LISTENER_PORTS",
         MapKind::Array,
         U32,
-        U8,
+        size_of::<PortListeners>(),
         Entries::Fixed(GENERATIONS * PORTS),
     );
     pub const LISTENERS: MapSpec = spec(
@@ -401,6 +401,97 @@ impl Control {
     pub const fn generation(&self) -> u32 {
         self.epoch & 1
     }
+}
+
+/// The listeners of one UDP port (a `LISTENER_PORTS` value), per address family (index 0:
+/// IPv4, 1: IPv6): none, one (matched here, by one array lookup, without hashing the
+/// address), or several (looked up in `LISTENERS`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortListeners {
+    /// The one IPv6 listener's address, its octets in native-endian words (compared as such).
+    pub addr6: [u64; 2],
+    /// The one IPv4 listener's address, its octets as a native-endian word.
+    pub addr4: u32,
+    /// Per family: [`PortListeners::NONE`], [`PortListeners::ONE`] or [`PortListeners::SEVERAL`].
+    pub count: [u8; 2],
+    /// Per family: the one listener's flags.
+    pub flags: [u8; 2],
+}
+
+impl PortListeners {
+    pub const NONE: u8 = 0;
+    pub const ONE: u8 = 1;
+    pub const SEVERAL: u8 = 2;
+
+    /// Adds the listener `key` (of this port) with `flags`.
+    pub fn add(&mut self, key: &ListenerKey, flags: u8) {
+        let ipv6 = key.family == 6;
+        let family = usize::from(ipv6);
+        if self.count[family] == Self::NONE {
+            self.count[family] = Self::ONE;
+            self.flags[family] = flags;
+            if ipv6 {
+                self.addr6 = ipv6_words(&key.addr);
+            } else {
+                self.addr4 = ipv4_word(&key.addr);
+            }
+        } else {
+            // Only LISTENERS tells several apart: what is here is not used.
+            self.count[family] = Self::SEVERAL;
+            self.flags[family] = 0;
+            if ipv6 {
+                self.addr6 = [0; 2];
+            } else {
+                self.addr4 = 0;
+            }
+        }
+    }
+
+    /// Whether the port has a listener for `addr` (a [`ListenerKey::addr`]).
+    #[inline(always)]
+    pub fn listener(&self, addr: &[u8; 16], ipv6: bool) -> PortMatch {
+        let family = usize::from(ipv6);
+        let matches = match self.count[family] {
+            Self::ONE if ipv6 => self.addr6 == ipv6_words(addr),
+            Self::ONE => self.addr4 == ipv4_word(addr),
+            Self::SEVERAL => return PortMatch::Several,
+            _ => false,
+        };
+        if matches {
+            PortMatch::Listener(self.flags[family])
+        } else {
+            PortMatch::None
+        }
+    }
+}
+
+/// What [`PortListeners::listener`] finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortMatch {
+    /// The port's one listener of the family has the address: its flags.
+    Listener(u8),
+    /// The port has several listeners of the family: `LISTENERS` knows.
+    Several,
+    /// No listener of the port has the address.
+    None,
+}
+
+/// An IPv6 address's octets as two native-endian words.
+#[inline(always)]
+fn ipv6_words(addr: &[u8; 16]) -> [u64; 2] {
+    let [o0, o1, o2, o3, o4, o5, o6, o7, rest @ ..] = *addr;
+    [
+        u64::from_ne_bytes([o0, o1, o2, o3, o4, o5, o6, o7]),
+        u64::from_ne_bytes(rest),
+    ]
+}
+
+/// An IPv4 address (the first four octets of a [`ListenerKey::addr`]) as a native-endian word.
+#[inline(always)]
+fn ipv4_word(addr: &[u8; 16]) -> u32 {
+    let [o0, o1, o2, o3, ..] = *addr;
+    u32::from_ne_bytes([o0, o1, o2, o3])
 }
 
 /// A listener: the VIP and UDP port that QUIC traffic arrives on.
@@ -568,6 +659,7 @@ mod pod {
     // the kernel would read (explicit `_pad` fields fill the gaps).
     unsafe impl aya::Pod for super::Control {}
     unsafe impl aya::Pod for super::ListenerKey {}
+    unsafe impl aya::Pod for super::PortListeners {}
     unsafe impl aya::Pod for super::CidConfigEntry {}
     unsafe impl aya::Pod for super::ServerIdKey {}
     unsafe impl aya::Pod for super::CidCacheKey {}

@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ReusePortSockArray},
 };
 use router_common::maps::{
-    BackendCounters, BackendEntry, CidCacheKey, CidConfigEntry, Control, ListenerKey, ServerIdKey,
-    TokenFlow, TokenFlowKey, Verdict, specs,
+    BackendCounters, BackendEntry, CidCacheKey, CidConfigEntry, Control, ListenerKey,
+    PortListeners, ServerIdKey, TokenFlow, TokenFlowKey, Verdict, specs,
 };
 
 // Routing state, in two generations (see router_common::maps): user space writes it.
@@ -16,9 +16,9 @@ use router_common::maps::{
 #[map]
 pub static CONTROL: Array<Control> = Array::with_max_entries(specs::CONTROL.default_entries(), 0);
 
-/// Whether any listener has a UDP port: most traffic that is not ours leaves on this lookup.
+/// The listeners of each UDP port: most traffic is told apart by this one lookup.
 #[map]
-pub static LISTENER_PORTS: Array<u8> =
+pub static LISTENER_PORTS: Array<PortListeners> =
     Array::with_max_entries(specs::LISTENER_PORTS.default_entries(), 0);
 
 /// The listeners (VIP and port) and their flags.

@@ -12,7 +12,7 @@ use router_common::{
     flow_hash::{FlowAddr, flow_hash},
     maps::{
         BackendEntry, Control, LISTENER_HASH_INITIALS, LOCAL_WORKER_IFINDEX, ListenerKey,
-        NO_BACKEND, backend_slot, fallback_slot, listener_port_slot,
+        NO_BACKEND, PortMatch, backend_slot, fallback_slot, listener_port_slot,
     },
 };
 use router_ebpf::parse::{Datagram, packet_len, parse_datagram, ptr_at};
@@ -50,24 +50,16 @@ pub fn try_route(ctx: &XdpContext) -> Result<u32, Outcome> {
     let generation = Control { epoch }.generation();
     let mut datagram = Datagram::default();
     parse_datagram(ctx, &mut datagram)?;
-    // Most traffic that is not for a listener leaves on one array lookup by port.
+    // Traffic for a port's one listener of its family, and most traffic that is not for a
+    // listener, is told by one array lookup by port.
     let port = u32::from(u16::from_be(datagram.dst_port_be));
-    if LISTENER_PORTS
+    let ports = LISTENER_PORTS
         .get(listener_port_slot(generation, port))
-        .is_none_or(|&any| any == 0)
-    {
-        return Err(Outcome::NotListener);
-    }
-    let listener = ListenerKey {
-        addr: datagram.dst,
-        port_be: datagram.dst_port_be,
-        family: datagram.family,
-        generation: generation as u8,
-    };
-    // SAFETY: a pointer to the map's value, valid for this program run.
-    let listener_flags = match LISTENERS.get_ptr(listener) {
-        Some(flags) => unsafe { *flags },
-        None => return Err(Outcome::NotListener),
+        .ok_or(Outcome::NotListener)?;
+    let listener_flags = match ports.listener(&datagram.dst, datagram.family == 6) {
+        PortMatch::Listener(flags) => flags,
+        PortMatch::Several => listener_of_several(&datagram, generation)?,
+        PortMatch::None => return Err(Outcome::NotListener),
     };
     let payload_len = datagram.payload_len.ok_or(Outcome::MalformedQuic)?;
     let header = parse_header(ctx, datagram.payload_offset, payload_len)?;
@@ -105,6 +97,23 @@ pub fn try_route(ctx: &XdpContext) -> Result<u32, Outcome> {
         },
     };
     deliver(ctx, generation, backend, outcome, decoded)
+}
+
+/// The flags of the listener for the datagram's destination, on a port with several
+/// listeners of its family.
+#[inline(always)]
+fn listener_of_several(datagram: &Datagram, generation: u32) -> Result<u8, Outcome> {
+    let listener = ListenerKey {
+        addr: datagram.dst,
+        port_be: datagram.dst_port_be,
+        family: datagram.family,
+        generation: generation as u8,
+    };
+    // SAFETY: a pointer to the map's value, valid for this program run.
+    match LISTENERS.get_ptr(listener) {
+        Some(flags) => Ok(unsafe { *flags }),
+        None => Err(Outcome::NotListener),
+    }
 }
 
 /// The backend that the fallback table gives the packet's 4-tuple, or NO_BACKEND.

@@ -19,8 +19,9 @@ use router_common::{
     counters::{LocalOutcome, Outcome},
     maps::{
         BackendCounters, BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, Control,
-        LOCAL_WORKER_IFINDEX, Limits, ListenerKey, MapSpec, PORTS, ServerIdKey, backend_slot,
-        cid_config_slot, fallback_slot, listener_port_slot, specs, worker_socket_slot,
+        LOCAL_WORKER_IFINDEX, Limits, ListenerKey, MapSpec, PORTS, PortListeners, ServerIdKey,
+        backend_slot, cid_config_slot, fallback_slot, listener_port_slot, specs,
+        worker_socket_slot,
     },
 };
 
@@ -105,7 +106,7 @@ impl Prepared {
 pub struct Dataplane {
     limits: Limits,
     control: Array<MapData, Control>,
-    listener_ports: Array<MapData, u8>,
+    listener_ports: Array<MapData, PortListeners>,
     listeners: HashMap<MapData, ListenerKey, u8>,
     cid_configs: Array<MapData, CidConfigEntry>,
     server_ids: HashMap<MapData, ServerIdKey, u32>,
@@ -337,18 +338,13 @@ impl Dataplane {
         }
 
         // Arrays: write the slots that differ (every slot when the previous content is unknown).
-        let ports = |tables: &RoutingTables| -> BTreeSet<u32> {
-            tables
-                .listeners
-                .keys()
-                .map(|key| u32::from(u16::from_be(key.port_be)))
-                .collect()
-        };
-        let wanted_ports = ports(tables);
-        let previous_ports = previous.map(ports);
+        let wanted_ports = port_listeners(tables);
+        let previous_ports = previous.map(port_listeners);
         for port in 0..PORTS {
-            let wanted = u8::from(wanted_ports.contains(&port));
-            let had = previous_ports.as_ref().map(|p| u8::from(p.contains(&port)));
+            let wanted = wanted_ports.get(&port).copied().unwrap_or_default();
+            let had = previous_ports
+                .as_ref()
+                .map(|p| p.get(&port).copied().unwrap_or_default());
             if had != Some(wanted) {
                 self.listener_ports
                     .set(listener_port_slot(generation, port), wanted, 0)
@@ -569,4 +565,16 @@ fn wait_for_readers() {
     if status != 0 {
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The `LISTENER_PORTS` value of each port that has listeners.
+fn port_listeners(tables: &RoutingTables) -> BTreeMap<u32, PortListeners> {
+    let mut ports = BTreeMap::<u32, PortListeners>::new();
+    for (key, &flags) in &tables.listeners {
+        ports
+            .entry(u32::from(u16::from_be(key.port_be)))
+            .or_default()
+            .add(key, flags);
+    }
+    ports
 }

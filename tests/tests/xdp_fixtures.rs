@@ -1077,3 +1077,67 @@ fn token_blocks_follow_the_cid_cache_rules() {
         Some("alpha"),
     );
 }
+
+/// A port with several listeners of one family is matched through `LISTENERS` (a port with
+/// one, by its `LISTENER_PORTS` entry alone): each listener keeps its own flags, and another
+/// address on the port is no listener's.
+#[test]
+fn several_listeners_of_a_family_on_one_port_keep_their_own_flags() {
+    const SECOND_VIP4: &str = "198.18.0.11";
+    const SECOND_VIP6: &str = "2001:db8::11";
+    let file = ConfigFile::with_text(|dir| {
+        let listeners = standard_listeners(Some("hash"))
+            .listener(SECOND_VIP4, QUIC_PORT, None)
+            .listener(SECOND_VIP6, QUIC_PORT, None);
+        BACKENDS
+            .iter()
+            .fold(standard_quic_lb(listeners, dir), |text, backend| {
+                text.backend(&backend_text(backend))
+            })
+    });
+    let router = TestRouter::new(&file.load());
+    for v6 in [false, true] {
+        let second: IpAddr = if v6 { SECOND_VIP6 } else { SECOND_VIP4 }.parse().unwrap();
+        let not_a_vip: IpAddr = if v6 { NOT_A_VIP6 } else { NOT_A_VIP4 }.parse().unwrap();
+        let to = |dst: IpAddr, payload: Vec<u8>| {
+            Datagram::new(sender(v6), dst, 40_001, QUIC_PORT, payload)
+        };
+        let resumed = || v1_initial(&mint(2, "31441b", 50), &[]);
+
+        let hashed = to(vip(v6), resumed());
+        let backend = hashed_backend(&router, &hashed);
+        check(
+            &router,
+            "Initial to the VIP that hashes Initials",
+            &hashed.frame(),
+            XDP_REDIRECT,
+            Outcome::InitialHashed,
+            Some(&backend),
+        );
+        check(
+            &router,
+            "Initial to the second VIP",
+            &to(second, resumed()).frame(),
+            XDP_REDIRECT,
+            Outcome::RoutedByServerId,
+            Some("beta"),
+        );
+        check(
+            &router,
+            "short header to the second VIP",
+            &to(second, short_header(&mint(0, "0a02", 51))).frame(),
+            XDP_REDIRECT,
+            Outcome::RoutedByServerId,
+            Some("beta"),
+        );
+        let other = to(not_a_vip, short_header(&mint(0, "0a02", 52))).frame();
+        check(
+            &router,
+            "another address on the port",
+            &other,
+            XDP_PASS,
+            Outcome::NotListener,
+            None,
+        );
+    }
+}
