@@ -14,7 +14,7 @@ use aya_ebpf::{
 use bench_ebpf::{BENCH_MARKER_OFFSET, FLOOR_SLOTS, SinkCounter};
 use router_ebpf::{
     counters::bump,
-    parse::{Datagram, byte_at, parse_datagram, ptr_at},
+    parse::{Datagram, Packet, parse_datagram, ptr_at},
 };
 
 /// The floor's redirect targets.
@@ -84,7 +84,7 @@ pub fn bench_sink(ctx: XdpContext) -> u32 {
     // Scalars before comparing: LLVM would otherwise test both Options at once by OR-ing a
     // map pointer, which the verifier rejects.
     let expected = SINK_BACKEND.get(0).map_or(u32::MAX, |&index| index);
-    let marker = match byte_at(&ctx, datagram.payload_offset + BENCH_MARKER_OFFSET) {
+    let marker = match ctx.load_byte(datagram.payload_offset + BENCH_MARKER_OFFSET) {
         Ok(marker) => u32::from(marker),
         Err(_) => u32::MAX - 1,
     };

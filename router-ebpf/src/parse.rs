@@ -26,6 +26,14 @@ pub trait Packet {
 
     /// The `N` octets at `offset`.
     fn load_array<const N: usize>(&self, offset: usize) -> Result<[u8; N], Outcome>;
+
+    /// The octet at `offset`.
+    #[inline(always)]
+    fn load_byte(&self, offset: usize) -> Result<u8, Outcome> {
+        let mut octet = [0u8];
+        self.load_into(offset, &mut octet)?;
+        Ok(octet[0])
+    }
 }
 
 impl Packet for XdpContext {
@@ -48,6 +56,17 @@ impl Packet for XdpContext {
     fn load_array<const N: usize>(&self, offset: usize) -> Result<[u8; N], Outcome> {
         let from = ptr_at::<N>(self, offset)? as usize;
         Ok(wide::copy_in(from))
+    }
+
+    /// By direct access too, as the second of two octets (see [`ptr_at`]), or the first at
+    /// offset 0.
+    #[inline(always)]
+    fn load_byte(&self, offset: usize) -> Result<u8, Outcome> {
+        if offset == 0 {
+            return self.load_array::<2>(0).map(|pair| pair[0]);
+        }
+        // SAFETY: ptr_at checked both octets.
+        Ok(unsafe { (*ptr_at::<2>(self, offset - 1)?)[1] })
     }
 }
 
@@ -124,7 +143,8 @@ fn bounds(ctx: &XdpContext) -> (usize, usize) {
 /// A pointer to `N` octets at `offset` in the frame, if the frame holds all of them.
 ///
 /// `N` must be at least 2: for one octet LLVM turns `p + 1 > end` into `p >= end`, which the
-/// verifier does not accept as a bounds check. Single octets go through [`byte_at`].
+/// verifier does not accept as a bounds check. Single octets go through
+/// [`Packet::load_byte`].
 #[inline(always)]
 pub fn ptr_at<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<*mut [u8; N], Outcome> {
     const { assert!(N >= 2) };
@@ -140,14 +160,6 @@ pub fn ptr_at<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<*mut [u
 pub fn packet_len(ctx: &XdpContext) -> usize {
     let (start, end) = bounds(ctx);
     end - start
-}
-
-/// One octet.
-#[inline(always)]
-pub fn byte_at(packet: &impl Packet, offset: usize) -> Result<u8, Outcome> {
-    let mut octet = [0u8];
-    packet.load_into(offset, &mut octet)?;
-    Ok(octet[0])
 }
 
 #[inline(always)]

@@ -2,7 +2,7 @@
 //! whether the packet is an Initial or 0-RTT, and where an Initial's token is.
 
 use router_common::{counters::Outcome, quic_lb::MAX_CID_LEN};
-use router_ebpf::parse::{Packet, byte_at};
+use router_ebpf::parse::Packet;
 
 const QUIC_V1: u32 = 0x0000_0001;
 /// RFC 9369.
@@ -40,7 +40,7 @@ pub fn parse_header(ctx: &impl Packet, offset: usize, len: usize) -> Result<Head
         if len == 0 {
             return Err(Outcome::MalformedQuic);
         }
-        if byte_at(ctx, offset).map_err(malformed)? & 0x80 != 0 {
+        if ctx.load_byte(offset).map_err(malformed)? & 0x80 != 0 {
             return Err(Outcome::MalformedQuic);
         }
         return Ok(short_header(offset, len));
@@ -55,7 +55,9 @@ pub fn parse_header(ctx: &impl Packet, offset: usize, len: usize) -> Result<Head
     if LONG_PREFIX_LEN + dcid_len + 1 > len {
         return Err(Outcome::MalformedQuic);
     }
-    let scid_len = byte_at(ctx, offset + LONG_PREFIX_LEN + dcid_len).map_err(malformed)? as usize;
+    let scid_len = ctx
+        .load_byte(offset + LONG_PREFIX_LEN + dcid_len)
+        .map_err(malformed)? as usize;
     if LONG_PREFIX_LEN + dcid_len + 1 + scid_len > len {
         return Err(Outcome::MalformedQuic);
     }
@@ -100,7 +102,7 @@ fn token(ctx: &impl Packet, offset: usize, left: usize) -> Result<(usize, usize)
     }
     // A variable-length integer (RFC 9000 §16): the first two bits give its size. Constant
     // sizes and masks, so that the verifier knows the bounds of what follows.
-    let first = byte_at(ctx, offset).map_err(malformed)?;
+    let first = ctx.load_byte(offset).map_err(malformed)?;
     let (size, token_len) = match first >> 6 {
         0 => (1, u64::from(first)),
         1 => {
