@@ -36,10 +36,11 @@ pub fn read_dcid(ctx: &impl Packet, offset: usize, len: usize) -> [u8; MAX_CID_L
     dcid
 }
 
-/// Copies the first `len` octets of `cid` into `to` and zeroes the rest: a CID as a map key.
+/// Copies the first `len` octets of `from` into `to` and zeroes the rest of `to`: a CID or a
+/// server ID as a map key.
 #[inline(always)]
-pub fn copy_cid(to: &mut [u8; MAX_CID_LEN], cid: &[u8; MAX_CID_LEN], len: usize) {
-    for (i, (slot, &octet)) in to.iter_mut().zip(cid).enumerate() {
+pub fn copy_prefix<const N: usize>(to: &mut [u8; N], from: &[u8], len: usize) {
+    for (i, (slot, &octet)) in to.iter_mut().zip(from).enumerate() {
         // 0xff below `len`, 0 from it on, without a branch per octet.
         *slot = octet & ((i as isize).wrapping_sub(len as isize) >> (isize::BITS - 1)) as u8;
     }
@@ -161,7 +162,17 @@ fn decode_and_look_up(
     let key = unsafe { &mut *key };
     key.generation = generation as u8;
     key.config_rotation = config_rotation;
-    decode_into_key(config, &dcid, key);
+    if config.encrypted == 0 {
+        // A plaintext CID carries its server ID as is, right after the first octet
+        // (draft-21 §5.2): what the codec's decoding would give, without its copies.
+        copy_prefix(
+            &mut key.server_id,
+            &dcid[1..],
+            config.server_id_len as usize,
+        );
+    } else {
+        decode_into_key(config, &dcid, key);
+    }
     match SERVER_IDS.get_ptr(&*key) {
         Some(backend) => {
             // SAFETY: a pointer to the map's value, valid for this program run.
@@ -193,7 +204,7 @@ fn cache_lookup(epoch: u32, dcid: &[u8; MAX_CID_LEN], len: usize) -> u32 {
     let key = unsafe { &mut *key };
     key.epoch = epoch;
     key.len = len as u8;
-    copy_cid(&mut key.cid, dcid, len);
+    copy_prefix(&mut key.cid, dcid, len);
     match CID_CACHE.get_ptr(&*key) {
         // SAFETY: a pointer to the map's value, valid for this program run.
         Some(backend) => unsafe { *backend },

@@ -16,7 +16,7 @@ use router_common::{
 use router_ebpf::parse::{Datagram, Packet};
 
 use crate::{
-    cid::{copy_cid, read_dcid, route_by_cid, route_by_token},
+    cid::{copy_prefix, read_dcid, route_by_cid, route_by_token},
     maps::{BACKENDS, TOKEN_FLOWS},
     quic::Header,
 };
@@ -85,7 +85,7 @@ fn flow_key(
         dcid_len: dcid_len as u8,
         dcid: [0; MAX_CID_LEN],
     };
-    copy_cid(
+    copy_prefix(
         &mut key.dcid,
         &read_dcid(ctx, dcid_offset, dcid_len),
         dcid_len,
