@@ -238,8 +238,18 @@ pub fn options_for(config: &RouterConfig) -> LoadOptions<'static> {
 /// The router loaded in `topology`'s router namespace with `config` installed and attached
 /// to `r0` in `mode` until it drops.
 pub fn attach_router(topology: &Topology, config: &RouterConfig, mode: Mode) -> Router {
+    attach_router_from(router_user::router::object(), topology, config, mode)
+}
+
+/// [`attach_router`] from `object`, another build of the router's object.
+pub fn attach_router_from(
+    object: &[u8],
+    topology: &Topology,
+    config: &RouterConfig,
+    mode: Mode,
+) -> Router {
     let _inside = topology.router.enter();
-    let mut router = load_router(config, &options_for(config));
+    let mut router = load_router_from(object, config, &options_for(config));
     router
         .attach_unpinned("r0", mode)
         .unwrap_or_else(|err| panic!("attach quic-router in {mode:?}: {err}"));

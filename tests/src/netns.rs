@@ -123,13 +123,33 @@ fn run(program: &str, args: &[&str]) {
     );
 }
 
-/// Joins `a`'s interface `a_if` and `b`'s `b_if` with a veth pair, both up.
-pub fn link(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
+/// Joins `a`'s interface `a_if` and `b`'s `b_if` with a veth pair of `queues` receive and
+/// transmit queues each, both up.
+pub fn link(a: &Netns, a_if: &str, b: &Netns, b_if: &str, queues: usize) {
+    let q = queues.to_string();
     run(
         "ip",
         &[
-            "link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns",
+            "link",
+            "add",
+            a_if,
+            "netns",
+            &a.name,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b_if,
+            "netns",
             &b.name,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
         ],
     );
     a.ip(&["link", "set", a_if, "up"]);

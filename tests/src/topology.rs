@@ -16,9 +16,16 @@ pub struct Topology {
 
 impl Topology {
     pub fn new(backends: usize) -> Self {
+        Self::with_queues(backends, 1)
+    }
+
+    /// The topology with `queues` receive and transmit queues on every veth: each CPU that
+    /// sends into a veth fills a queue of its own (queue = CPU modulo queues), and that
+    /// queue's NAPI runs on it.
+    pub fn with_queues(backends: usize, queues: usize) -> Self {
         let client = Netns::create("client");
         let router = Netns::create("router");
-        link(&client, "c0", &router, "r0");
+        link(&client, "c0", &router, "r0", queues);
         client.ip(&["addr", "add", &format!("{CLIENT4}/24"), "dev", "c0"]);
         client.ip(&[
             "-6",
@@ -51,7 +58,7 @@ impl Topology {
             .map(|i| {
                 let backend = Netns::create(&format!("backend{i}"));
                 let router_if = format!("r{}", i + 1);
-                link(&backend, "b0", &router, &router_if);
+                link(&backend, "b0", &router, &router_if, queues);
                 let net = backend_net(i);
                 backend.ip(&["addr", "add", &format!("198.18.{net}.2/24"), "dev", "b0"]);
                 backend.ip(&[

@@ -164,8 +164,13 @@ fn medians(figures: &[[f64; 3]]) -> [f64; 3] {
     })
 }
 
+/// The router's object with a CID cache of an LRU list per CPU.
+pub fn per_cpu_lru_object() -> Vec<u8> {
+    with_map_flags(router::object(), specs::CID_CACHE.name, NO_COMMON_LRU)
+}
+
 pub fn run(settings: &Settings) -> Vec<Row> {
-    let per_cpu_object = with_map_flags(router::object(), specs::CID_CACHE.name, NO_COMMON_LRU);
+    let per_cpu_object = per_cpu_lru_object();
     // Interleaved round by round, so that a drift of the machine hits both alike.
     let (mut common, mut per_cpu) = (Vec::new(), Vec::new());
     for _ in 0..settings.rounds {

@@ -36,7 +36,7 @@ use bench_ebpf::{SinkCounter, map_names, program_names};
 use integration_tests::{
     ConfigFile,
     addresses::{QUIC_PORT, VIP4, backend4},
-    attach_router, backend_text,
+    attach_router, attach_router_from, backend_text,
     config_text::Reach,
     fixtures::BACKENDS,
     load_bench_programs, load_router, netns, options_for, standard_config_text, take_map,
@@ -55,10 +55,13 @@ use router_user::{
     tables::RoutingTables,
 };
 
-use crate::harness::{
-    GENERATOR_CPU, Generator, MessageBatch, busy, cpu_times, flow_payloads, forwarding_cpu,
-    load_and_attach, ns_per_run, pin_napi_threads, pin_to_cpu, receiving_socket, sockaddr_in,
-    udp_rcvbuf_errors_in, xdp_run_stats,
+use crate::{
+    cid_cache,
+    harness::{
+        GENERATOR_CPU, Generator, MessageBatch, busy, cpu_times, flow_payloads, forwarding_cpu,
+        load_and_attach, ns_per_run, pin_napi_threads, pin_to_cpu, receiving_socket, sockaddr_in,
+        udp_rcvbuf_errors_in, xdp_run_stats,
+    },
 };
 
 pub struct Settings {
@@ -77,16 +80,22 @@ pub(crate) const BACKEND_COUNT: usize = 3;
 pub enum Forwarder {
     Floor,
     Router,
+    /// The router with a CID cache of an LRU list per CPU (`BPF_F_NO_COMMON_LRU`).
+    RouterPerCpuLru,
     UserSpace,
 }
 
 impl Forwarder {
+    /// The forwarders of [`Layout::OneForwardingCpu`].
     pub const ALL: [Self; 3] = [Self::Floor, Self::Router, Self::UserSpace];
+    /// The forwarders of [`Layout::EveryCpu`].
+    pub const EVERY_CPU: [Self; 3] = [Self::Floor, Self::Router, Self::RouterPerCpuLru];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Floor => "floor: parse + devmap redirect (XDP native)",
             Self::Router => "quic-router (XDP native)",
+            Self::RouterPerCpuLru => "quic-router, CID cache an LRU list per CPU (XDP native)",
             Self::UserSpace => "user-space UDP router (recvmmsg/sendmmsg)",
         }
     }
@@ -95,17 +104,61 @@ impl Forwarder {
         match self {
             Self::Floor => "floor",
             Self::Router => "quic_router",
+            Self::RouterPerCpuLru => "quic_router_per_cpu_lru",
             Self::UserSpace => "user_space",
         }
     }
 }
 
+/// Where the generator and the forwarder run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// The generator on CPU 0; the forwarder (the router interface's NAPI, threaded, pinned)
+    /// and the sinks on the last CPU.
+    OneForwardingCpu,
+    /// Every CPU generates and forwards: each veth has a queue per CPU, the frames a CPU
+    /// sends take its own queue, and that queue's NAPI (softirq) runs on it, the forwarder
+    /// and the sinks with it. The forwarder's program runs on all CPUs at once.
+    EveryCpu,
+}
+
+impl Layout {
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::OneForwardingCpu => "one_forwarding_cpu",
+            Self::EveryCpu => "every_cpu",
+        }
+    }
+
+    fn forwarders(self) -> &'static [Forwarder] {
+        match self {
+            Self::OneForwardingCpu => &Forwarder::ALL,
+            Self::EveryCpu => &Forwarder::EVERY_CPU,
+        }
+    }
+
+    fn generator_cpus(self) -> Vec<usize> {
+        match self {
+            Self::OneForwardingCpu => vec![GENERATOR_CPU],
+            Self::EveryCpu => (0..cpus()).collect(),
+        }
+    }
+}
+
+/// The machine's CPUs.
+pub fn cpus() -> usize {
+    thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// One measurement.
 #[derive(Debug, Clone)]
 pub struct Run {
+    pub layout: Layout,
     pub forwarder: Forwarder,
     pub sent: u64,
     pub delivered: u64,
+    /// `delivered` by the CPU that forwarded it.
+    pub delivered_by_cpu: Vec<u64>,
     /// Delivered to a backend other than the one the CID names.
     pub misrouted: u64,
     /// Dropped because the user-space router's socket buffer was full.
@@ -151,8 +204,11 @@ fn frames(generator: &Generator) -> Vec<Vec<u8>> {
         .collect()
 }
 
-pub fn run(settings: &Settings) -> Vec<Run> {
-    let topology = Topology::new(BACKEND_COUNT);
+pub fn run(settings: &Settings, layout: Layout) -> Vec<Run> {
+    let topology = match layout {
+        Layout::OneForwardingCpu => Topology::new(BACKEND_COUNT),
+        Layout::EveryCpu => Topology::with_queues(BACKEND_COUNT, cpus()),
+    };
     let macs: Vec<String> = (0..BACKEND_COUNT)
         .map(|i| topology.backend_mac(i))
         .collect();
@@ -171,9 +227,12 @@ pub fn run(settings: &Settings) -> Vec<Run> {
     let mut generator = Generator::new(&topology);
     let frames = frames(&generator);
     topology.router.exec("ethtool", &["-K", "r0", "gro", "on"]);
-    topology
-        .router
-        .exec("sh", &["-c", "echo 1 > /sys/class/net/r0/threaded"]);
+    if layout == Layout::OneForwardingCpu {
+        topology
+            .router
+            .exec("sh", &["-c", "echo 1 > /sys/class/net/r0/threaded"]);
+    }
+    let per_cpu_lru_object = cid_cache::per_cpu_lru_object();
     let mut sinks: Vec<Sink> = (0..BACKEND_COUNT)
         .map(|i| Sink::attach(&topology.backends[i].name, i as u32))
         .collect();
@@ -185,16 +244,20 @@ pub fn run(settings: &Settings) -> Vec<Run> {
         // The kernel times every program run only in round 0 (the warm-up, whose rates are
         // not reported): timing costs each run two clock reads, which the rates should not.
         let stats = (round == 0).then(|| enable_stats(Stats::RunTime).expect("BPF_ENABLE_STATS"));
-        for forwarder in Forwarder::ALL {
-            let mut forwarding = Forwarding::start(forwarder, &topology, &config, &macs);
-            // The user-space router gets the forwarding CPU to itself: the kernel's receive
-            // path runs on the generator's.
-            let napi_cpu = match forwarder {
-                Forwarder::UserSpace => GENERATOR_CPU,
-                Forwarder::Floor | Forwarder::Router => forwarding_cpu(),
-            };
-            pin_napi_threads("r0", napi_cpu);
+        for &forwarder in layout.forwarders() {
+            let mut forwarding =
+                Forwarding::start(forwarder, &topology, &config, &macs, &per_cpu_lru_object);
+            if layout == Layout::OneForwardingCpu {
+                // The user-space router gets the forwarding CPU to itself: the kernel's
+                // receive path runs on the generator's.
+                let napi_cpu = match forwarder {
+                    Forwarder::UserSpace => GENERATOR_CPU,
+                    _ => forwarding_cpu(),
+                };
+                pin_napi_threads("r0", napi_cpu);
+            }
             let run = measure(
+                layout,
                 forwarder,
                 &mut generator,
                 &frames,
@@ -239,12 +302,19 @@ impl Forwarding {
         topology: &Topology,
         config: &RouterConfig,
         macs: &[String],
+        per_cpu_lru_object: &[u8],
     ) -> Self {
         let _inside = topology.router.enter();
         match forwarder {
             Forwarder::Router => {
                 Self::Router(Box::new(attach_router(topology, config, Mode::Native)))
             }
+            Forwarder::RouterPerCpuLru => Self::Router(Box::new(attach_router_from(
+                per_cpu_lru_object,
+                topology,
+                config,
+                Mode::Native,
+            ))),
             Forwarder::Floor => {
                 let mut ebpf = load_bench_programs();
                 let mut ports: DevMap<_> = take_map(&mut ebpf, map_names::FLOOR_PORTS);
@@ -312,6 +382,7 @@ impl Drop for Forwarding {
 }
 
 fn measure(
+    layout: Layout,
     forwarder: Forwarder,
     generator: &mut Generator,
     frames: &[Vec<u8>],
@@ -340,7 +411,12 @@ fn measure(
     };
     let before: Vec<SinkCounts> = sinks.iter().map(Sink::counts).collect();
     let cpu_before = cpu_times();
-    let (sent, seconds) = generator.send(frames, settings.seconds, settings.max_packets);
+    let (sent, seconds) = generator.send(
+        frames,
+        settings.seconds,
+        settings.max_packets,
+        &layout.generator_cpus(),
+    );
     let cpu_after = cpu_times();
     // What is in flight arrives.
     thread::sleep(Duration::from_millis(300));
@@ -362,10 +438,21 @@ fn measure(
             .map(|(a, b)| counter(a) - counter(b))
             .sum()
     };
+    let delivered_by_cpu = (0..cpus())
+        .map(|cpu| {
+            after
+                .iter()
+                .zip(&before)
+                .map(|(a, b)| a.delivered_by_cpu[cpu] - b.delivered_by_cpu[cpu])
+                .sum()
+        })
+        .collect();
     Run {
+        layout,
         forwarder,
         sent,
         delivered: delta(|c| c.delivered),
+        delivered_by_cpu,
         misrouted: delta(|c| c.misrouted),
         router_overflows,
         seconds,
@@ -382,10 +469,12 @@ struct Sink {
     ebpf: Ebpf,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct SinkCounts {
     delivered: u64,
     misrouted: u64,
+    /// `delivered` by the CPU that ran the sink (the CPU that forwarded the packet).
+    delivered_by_cpu: Vec<u64>,
 }
 
 impl Sink {
@@ -401,15 +490,17 @@ impl Sink {
     }
 
     fn counts(&self) -> SinkCounts {
-        let read = |counter: SinkCounter| -> u64 {
+        let by_cpu = |counter: SinkCounter| -> Vec<u64> {
             self.counts
                 .get(&(counter as u32), 0)
-                .map(|values| values.iter().sum())
+                .map(|values| values.iter().copied().collect())
                 .expect("SINK_COUNTS")
         };
+        let delivered_by_cpu = by_cpu(SinkCounter::Delivered);
         SinkCounts {
-            delivered: read(SinkCounter::Delivered),
-            misrouted: read(SinkCounter::Misrouted),
+            delivered: delivered_by_cpu.iter().sum(),
+            misrouted: by_cpu(SinkCounter::Misrouted).iter().sum(),
+            delivered_by_cpu,
         }
     }
 }

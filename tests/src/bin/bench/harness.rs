@@ -105,8 +105,8 @@ pub struct Generator {
 
 /// Frames per BPF_PROG_TEST_RUN call (one flow's; the kernel sends them in batches of 64).
 /// Each call also sets up and tears down a page pool, which sleeps for a few tens of
-/// milliseconds: calls of some tens of milliseconds' work from two threads, so that one sends
-/// while the other sleeps. Flows go in bursts of a call each, two at a time (smaller calls
+/// milliseconds: calls of some tens of milliseconds' work from two threads per CPU, so that
+/// one sends while the other sleeps. Flows go in bursts of a call each, two at a time (smaller calls
 /// from more threads starve the receive paths that share the generator's CPU).
 const FRAMES_PER_CALL: u32 = 1 << 18;
 const GENERATOR_THREADS: usize = 2;
@@ -146,18 +146,26 @@ impl Generator {
     }
 
     /// Sends a call's worth of each of `frames` in turn for `seconds` or up to `max_packets`,
-    /// from the threads on the generator's CPU: (frames handed to the kernel, seconds).
-    pub fn send(&mut self, frames: &[Vec<u8>], seconds: f64, max_packets: u64) -> (u64, f64) {
+    /// from the generator's threads on each of `cpus`: (frames handed to the kernel, seconds).
+    pub fn send(
+        &mut self,
+        frames: &[Vec<u8>],
+        seconds: f64,
+        max_packets: u64,
+        cpus: &[usize],
+    ) -> (u64, f64) {
         let program: &Xdp = xdp_program(&mut self.ebpf, program_names::GENERATE);
         let netns = &self.netns;
         let deadline = Duration::from_secs_f64(seconds);
-        let per_thread = max_packets / GENERATOR_THREADS as u64;
+        let threads = GENERATOR_THREADS * cpus.len();
+        let per_thread = max_packets / threads as u64;
         let started = Instant::now();
         let sent: u64 = thread::scope(|scope| {
-            let threads: Vec<_> = (0..GENERATOR_THREADS)
+            let threads: Vec<_> = (0..threads)
                 .map(|first| {
+                    let cpu = cpus[first % cpus.len()];
                     scope.spawn(move || {
-                        pin_to_cpu(0, GENERATOR_CPU);
+                        pin_to_cpu(0, cpu);
                         let _inside = netns::enter(netns);
                         let mut sent = 0u64;
                         for frame in frames.iter().cycle().skip(first) {

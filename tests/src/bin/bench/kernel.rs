@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use object::{Object as _, ObjectSymbol as _};
+
 use aya::{maps::DevMap, programs::Xdp};
 use bench_ebpf::{FLOOR_SLOTS, c_floor, map_names, program_names};
 use integration_tests::{
@@ -141,6 +143,19 @@ fn paths(v6: bool) -> Vec<(&'static str, &'static str, bool, Vec<u8>)> {
             false,
             udp(short_header(&mint(0, LOCAL_WORKERS[0].server_ids[0], 7))),
         ),
+        // Early exits and detours, for where the time goes (report's stage table).
+        (
+            "empty",
+            "UDP to a listener, empty (dropped: parse, listener, QUIC header)",
+            false,
+            udp(Vec::new()),
+        ),
+        (
+            "unroutable",
+            "short header, codepoint without a config (fallback hash)",
+            false,
+            udp(short_header(&[0xe0; 9])),
+        ),
         (
             "no_listener",
             "UDP for no listener",
@@ -159,7 +174,72 @@ fn cost(program: &Xdp, packet: &[u8], settings: &Settings) -> f64 {
     samples[samples.len() / 2].as_nanos() as f64
 }
 
-pub fn run(settings: &Settings) -> Vec<Row> {
+/// The size of a loaded program, as the kernel reports it.
+pub struct ProgramSize {
+    pub program: &'static str,
+    /// Instructions after verification (dead code removed, helpers inlined).
+    pub xlated: u32,
+    /// Octets of machine code.
+    pub jited: u32,
+    /// Instructions the verifier went through (all paths).
+    pub verified: u32,
+}
+
+impl ProgramSize {
+    fn of(program: &'static str, xdp: &Xdp) -> Self {
+        let info = xdp
+            .info()
+            .unwrap_or_else(|err| panic!("{program}: BPF_OBJ_GET_INFO_BY_FD: {err}"));
+        Self {
+            program,
+            xlated: info.size_translated().unwrap_or(0) / 8,
+            jited: info.size_jitted(),
+            verified: info.verified_instruction_count().unwrap_or(0),
+        }
+    }
+}
+
+/// The instructions of each function in the router's object (before the verifier): where the
+/// program's size is, by subprogram (functions inlined into another count there).
+pub fn function_sizes(elf: &[u8]) -> Vec<(String, u64)> {
+    let file = object::File::parse(elf).expect("the router's object");
+    let mut sizes: Vec<(String, u64)> = file
+        .symbols()
+        .filter(|symbol| symbol.kind() == object::SymbolKind::Text && symbol.size() > 0)
+        .filter_map(|symbol| {
+            let name = symbol.name().ok()?;
+            Some((readable(name), symbol.size() / 8))
+        })
+        .collect();
+    sizes.sort_by_key(|&(_, size)| std::cmp::Reverse(size));
+    sizes
+}
+
+/// A symbol as a reader wants it: a Rust function's last two path segments
+/// (`cid::server_id_route`), without hash or generic arguments, and which program type it is
+/// for when it is generic over it; other names as they are.
+fn readable(symbol: &str) -> String {
+    let full = format!("{:#}", rustc_demangle::demangle(symbol));
+    let (path, generics) = full.split_once("::<").unwrap_or((full.as_str(), ""));
+    let segments: Vec<&str> = path.split("::").collect();
+    let name = segments[segments.len().saturating_sub(2)..].join("::");
+    if generics.contains("SkReuseportContext") {
+        format!("{name} (SO_REUSEPORT)")
+    } else {
+        name
+    }
+}
+
+/// The figures of [`run`].
+pub struct Results {
+    pub rows: Vec<Row>,
+    /// The floors and the router, as loaded.
+    pub programs: Vec<ProgramSize>,
+    /// The router's functions, largest first.
+    pub functions: Vec<(String, u64)>,
+}
+
+pub fn run(settings: &Settings) -> Results {
     let config_file = ConfigFile::with_text(|dir| {
         standard_config_text(dir, &BACKENDS).backend(&worker_text(&LOCAL_WORKERS[0]))
     });
@@ -199,6 +279,19 @@ pub fn run(settings: &Settings) -> Vec<Row> {
             ..options_for(&config)
         },
     );
+
+    let programs = vec![
+        ProgramSize::of(
+            "floor: parse + redirect (Rust)",
+            xdp_program(&mut floors, program_names::FLOOR_REDIRECT),
+        ),
+        ProgramSize::of(
+            "floor: parse + redirect (C)",
+            xdp_program(&mut c_floors, c_floor::REDIRECT),
+        ),
+        ProgramSize::of("quic-router", router.program()),
+    ];
+    let functions = function_sizes(router_user::router::object());
 
     let mut rows = Vec::new();
     for v6 in [false, true] {
@@ -260,5 +353,9 @@ pub fn run(settings: &Settings) -> Vec<Row> {
             }
         }
     }
-    rows
+    Results {
+        rows,
+        programs,
+        functions,
+    }
 }

@@ -31,8 +31,9 @@ use router_user::router::{Mode, Router};
 use crate::{
     forwarding::Settings,
     harness::{
-        Generator, MessageBatch, flow_payloads, forwarding_cpu, ns_per_run, pin_napi_threads,
-        pin_to_cpu, receiving_socket, run_stats, udp_rcvbuf_errors_in, xdp_run_stats,
+        GENERATOR_CPU, Generator, MessageBatch, flow_payloads, forwarding_cpu, ns_per_run,
+        pin_napi_threads, pin_to_cpu, receiving_socket, run_stats, udp_rcvbuf_errors_in,
+        xdp_run_stats,
     },
 };
 
@@ -203,7 +204,12 @@ fn measure(
                 })
             })
             .collect();
-        let sent = generator.send(frames, settings.seconds, settings.max_packets);
+        let sent = generator.send(
+            frames,
+            settings.seconds,
+            settings.max_packets,
+            &[GENERATOR_CPU],
+        );
         // What is in flight arrives.
         thread::sleep(Duration::from_millis(300));
         stop.store(true, Ordering::Relaxed);

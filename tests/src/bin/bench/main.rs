@@ -91,7 +91,9 @@ fn main() {
     eprintln!("bench: the CID cache with both CPUs running the program");
     let cid_cache = cid_cache::run(&cid_cache_settings);
     eprintln!("bench: forwarding end to end");
-    let forwarding = forwarding::run(&forwarding_settings);
+    let forwarding = forwarding::run(&forwarding_settings, forwarding::Layout::OneForwardingCpu);
+    eprintln!("bench: forwarding end to end, every CPU forwarding");
+    let forwarding_every_cpu = forwarding::run(&forwarding_settings, forwarding::Layout::EveryCpu);
     eprintln!("bench: local delivery");
     let local = local::run(&forwarding_settings);
     eprintln!("bench: control plane");
@@ -106,11 +108,14 @@ fn main() {
             seconds: forwarding_settings.seconds,
             rounds: forwarding_settings.rounds,
         },
-        kernel: &kernel,
+        kernel: &kernel.rows,
+        programs: &kernel.programs,
+        functions: &kernel.functions,
         production: &production,
         production_settings: &production_settings,
         cid_cache: &cid_cache,
         forwarding: &forwarding,
+        forwarding_every_cpu: &forwarding_every_cpu,
         local: &local,
         control: &control,
     };

@@ -3,9 +3,9 @@
 //! kernel), many connections cycled so that the CID cache and the CPU's caches miss, and the
 //! traffic an attacker can send at will. Each round runs a block of XDP_PASS calls and then a
 //! block of each scenario's; a scenario's figure is its cost above XDP_PASS in the same
-//! round, the median over the rounds. IPv4; the router as built (CID cache on).
+//! round, the median over the rounds. IPv4 and IPv6; the router as built (CID cache on).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::programs::Xdp;
 use bench_ebpf::program_names;
@@ -32,6 +32,9 @@ pub struct Settings {
 }
 
 pub struct Row {
+    pub family: &'static str,
+    /// A short stable identifier of the scenario.
+    pub id: &'static str,
     pub scenario: String,
     /// Nanoseconds per packet above an XDP_PASS program's, same round.
     pub ns_above_pass: f64,
@@ -43,17 +46,24 @@ pub struct Results {
     pub rows: Vec<Row>,
 }
 
-/// Client `i` of many: an address in 198.18.0.0/15 and a port, distinct for each `i` below
-/// 2^17 * 50,000.
-fn client(i: usize) -> (IpAddr, u16) {
+/// Client `i` of many: an address in 198.18.0.0/15 (or 2001:db8:1::/64) and a port,
+/// distinct for each `i` below 2^17 * 50,000.
+fn client(i: usize, v6: bool) -> (IpAddr, u16) {
     let host = (i / 50_000) as u32;
-    let addr = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + host);
-    (IpAddr::V4(addr), 10_000 + (i % 50_000) as u16)
+    let addr = if v6 {
+        let net = u128::from(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0));
+        IpAddr::V6(Ipv6Addr::from(net + u128::from(host)))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(
+            u32::from(Ipv4Addr::new(198, 18, 0, 0)) + host,
+        ))
+    };
+    (addr, 10_000 + (i % 50_000) as u16)
 }
 
-fn frame(i: usize, payload: Vec<u8>) -> Vec<u8> {
-    let (addr, port) = client(i);
-    Datagram::new(addr, vip(false), port, QUIC_PORT, payload).frame()
+fn frame(i: usize, v6: bool, payload: Vec<u8>) -> Vec<u8> {
+    let (addr, port) = client(i, v6);
+    Datagram::new(addr, vip(v6), port, QUIC_PORT, payload).frame()
 }
 
 /// `len` random octets under `codepoint`'s first-octet bits, from seed `i`.
@@ -76,6 +86,9 @@ fn count(n: usize) -> String {
 /// Makes a scenario's packets.
 type MakePackets = Box<dyn Fn() -> Vec<Vec<u8>>>;
 
+/// A scenario: its id, its description and what makes its packets.
+type Scenario = (&'static str, String, MakePackets);
+
 /// The packets `0..n` that `packet` makes.
 fn packets(n: usize, packet: impl Fn(usize) -> Vec<u8>) -> Vec<Vec<u8>> {
     (0..n).map(packet).collect()
@@ -85,7 +98,10 @@ fn packets(n: usize, packet: impl Fn(usize) -> Vec<u8>) -> Vec<Vec<u8>> {
 /// reads no further than the token, and a short one keeps a million of them in memory.
 const INITIAL_REST: usize = 64;
 
-fn scenarios(settings: &Settings) -> impl Iterator<Item = (String, Vec<Vec<u8>>)> {
+fn scenarios(
+    settings: &Settings,
+    v6: bool,
+) -> impl Iterator<Item = (&'static str, String, Vec<Vec<u8>>)> {
     let many = settings.connections;
     let cached = settings.cached_connections;
     let (n, k) = (count(many), count(cached));
@@ -93,20 +109,25 @@ fn scenarios(settings: &Settings) -> impl Iterator<Item = (String, Vec<Vec<u8>>)
         initial(v1::INITIAL, QUIC_V1, dcid, &[9; 8], token, INITIAL_REST)
     };
     // Made one scenario at a time, as the iterator is consumed.
-    let makers: Vec<(String, MakePackets)> = vec![
+    let frame = move |i, payload| frame(i, v6, payload);
+    let makers: Vec<Scenario> = vec![
         (
+            "plaintext_one",
             "short header, plaintext CID, one connection".into(),
-            Box::new(|| packets(1, |_| frame(0, short_header(&mint(0, "0a01", 1))))),
+            Box::new(move || packets(1, |_| frame(0, short_header(&mint(0, "0a01", 1))))),
         ),
         (
+            "plaintext_many",
             format!("short header, plaintext CID, {n} connections cycled"),
             Box::new(move || packets(many, |i| frame(i, short_header(&mint(0, "0a01", i as u64))))),
         ),
         (
+            "four_pass_hit_one",
             "short header, four-pass CID, one connection (cache hit)".into(),
-            Box::new(|| packets(1, |_| frame(0, short_header(&mint(2, "31441a", 1))))),
+            Box::new(move || packets(1, |_| frame(0, short_header(&mint(2, "31441a", 1))))),
         ),
         (
+            "four_pass_hits",
             format!("short header, four-pass CID, {k} connections cycled (cache hits)"),
             Box::new(move || {
                 packets(cached, |i| {
@@ -115,6 +136,7 @@ fn scenarios(settings: &Settings) -> impl Iterator<Item = (String, Vec<Vec<u8>>)
             }),
         ),
         (
+            "four_pass_misses",
             format!("short header, four-pass CID, {n} connections cycled (cache misses: decoded)"),
             Box::new(move || {
                 packets(many, |i| {
@@ -123,10 +145,12 @@ fn scenarios(settings: &Settings) -> impl Iterator<Item = (String, Vec<Vec<u8>>)
             }),
         ),
         (
+            "initial_hash",
             format!("Initial, client-chosen DCID, {n} 4-tuples (fallback hash)"),
             Box::new(move || packets(many, |i| frame(i, initial_of(&random_cid(7, 8, i), &[])))),
         ),
         (
+            "initial_new_token",
             format!("Initial, a new token naming a server each, {n} cycled (decoded)"),
             Box::new(move || {
                 packets(many, |i| {
@@ -136,15 +160,19 @@ fn scenarios(settings: &Settings) -> impl Iterator<Item = (String, Vec<Vec<u8>>)
             }),
         ),
         (
+            "attack_short",
             "attack: short headers, random DCIDs under the four-pass codepoint".into(),
             Box::new(move || packets(many, |i| frame(i, short_header(&random_cid(2, 8, i))))),
         ),
         (
+            "attack_initial",
             "attack: Initials, random DCIDs under the four-pass codepoint".into(),
             Box::new(move || packets(many, |i| frame(i, initial_of(&random_cid(2, 8, i), &[])))),
         ),
     ];
-    makers.into_iter().map(|(name, make)| (name, make()))
+    makers
+        .into_iter()
+        .map(|(id, name, make)| (id, name, make()))
 }
 
 /// Mean nanoseconds per call of `calls` calls, one packet each, going round `packets` from
@@ -174,23 +202,27 @@ pub fn run(settings: &Settings) -> Results {
         .load()
         .unwrap_or_else(|err| panic!("{}: {err}", program_names::FLOOR_PASS));
     let pass = xdp_program(&mut floors, program_names::FLOOR_PASS);
-    let pass_packets = [frame(0, short_header(&mint(0, "0a01", 1)))];
+    let pass_packets = [frame(0, false, short_header(&mint(0, "0a01", 1)))];
 
     let mut pass_ns = Vec::new();
     let mut rows = Vec::new();
-    for (scenario, packets) in scenarios(settings) {
-        let (mut next, mut pass_next) = (0, 0);
-        let mut above = Vec::new();
-        for _ in 0..settings.rounds {
-            let pass_block = block(pass, &pass_packets, &mut pass_next, settings.calls);
-            let ns = block(router.program(), &packets, &mut next, settings.calls);
-            pass_ns.push(pass_block);
-            above.push(ns - pass_block);
+    for v6 in [false, true] {
+        for (id, scenario, packets) in scenarios(settings, v6) {
+            let (mut next, mut pass_next) = (0, 0);
+            let mut above = Vec::new();
+            for _ in 0..settings.rounds {
+                let pass_block = block(pass, &pass_packets, &mut pass_next, settings.calls);
+                let ns = block(router.program(), &packets, &mut next, settings.calls);
+                pass_ns.push(pass_block);
+                above.push(ns - pass_block);
+            }
+            rows.push(Row {
+                family: if v6 { "IPv6" } else { "IPv4" },
+                id,
+                scenario,
+                ns_above_pass: median(above),
+            });
         }
-        rows.push(Row {
-            scenario,
-            ns_above_pass: median(above),
-        });
     }
     Results {
         pass_ns: median(pass_ns),

@@ -13,7 +13,7 @@ use crate::{
     control::Figure,
     forwarding::{self, Forwarder, Run},
     harness,
-    kernel::{Row, Variant},
+    kernel::{ProgramSize, Row, Variant},
     local::{self, Selection},
     production,
 };
@@ -72,10 +72,14 @@ pub struct Results<'a> {
     pub machine: Machine,
     pub settings: Settings,
     pub kernel: &'a [Row],
+    pub programs: &'a [ProgramSize],
+    pub functions: &'a [(String, u64)],
     pub production: &'a production::Results,
     pub production_settings: &'a production::Settings,
     pub cid_cache: &'a [cid_cache::Row],
     pub forwarding: &'a [Run],
+    /// The same with every CPU generating and forwarding.
+    pub forwarding_every_cpu: &'a [Run],
     pub local: &'a [local::Run],
     pub control: &'a [Figure],
 }
@@ -120,7 +124,93 @@ impl Target {
     }
 }
 
+/// Where a packet's time goes: each stage as the difference of two paths through the router
+/// (repeat mode), the second going one stage further than the first. (stage, from, to), by
+/// path id; `floor_pass` is the XDP_PASS program.
+const STAGES: [(&str, &str, &str); 8] = [
+    (
+        "parse Ethernet/IP/UDP, listener lookup by port, count",
+        "floor_pass",
+        "no_listener",
+    ),
+    (
+        "match the listener's address, read the QUIC header",
+        "no_listener",
+        "empty",
+    ),
+    (
+        "codepoint's config, server ID (plaintext) lookup, backend, counters",
+        "empty",
+        "local_worker",
+    ),
+    (
+        "rewrite Ethernet addresses, redirect through the devmap",
+        "local_worker",
+        "plaintext",
+    ),
+    (
+        "CID cache lookup instead (four-pass, cache hit)",
+        "plaintext",
+        "four_pass_3",
+    ),
+    (
+        "fallback hash instead (codepoint without a config)",
+        "plaintext",
+        "unroutable",
+    ),
+    (
+        "Initial: long header, Token Length, token flow lookup",
+        "unroutable",
+        "initial_hash",
+    ),
+    (
+        "an Initial's token decoded (four-pass) and its flow written",
+        "initial_hash",
+        "initial_token",
+    ),
+];
+
+/// The issue-13 baseline (AMD EPYC, 2 vCPU, Linux 6.18), cost above XDP_PASS in ns: the hot
+/// paths to halve. (what, production row id, baseline in loop mode.)
+const FAMILIES: [&str; 2] = ["IPv4", "IPv6"];
+
+const HOT_PATH_BASELINES: [(&str, &str, f64); 2] = [
+    (
+        "plaintext short header, one connection",
+        "plaintext_one",
+        226.0,
+    ),
+    (
+        "four-pass short header, cache hit",
+        "four_pass_hit_one",
+        233.0,
+    ),
+];
+
 impl Results<'_> {
+    /// The stage table of `family`: (stage, ns).
+    fn stages(&self, family: &str) -> Vec<(&'static str, f64)> {
+        let ns = |id| {
+            let variant = if id == "floor_pass" {
+                Variant::Floor
+            } else {
+                Variant::Router
+            };
+            self.kernel_row(family, id, variant).map(|r| r.ns)
+        };
+        STAGES
+            .iter()
+            .filter_map(|&(stage, from, to)| Some((stage, ns(to)? - ns(from)?)))
+            .collect()
+    }
+
+    fn production_row(&self, family: &str, id: &str) -> Option<&production::Row> {
+        self.production
+            .rows
+            .iter()
+            .find(|r| r.family == family && r.id == id)
+    }
+
     fn kernel_row(&self, family: &str, id: &str, variant: Variant) -> Option<&Row> {
         self.kernel
             .iter()
@@ -182,6 +272,58 @@ impl Results<'_> {
                 });
             }
         }
+        for family in ["IPv4", "IPv6"] {
+            let above = |id| self.production_row(family, id).map(|r| r.ns_above_pass);
+            for (what, id, baseline) in HOT_PATH_BASELINES {
+                if let Some(ns) = above(id) {
+                    targets.push(Target {
+                        what: format!(
+                            "{family} {what}, one packet a call: / issue-13 baseline ({ns:.0} / {baseline:.0} ns above XDP_PASS)"
+                        ),
+                        measured: ns / baseline,
+                        bound: 0.5,
+                        at_most: true,
+                    });
+                }
+            }
+            if let Some(ns) = above("plaintext_one") {
+                targets.push(Target {
+                    what: format!(
+                        "{family} plaintext short header, one packet a call: stretch, half of Katran's hot path ({ns:.0} ns above XDP_PASS)"
+                    ),
+                    measured: ns,
+                    bound: 75.0,
+                    at_most: true,
+                });
+            }
+            let ratios = [
+                (
+                    "Initial hashed by its 4-tuple / plaintext short header (1M each, one packet a call)",
+                    "initial_hash",
+                    "plaintext_many",
+                ),
+                (
+                    "attack: random short-header DCIDs / one CID decoded (four-pass cache misses)",
+                    "attack_short",
+                    "four_pass_misses",
+                ),
+                (
+                    "attack: Initials with random DCIDs / one CID decoded (four-pass cache misses)",
+                    "attack_initial",
+                    "four_pass_misses",
+                ),
+            ];
+            for (what, id, reference) in ratios {
+                if let (Some(ns), Some(reference_ns)) = (above(id), above(reference)) {
+                    targets.push(Target {
+                        what: format!("{family} {what} ({ns:.0} / {reference_ns:.0} ns)"),
+                        measured: ns / reference_ns,
+                        bound: 1.0,
+                        at_most: true,
+                    });
+                }
+            }
+        }
         let rate = |f| median_run(self.forwarding, f).map(Run::delivered_pps);
         if let (Some(router), Some(floor), Some(user)) = (
             rate(Forwarder::Router),
@@ -194,6 +336,18 @@ impl Results<'_> {
                 bound: 0.9,
                 at_most: false,
             });
+            if let (Some(router), Some(floor)) = (
+                median_run(self.forwarding_every_cpu, Forwarder::Router).map(Run::delivered_pps),
+                median_run(self.forwarding_every_cpu, Forwarder::Floor).map(Run::delivered_pps),
+            ) {
+                targets.push(Target {
+                    what: "end to end, every CPU forwarding: quic-router / floor program"
+                        .to_owned(),
+                    measured: router / floor,
+                    bound: 0.9,
+                    at_most: false,
+                });
+            }
             targets.push(Target {
                 what: "end to end: quic-router / user-space router".to_owned(),
                 measured: router / user,
@@ -222,9 +376,11 @@ impl Results<'_> {
             .collect();
         let run_json = |r: &Run| {
             json!({
+                "layout": r.layout.id(),
                 "forwarder": r.forwarder.id(),
                 "sent": r.sent,
                 "delivered": r.delivered,
+                "delivered_by_cpu": r.delivered_by_cpu,
                 "lost": r.lost(),
                 "misrouted": r.misrouted,
                 "router_socket_overflows": r.router_overflows,
@@ -276,11 +432,30 @@ impl Results<'_> {
                 "payload_octets": harness::PAYLOAD_LEN,
             },
             "kernel_cost": kernel,
+            "stages": FAMILIES.iter().map(|family| json!({
+                "family": family,
+                "stages": self.stages(family).iter().map(|(stage, ns)| json!({
+                    "stage": stage,
+                    "ns": round(*ns, 1),
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "program_sizes": self.programs.iter().map(|p| json!({
+                "program": p.program,
+                "xlated_instructions": p.xlated,
+                "jited_octets": p.jited,
+                "verified_instructions": p.verified,
+            })).collect::<Vec<_>>(),
+            "router_functions": self.functions.iter().map(|(name, instructions)| json!({
+                "function": name,
+                "instructions": instructions,
+            })).collect::<Vec<_>>(),
             "production": {
                 "calls_per_block": self.production_settings.calls,
                 "rounds": self.production_settings.rounds,
                 "xdp_pass_ns": round(self.production.pass_ns, 1),
                 "scenarios": self.production.rows.iter().map(|r| json!({
+                    "family": r.family,
+                    "id": r.id,
                     "scenario": r.scenario,
                     "ns_above_xdp_pass": round(r.ns_above_pass, 1),
                 })).collect::<Vec<_>>(),
@@ -293,6 +468,15 @@ impl Results<'_> {
             "forwarding": {
                 "median": medians,
                 "runs": self.forwarding.iter().map(run_json).collect::<Vec<_>>(),
+            },
+            "forwarding_every_cpu": {
+                "cpus": forwarding::cpus(),
+                "median": Forwarder::EVERY_CPU
+                    .iter()
+                    .filter_map(|&f| median_run(self.forwarding_every_cpu, f))
+                    .map(run_json)
+                    .collect::<Vec<_>>(),
+                "runs": self.forwarding_every_cpu.iter().map(run_json).collect::<Vec<_>>(),
             },
             "local_delivery": {
                 "median": local_medians,
@@ -345,17 +529,52 @@ impl Results<'_> {
             ));
         }
         line(String::new());
+        line("Where the time goes (repeat mode): each stage is the difference between two of the paths above, the second going one stage further (ns per packet):".into());
+        line(String::new());
+        line("| stage | IPv4 ns | IPv6 ns |".into());
+        line("|---|---:|---:|".into());
+        let (v4, v6) = (self.stages("IPv4"), self.stages("IPv6"));
+        for ((stage, ns4), (_, ns6)) in v4.iter().zip(&v6) {
+            line(format!("| {stage} | {ns4:.1} | {ns6:.1} |"));
+        }
+        line(String::new());
+        line("Sizes as loaded (xlated: instructions after the verifier; jited: octets of machine code; verified: instructions the verifier went through, all paths):".into());
+        line(String::new());
+        line("| program | xlated insns | jited octets | verified insns |".into());
+        line("|---|---:|---:|---:|".into());
+        for p in self.programs {
+            line(format!(
+                "| {} | {} | {} | {} |",
+                p.program, p.xlated, p.jited, p.verified
+            ));
+        }
+        line(String::new());
         line(format!(
-            "As production sees it: one packet per BPF_PROG_TEST_RUN call (repeat 1, timed by the kernel), {} calls per block, {} rounds that interleave an XDP_PASS block (itself {:.1} ns) with each scenario's; cost above XDP_PASS in the same round, median of the rounds (IPv4, the router as built):",
+            "The router's functions in its object (instructions before the verifier; what is inlined counts in its caller): {}.",
+            self.functions
+                .iter()
+                .map(|(name, n)| format!("`{name}` {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        line(String::new());
+        line(format!(
+            "As production sees it: one packet per BPF_PROG_TEST_RUN call (repeat 1, timed by the kernel), {} calls per block, {} rounds that interleave an XDP_PASS block (itself {:.1} ns) with each scenario's; cost above XDP_PASS in the same round, median of the rounds (the router as built):",
             self.production_settings.calls,
             self.production_settings.rounds,
             self.production.pass_ns
         ));
         line(String::new());
-        line("| scenario | ns/packet above XDP_PASS |".into());
-        line("|---|---:|".into());
-        for r in &self.production.rows {
-            line(format!("| {} | {:.1} |", r.scenario, r.ns_above_pass));
+        line("| scenario | IPv4 ns/packet above XDP_PASS | IPv6 |".into());
+        line("|---|---:|---:|".into());
+        for r in self.production.rows.iter().filter(|r| r.family == "IPv4") {
+            let v6 = self
+                .production_row("IPv6", r.id)
+                .map_or("-".to_owned(), |r6| format!("{:.1}", r6.ns_above_pass));
+            line(format!(
+                "| {} | {:.1} | {v6} |",
+                r.scenario, r.ns_above_pass
+            ));
         }
         line(String::new());
         line("The CID cache, one LRU list for all CPUs (as built) or one per CPU (`BPF_F_NO_COMMON_LRU`), with both CPUs running the program at once on CIDs of their own (four-pass, 3 passes; ns/packet, mean of the CPUs, median of rounds that alternate the two):".into());
@@ -395,6 +614,39 @@ impl Results<'_> {
                     r.lost(),
                     r.misrouted,
                     r.forwarding_cpu_busy * 100.0,
+                    r.forwarder_ns
+                        .map_or("-".to_owned(), |ns| format!("{ns:.0}")),
+                    r.sink_ns.map_or("-".to_owned(), |ns| format!("{ns:.0}")),
+                    floor.map_or("-".to_owned(), |f| format!("{:.2}", r.delivered_pps() / f)),
+                ));
+            }
+        }
+        line(String::new());
+        line(format!(
+            "Every CPU forwarding ({} CPUs; veths with a queue per CPU; each CPU runs a generator, the forwarder and the sinks on its own queues, so the forwarders share each CPU with the generator; same flows, median of {} runs):",
+            forwarding::cpus(),
+            self.settings.rounds
+        ));
+        line(String::new());
+        line("| forwarder | delivered pkt/s | per CPU | share by CPU | offered pkt/s | lost | misrouted | XDP ns/packet (forwarder; sink) | x floor |".into());
+        line("|---|---:|---:|---|---:|---:|---:|---:|---:|".into());
+        let floor = median_run(self.forwarding_every_cpu, Forwarder::Floor).map(Run::delivered_pps);
+        for forwarder in Forwarder::EVERY_CPU {
+            if let Some(r) = median_run(self.forwarding_every_cpu, forwarder) {
+                let shares: Vec<String> = r
+                    .delivered_by_cpu
+                    .iter()
+                    .map(|&n| format!("{:.0}%", 100.0 * n as f64 / r.delivered.max(1) as f64))
+                    .collect();
+                line(format!(
+                    "| {} | {:.0} | {:.0} | {} | {:.0} | {} | {} | {}; {} | {} |",
+                    forwarder.name(),
+                    r.delivered_pps(),
+                    r.delivered_pps() / forwarding::cpus() as f64,
+                    shares.join(" / "),
+                    r.offered_pps(),
+                    r.lost(),
+                    r.misrouted,
                     r.forwarder_ns
                         .map_or("-".to_owned(), |ns| format!("{ns:.0}")),
                     r.sink_ns.map_or("-".to_owned(), |ns| format!("{ns:.0}")),
@@ -502,7 +754,7 @@ impl Results<'_> {
             .iter()
             .map(|r| match r.forwarder {
                 Forwarder::Floor => FLOOR_COLOR,
-                Forwarder::Router => ROUTER_COLOR,
+                Forwarder::Router | Forwarder::RouterPerCpuLru => ROUTER_COLOR,
                 Forwarder::UserSpace => OTHER_COLOR,
             })
             .chain(locals.iter().map(|r| match r.selection {
