@@ -22,6 +22,7 @@
 //! | `LISTENERS` | hash | [`ListenerKey`] | `u8` listener flags ([`LISTENER_HASH_INITIALS`]; 0: none; the entry itself marks a listener); the program looks here only for a port with several listeners of one family |
 //! | `CID_CONFIGS` | array | [`cid_config_slot`] | [`CidConfigEntry`] |
 //! | `SERVER_IDS` | hash | [`ServerIdKey`] | `u32` backend index |
+//! | `SHORT_SERVER_IDS` | array | [`short_server_id_slot`] | `u32` backend index + 1, 0: none (server IDs of at most [`MAX_SHORT_SERVER_ID_LEN`] octets; the program looks in `SERVER_IDS` only for longer ones) |
 //! | `BACKENDS` | array | [`backend_slot`] | [`BackendEntry`] |
 //! | `FALLBACK` | array | [`fallback_slot`] | `u32` backend index or [`NO_BACKEND`] |
 //! | `TX_PORTS` | devmap hash | ifindex | ifindex |
@@ -52,6 +53,11 @@ pub const FALLBACK_TABLE_SIZE: u32 = 65_537;
 pub const CID_CONFIG_SLOTS: u32 = 8;
 /// Entries per generation of `LISTENER_PORTS`: one per UDP port.
 pub const PORTS: u32 = 65_536;
+/// Server IDs of at most this many octets are also found by index, in `SHORT_SERVER_IDS`:
+/// an array lookup instead of hashing the key.
+pub const MAX_SHORT_SERVER_ID_LEN: u8 = 2;
+/// `SHORT_SERVER_IDS` slots per codepoint and generation: one per two-octet value.
+pub const SHORT_SERVER_ID_SLOTS: u32 = 1 << 16;
 /// A fallback slot (or lookup) with no backend.
 pub const NO_BACKEND: u32 = u32::MAX;
 /// The `ifindex` of a [`BackendEntry`] for a worker on the router's own host: the XDP
@@ -77,6 +83,19 @@ pub const fn listener_port_slot(generation: u32, port: u32) -> u32 {
 #[inline(always)]
 pub const fn cid_config_slot(generation: u32, config_rotation: u32) -> u32 {
     generation * CID_CONFIG_SLOTS + config_rotation
+}
+
+/// The `SHORT_SERVER_IDS` slot of a short server ID under codepoint `config_rotation` in
+/// `generation`, from the first two octets of its zero-padded [`ServerIdKey::server_id`]
+/// (a one-octet server ID `x` is `x, 0`).
+#[inline(always)]
+pub const fn short_server_id_slot(
+    generation: u32,
+    config_rotation: u32,
+    server_id: &[u8; MAX_SERVER_ID_LEN],
+) -> u32 {
+    let index = (server_id[0] as u32) << 8 | server_id[1] as u32;
+    (generation * CID_CONFIG_SLOTS + config_rotation) * SHORT_SERVER_ID_SLOTS + index
 }
 
 /// The `FALLBACK` slot of a flow `hash` in `generation`.
@@ -224,6 +243,9 @@ const fn spec(
     }
 }
 
+/// `BPF_F_MMAPABLE`: an array user space can map into its memory.
+pub const BPF_F_MMAPABLE: u32 = 1 << 10;
+
 const U8: usize = size_of::<u8>();
 const U32: usize = size_of::<u32>();
 const U64: usize = size_of::<u64>();
@@ -269,6 +291,18 @@ pub mod specs {
         U32,
         Entries::PerServerId(GENERATIONS),
     );
+    /// Mapped into user space (`BPF_F_MMAPABLE`), which writes a generation's 2 MiB at
+    /// once instead of an entry per syscall.
+    pub const SHORT_SERVER_IDS: MapSpec = MapSpec {
+        flags: BPF_F_MMAPABLE,
+        ..spec(
+            "SHORT_SERVER_IDS",
+            MapKind::Array,
+            U32,
+            U32,
+            Entries::Fixed(GENERATIONS * CID_CONFIG_SLOTS * SHORT_SERVER_ID_SLOTS),
+        )
+    };
     pub const BACKENDS: MapSpec = spec(
         "BACKENDS",
         MapKind::Array,
@@ -357,12 +391,13 @@ pub mod specs {
 
 /// The maps that hold the router's state, pinned so that the data path outlives the
 /// controller and a new controller adopts them.
-pub const PINNED_MAPS: [MapSpec; 16] = [
+pub const PINNED_MAPS: [MapSpec; 17] = [
     specs::CONTROL,
     specs::LISTENER_PORTS,
     specs::LISTENERS,
     specs::CID_CONFIGS,
     specs::SERVER_IDS,
+    specs::SHORT_SERVER_IDS,
     specs::BACKENDS,
     specs::FALLBACK,
     specs::TX_PORTS,
@@ -377,8 +412,8 @@ pub const PINNED_MAPS: [MapSpec; 16] = [
 ];
 
 /// Every map of the router's object: the pinned ones and `VERDICT`.
-pub const ROUTER_MAPS: [MapSpec; 17] = {
-    let mut all = [specs::VERDICT; 17];
+pub const ROUTER_MAPS: [MapSpec; 18] = {
+    let mut all = [specs::VERDICT; 18];
     let mut i = 0;
     while i < PINNED_MAPS.len() {
         all[i] = PINNED_MAPS[i];

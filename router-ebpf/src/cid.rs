@@ -3,7 +3,10 @@
 
 use router_common::{
     counters::Outcome,
-    maps::{CidConfigEntry, Control, NO_BACKEND, ServerIdKey, cid_config_slot},
+    maps::{
+        CidConfigEntry, Control, MAX_SHORT_SERVER_ID_LEN, NO_BACKEND, ServerIdKey, cid_config_slot,
+        short_server_id_slot,
+    },
     quic_lb::{
         MAX_CID_LEN, MAX_PLAINTEXT_LEN, MAX_SERVER_ID_LEN, config_rotation_of, decode_server_id,
     },
@@ -12,7 +15,7 @@ use router_common::{
 use router_ebpf::parse::Packet;
 
 use crate::{
-    maps::{CID_CACHE, CID_CACHE_KEY, CID_CONFIGS, SERVER_ID_KEY, SERVER_IDS},
+    maps::{CID_CACHE, CID_CACHE_KEY, CID_CONFIGS, SERVER_ID_KEY, SERVER_IDS, SHORT_SERVER_IDS},
     quic::Header,
     scalar::ScalarResult,
     stats,
@@ -173,17 +176,23 @@ fn decode_and_look_up(
     } else {
         decode_into_key(config, &dcid, key);
     }
-    match SERVER_IDS.get_ptr(&*key) {
-        Some(backend) => {
-            // SAFETY: a pointer to the map's value, valid for this program run.
-            let backend = unsafe { *backend };
-            if cached {
-                cache_insert(backend);
-            }
-            Ok(backend)
+    let backend = if config.server_id_len <= MAX_SHORT_SERVER_ID_LEN {
+        let slot = short_server_id_slot(generation, u32::from(config_rotation), &key.server_id);
+        match SHORT_SERVER_IDS.get(slot) {
+            Some(&backend_plus_one) if backend_plus_one != 0 => backend_plus_one - 1,
+            _ => return Err(Outcome::UnknownServerId),
         }
-        None => Err(Outcome::UnknownServerId),
+    } else {
+        match SERVER_IDS.get_ptr(&*key) {
+            // SAFETY: a pointer to the map's value, valid for this program run.
+            Some(backend) => unsafe { *backend },
+            None => return Err(Outcome::UnknownServerId),
+        }
+    };
+    if cached {
+        cache_insert(backend);
     }
+    Ok(backend)
 }
 
 // The cache's key is built in per-CPU scratch memory rather than on the stack, in a

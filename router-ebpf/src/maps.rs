@@ -36,6 +36,13 @@ pub static CID_CONFIGS: Array<CidConfigEntry> =
 pub static SERVER_IDS: HashMap<ServerIdKey, u32> =
     HashMap::with_max_entries(specs::SERVER_IDS.default_entries(), 0);
 
+/// Server IDs of at most two octets to backend indices + 1, by index.
+#[map]
+pub static SHORT_SERVER_IDS: Array<u32> = Array::with_max_entries(
+    specs::SHORT_SERVER_IDS.default_entries(),
+    specs::SHORT_SERVER_IDS.flags,
+);
+
 /// How to reach each backend.
 #[map]
 pub static BACKENDS: Array<BackendEntry> =

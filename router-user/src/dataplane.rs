@@ -20,13 +20,15 @@ use router_common::{
     maps::{
         BackendCounters, BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, Control,
         LOCAL_WORKER_IFINDEX, Limits, ListenerKey, MapSpec, PORTS, PortListeners, ServerIdKey,
-        backend_slot, cid_config_slot, fallback_slot, listener_port_slot, specs,
-        worker_socket_slot,
+        backend_slot, cid_config_slot, fallback_slot, listener_port_slot, short_server_id_slot,
+        specs, worker_socket_slot,
     },
+    quic_lb::MAX_SERVER_ID_LEN,
 };
 
 use crate::{
     config::RouterConfig,
+    mapped::MappedArray,
     netif::{Interface, NetifError},
     tables::{BackendIndices, RoutingTables, TablesError},
 };
@@ -37,6 +39,11 @@ pub enum DataplaneError {
     MissingMap(&'static str),
     #[error("map {map}: {source}")]
     Map { map: &'static str, source: MapError },
+    #[error("map {map}: cannot map it into memory: {source}")]
+    Mmap {
+        map: &'static str,
+        source: std::io::Error,
+    },
     #[error("map TX_PORTS: {0}")]
     TxPorts(#[from] XdpMapError),
     #[error(transparent)]
@@ -110,6 +117,7 @@ pub struct Dataplane {
     listeners: HashMap<MapData, ListenerKey, u8>,
     cid_configs: Array<MapData, CidConfigEntry>,
     server_ids: HashMap<MapData, ServerIdKey, u32>,
+    short_server_ids: MappedArray,
     backends: Array<MapData, BackendEntry>,
     fallback: Array<MapData, u32>,
     tx_port_map: DevMapHash<MapData>,
@@ -140,6 +148,17 @@ pub(crate) fn take<T: TryFrom<Map, Error = MapError>>(
     T::try_from(map).map_err(map_error(spec.name))
 }
 
+/// Takes `spec`'s map, an array made with `BPF_F_MMAPABLE`, and maps it.
+fn take_mapped(ebpf: &mut Ebpf, spec: &MapSpec) -> Result<MappedArray, DataplaneError> {
+    let map = ebpf
+        .take_map(spec.name)
+        .ok_or(DataplaneError::MissingMap(spec.name))?;
+    MappedArray::new(map, spec.default_entries()).map_err(|source| DataplaneError::Mmap {
+        map: spec.name,
+        source,
+    })
+}
+
 /// Opens `spec`'s map that a router pinned in `pin_dir`.
 pub(crate) fn open_pinned<T: TryFrom<Map, Error = MapError>>(
     pin_dir: &Path,
@@ -167,6 +186,7 @@ impl Dataplane {
             listeners: take(ebpf, &specs::LISTENERS)?,
             cid_configs: take(ebpf, &specs::CID_CONFIGS)?,
             server_ids: take(ebpf, &specs::SERVER_IDS)?,
+            short_server_ids: take_mapped(ebpf, &specs::SHORT_SERVER_IDS)?,
             backends: take(ebpf, &specs::BACKENDS)?,
             fallback: take(ebpf, &specs::FALLBACK)?,
             tx_port_map,
@@ -375,6 +395,12 @@ impl Dataplane {
                     .map_err(map_error(specs::FALLBACK.name))?;
             }
         }
+
+        // Short server IDs: the whole generation, in one copy.
+        self.short_server_ids.write(
+            short_server_id_slot(generation, 0, &[0; MAX_SERVER_ID_LEN]) as usize,
+            &tables.short_server_ids(),
+        );
 
         // Hash maps: insert what is new or changed, remove what is gone.
         sync_hash_map(

@@ -40,6 +40,7 @@ pub mod fallback;
 pub mod files;
 pub mod key;
 pub mod local;
+mod mapped;
 mod metrics;
 pub mod netif;
 pub mod pcap;

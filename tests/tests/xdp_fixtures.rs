@@ -15,12 +15,14 @@ use integration_tests::{
     },
     standard_listeners, standard_quic_lb,
 };
+use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
+use router_common::quic_lb::{Config, ConfigParams, Encoder, Key};
 use router_common::{
     counters::Outcome,
     flow_hash::flow_hash,
     maps::{CidCacheKey, FALLBACK_TABLE_SIZE, MapSpec, TokenFlow, TokenFlowKey, specs},
 };
-use router_user::config::parse_mac;
+use router_user::config::{CidConfig, parse_mac};
 
 /// What a fixture expects.
 #[derive(Debug, Clone, Copy)]
@@ -1140,4 +1142,78 @@ fn several_listeners_of_a_family_on_one_port_keep_their_own_flags() {
             None,
         );
     }
+}
+
+/// Server IDs of at most two octets are found by index (`SHORT_SERVER_IDS`), one octet or
+/// two, plaintext or encrypted: each routes to its backend, an unknown one is hashed, and
+/// one that a reload removes routes no more in either generation, until a config has it
+/// again.
+#[test]
+fn short_server_ids_route_by_index_and_follow_reloads() {
+    let mut with = ConfigFile::standard().load();
+    let params = ConfigParams::new(4, 1, 6);
+    let key = || Key::from_slice(&[0x42; 16]).unwrap();
+    with.cid_configs.push(CidConfig {
+        params,
+        key: Some(key()),
+        key_file: None,
+    });
+    with.backends[0].server_ids.push((4, vec![0x07]));
+    with.backends[1].server_ids.push((4, vec![0x08]));
+    let mut without = with.clone();
+    without.backends[0]
+        .server_ids
+        .retain(|(rotation, _)| *rotation != 4 && *rotation != 0);
+
+    let encoder = Encoder::new(Config::new(params, Some(key().aes128())).unwrap());
+    let one_octet = |server_id: u8, seed: u64| {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let nonce: [u8; 6] = rng.random();
+        let cid = encoder.encode(&[server_id], &nonce, &mut rng).unwrap();
+        udp(false, short_header(cid.as_slice()))
+    };
+    let plaintext = udp(false, short_header(&mint(0, BACKENDS[0].server_ids[0], 60)));
+    let routed = |router: &TestRouter, name: &str, datagram: &Datagram, backend| {
+        check(
+            router,
+            name,
+            &datagram.frame(),
+            XDP_REDIRECT,
+            Outcome::RoutedByServerId,
+            Some(backend),
+        );
+    };
+    let unknown = |router: &TestRouter, name: &str, datagram: &Datagram| {
+        let backend = hashed_backend(router, datagram);
+        check(
+            router,
+            name,
+            &datagram.frame(),
+            XDP_REDIRECT,
+            Outcome::UnknownServerId,
+            Some(&backend),
+        );
+    };
+
+    let mut router = TestRouter::new(&with);
+    routed(&router, "one octet, 07", &one_octet(0x07, 1), "alpha");
+    routed(
+        &router,
+        "one octet, 07, cached",
+        &one_octet(0x07, 1),
+        "alpha",
+    );
+    routed(&router, "one octet, 08", &one_octet(0x08, 2), "beta");
+    routed(&router, "two octets, plaintext", &plaintext, "alpha");
+    unknown(&router, "one octet, 09: nobody's", &one_octet(0x09, 3));
+    // Both generations in turn.
+    for _ in 0..2 {
+        router.install(&without);
+        unknown(&router, "07 after its removal", &one_octet(0x07, 1));
+        unknown(&router, "plaintext after its removal", &plaintext);
+        routed(&router, "08 stays", &one_octet(0x08, 2), "beta");
+    }
+    router.install(&with);
+    routed(&router, "07 back", &one_octet(0x07, 1), "alpha");
+    routed(&router, "plaintext back", &plaintext, "alpha");
 }
