@@ -30,6 +30,7 @@
 //! | `SERVER_ID_KEY` | per-CPU array, 1 | 0 | [`ServerIdKey`]: where a decoded server ID is built |
 //! | `CID_CACHE_KEY` | per-CPU array, 1 | 0 | [`CidCacheKey`]: where a packet's cache key is built |
 //! | `TOKEN_FLOWS` | LRU hash | [`TokenFlowKey`] | [`TokenFlow`] |
+//! | `TOKEN_FLOW_EPOCH` | array, 1 | 0 | `u32`: the epoch in which the programs last made a token flow (a flow of another epoch is void: no lookup) |
 //! | `STATS` | per-CPU array | [`Outcome`] | `u64` packets |
 //! | `BACKEND_STATS` | per-CPU array | backend index | [`BackendCounters`] |
 //! | `WORKER_SOCKETS` | reuseport socket array | [`worker_socket_slot`] | a local worker's UDP socket |
@@ -352,6 +353,13 @@ pub mod specs {
         size_of::<TokenFlow>(),
         Entries::Fixed(TOKEN_FLOW_ENTRIES),
     );
+    pub const TOKEN_FLOW_EPOCH: MapSpec = spec(
+        "TOKEN_FLOW_EPOCH",
+        MapKind::Array,
+        U32,
+        U32,
+        Entries::Fixed(1),
+    );
     pub const STATS: MapSpec = spec(
         "STATS",
         MapKind::PerCpuArray,
@@ -391,7 +399,7 @@ pub mod specs {
 
 /// The maps that hold the router's state, pinned so that the data path outlives the
 /// controller and a new controller adopts them.
-pub const PINNED_MAPS: [MapSpec; 17] = [
+pub const PINNED_MAPS: [MapSpec; 18] = [
     specs::CONTROL,
     specs::LISTENER_PORTS,
     specs::LISTENERS,
@@ -405,6 +413,7 @@ pub const PINNED_MAPS: [MapSpec; 17] = [
     specs::SERVER_ID_KEY,
     specs::CID_CACHE_KEY,
     specs::TOKEN_FLOWS,
+    specs::TOKEN_FLOW_EPOCH,
     specs::STATS,
     specs::BACKEND_STATS,
     specs::WORKER_SOCKETS,
@@ -412,8 +421,8 @@ pub const PINNED_MAPS: [MapSpec; 17] = [
 ];
 
 /// Every map of the router's object: the pinned ones and `VERDICT`.
-pub const ROUTER_MAPS: [MapSpec; 18] = {
-    let mut all = [specs::VERDICT; 18];
+pub const ROUTER_MAPS: [MapSpec; 19] = {
+    let mut all = [specs::VERDICT; 19];
     let mut i = 0;
     while i < PINNED_MAPS.len() {
         all[i] = PINNED_MAPS[i];

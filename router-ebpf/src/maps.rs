@@ -87,6 +87,12 @@ pub static TOKEN_FLOWS: LruHashMap<TokenFlowKey, TokenFlow> = LruHashMap::with_m
     specs::TOKEN_FLOWS.flags,
 );
 
+/// The epoch in which a token flow was last made: while it is not the current one, no flow
+/// can match, and a token-less Initial or 0-RTT packet skips the lookup.
+#[map]
+pub static TOKEN_FLOW_EPOCH: Array<u32> =
+    Array::with_max_entries(specs::TOKEN_FLOW_EPOCH.default_entries(), 0);
+
 // Counters, per CPU, read and summed by user space.
 
 /// Packets by `Outcome`.

@@ -17,7 +17,7 @@ use router_ebpf::parse::{Datagram, Packet};
 
 use crate::{
     cid::{copy_prefix, read_dcid, route_by_cid, route_by_token},
-    maps::{BACKENDS, TOKEN_FLOWS},
+    maps::{BACKENDS, TOKEN_FLOW_EPOCH, TOKEN_FLOWS},
     quic::Header,
 };
 
@@ -112,7 +112,18 @@ fn remember_flow(
         expires_ns: unsafe { bpf_ktime_get_ns() } + TOKEN_FLOW_LIFETIME_NS,
     };
     // A failed insert costs the attempt's 0-RTT packets their token route, nothing more.
-    let _ = TOKEN_FLOWS.insert(key, flow, 0);
+    if TOKEN_FLOWS.insert(key, flow, 0).is_ok()
+        && let Some(latest) = TOKEN_FLOW_EPOCH.get_ptr_mut(0)
+    {
+        // SAFETY: a pointer to the map's value, valid for this program run; a 32-bit store,
+        // made only when it changes the value (flows are made at Initial rates, read by
+        // every token-less Initial).
+        unsafe {
+            if *latest != flow.epoch {
+                *latest = flow.epoch;
+            }
+        }
+    }
     0
 }
 
@@ -127,6 +138,12 @@ fn follow_flow(
     dcid_len: usize,
     epoch: u32,
 ) -> u32 {
+    if TOKEN_FLOW_EPOCH
+        .get(0)
+        .is_none_or(|&latest| latest != epoch)
+    {
+        return NO_BACKEND;
+    }
     let key = flow_key(ctx, datagram, dcid_offset, dcid_len);
     // SAFETY: a pointer to the map's value, valid for this program run.
     let Some(flow) = TOKEN_FLOWS.get_ptr(key).map(|flow| unsafe { *flow }) else {

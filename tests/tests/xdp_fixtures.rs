@@ -984,7 +984,17 @@ fn packets_of_an_attempt_routed_by_its_token_follow_it() {
         Some(&hashed_backend(&router, &zero_rtt)),
     );
 
-    // An expired flow is not followed; one that has not expired is, to where it says.
+    // An expired flow is not followed; one that has not expired is, to where it says. (An
+    // Initial routed by its token first: until one is, in this epoch, there is no flow to
+    // look up.)
+    check(
+        &router,
+        "another attempt's Initial with a token, in the new epoch",
+        &udp(false, v1_initial(&client_dcid(122), &token(0, "0a01", 123, 8))).frame(),
+        XDP_REDIRECT,
+        Outcome::RoutedByToken,
+        Some("alpha"),
+    );
     let mut flows = token_flows(&router);
     let mut key = TokenFlowKey {
         port_be: zero_rtt.src_port.to_be(),
