@@ -14,7 +14,7 @@ use aya_ebpf::{
 use bench_ebpf::{BENCH_MARKER_OFFSET, FLOOR_SLOTS, SinkCounter};
 use router_ebpf::{
     counters::bump,
-    parse::{Datagram, Packet, parse_datagram, ptr_at},
+    parse::{Datagram, Packet, parse, parse_datagram, write_array},
 };
 
 /// The floor's redirect targets.
@@ -43,21 +43,22 @@ pub fn floor_pass(_ctx: XdpContext) -> u32 {
     XDP_PASS
 }
 
-/// Parses Ethernet, IP and UDP as the router does, writes the Ethernet addresses and
-/// redirects every UDP datagram through a devmap: the least a redirecting router does. The
+/// Parses Ethernet, IP and UDP with the router's code (inlined: what the floor does not use
+/// of the datagram, LLVM leaves out), writes the Ethernet addresses and redirects every UDP
+/// datagram through a devmap: the least a redirecting router does. The
 /// slot is the source port modulo [`FLOOR_SLOTS`], one array lookup like a hash table's.
 #[xdp]
 pub fn floor_redirect(ctx: XdpContext) -> u32 {
-    let mut datagram = Datagram::default();
-    if parse_datagram(&ctx, &mut datagram).is_err() {
+    let Ok(datagram) = parse(&ctx) else {
         return XDP_PASS;
-    }
+    };
     let slot = u32::from(u16::from_be(datagram.src_port_be)) % FLOOR_SLOTS;
-    let (Some(addresses), Ok(eth)) = (FLOOR_MACS.get(slot), ptr_at::<12>(&ctx, 0)) else {
+    let Some(addresses) = FLOOR_MACS.get(slot) else {
         return XDP_DROP;
     };
-    // SAFETY: ptr_at checked the 12 octets.
-    unsafe { eth.write_unaligned(*addresses) };
+    if write_array(&ctx, 0, addresses).is_err() {
+        return XDP_DROP;
+    }
     FLOOR_PORTS
         .redirect(slot, u64::from(XDP_DROP))
         .unwrap_or(XDP_DROP)

@@ -623,6 +623,24 @@ pub struct BackendEntry {
     pub _pad: [u8; 3],
 }
 
+impl BackendEntry {
+    /// The Ethernet destination and source that the program writes, as they lie in the
+    /// entry: 12 octets from `dst_mac` on.
+    #[inline(always)]
+    pub fn ethernet_addresses(&self) -> &[u8; 12] {
+        const DST: usize = core::mem::offset_of!(BackendEntry, dst_mac);
+        const _: () = assert!(core::mem::offset_of!(BackendEntry, src_mac) == DST + 6);
+        // SAFETY: `dst_mac` and `src_mac` are 12 consecutive octets of `self` (repr(C),
+        // checked above), borrowed with it.
+        unsafe {
+            &*core::ptr::from_ref(self)
+                .cast::<u8>()
+                .add(DST)
+                .cast::<[u8; 12]>()
+        }
+    }
+}
+
 /// An encrypted connection ID the program decoded to a known server: the backend it found is
 /// cached under the CID and the epoch, so that later packets with that CID skip the AES
 /// passes. A new epoch (any change applied) leaves every older entry unused.

@@ -155,6 +155,19 @@ pub fn ptr_at<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<*mut [u
     Ok((start + offset) as *mut [u8; N])
 }
 
+/// Writes `from` (any memory the program may read, such as a map value) into the frame at
+/// `offset`, in whole words.
+#[inline(always)]
+pub fn write_array<const N: usize>(
+    ctx: &XdpContext,
+    offset: usize,
+    from: &[u8; N],
+) -> Result<(), Outcome> {
+    let to = ptr_at::<N>(ctx, offset)? as usize;
+    wide::copy(from.as_ptr() as usize, to, N);
+    Ok(())
+}
+
 /// The frame's length.
 #[inline(always)]
 pub fn packet_len(ctx: &XdpContext) -> usize {
@@ -201,8 +214,10 @@ pub fn parse_datagram(ctx: &XdpContext, datagram: &mut Datagram) -> Result<(), O
     }
 }
 
+/// [`parse_datagram`] inlined into the caller, for programs whose stack can take it (the
+/// benchmark's floor): what the caller does not use of the datagram, LLVM leaves out.
 #[inline(always)]
-fn parse(ctx: &XdpContext) -> Result<Datagram, Outcome> {
+pub fn parse(ctx: &XdpContext) -> Result<Datagram, Outcome> {
     let mut l3 = ETH_HLEN;
     let mut ethertype = be16(ctx.load_array(12)?);
     if ethertype == ETH_P_8021Q {
@@ -347,6 +362,58 @@ mod wide {
         }
         words.0
     }
+
+    /// Copies `len` octets from address `from` to packet address `to` (checked by the
+    /// caller), in whole words.
+    #[inline(always)]
+    pub fn copy(from: usize, to: usize, len: usize) {
+        let mut at = 0;
+        // SAFETY: every access is within the `len` octets of both, which the caller checked.
+        unsafe {
+            while at + 8 <= len {
+                store_u64(to + at, load_u64(from + at));
+                at += 8;
+            }
+            if at + 4 <= len {
+                store_u32(to + at, load_u32(from + at));
+                at += 4;
+            }
+            if at + 2 <= len {
+                store_u16(to + at, load_u16(from + at));
+                at += 2;
+            }
+            if at < len {
+                *((to + at) as *mut u8) = *((from + at) as *const u8);
+            }
+        }
+    }
+
+    macro_rules! store {
+        ($name:ident, $ty:ty, $size:literal) => {
+            /// One store instruction at `to`, whatever its alignment.
+            #[inline(always)]
+            unsafe fn $name(to: usize, value: $ty) {
+                #[cfg(target_arch = "bpf")]
+                // SAFETY: the caller checked that the octets are packet data.
+                unsafe {
+                    core::arch::asm!(
+                        concat!("*(", $size, " *)({0} + 0) = {1}"),
+                        in(reg) to,
+                        in(reg) value,
+                        options(nostack, preserves_flags)
+                    );
+                }
+                #[cfg(not(target_arch = "bpf"))]
+                // SAFETY: as above; off BPF (the host's build of this library), a plain write.
+                unsafe {
+                    (to as *mut $ty).write_unaligned(value);
+                }
+            }
+        };
+    }
+    store!(store_u64, u64, "u64");
+    store!(store_u32, u32, "u32");
+    store!(store_u16, u16, "u16");
 
     macro_rules! load {
         ($name:ident, $ty:ty, $size:literal) => {

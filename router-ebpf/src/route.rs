@@ -15,7 +15,7 @@ use router_common::{
         NO_BACKEND, PortMatch, backend_slot, fallback_slot, listener_port_slot,
     },
 };
-use router_ebpf::parse::{Datagram, packet_len, parse_datagram, ptr_at};
+use router_ebpf::parse::{Datagram, packet_len, parse_datagram, write_array};
 
 use crate::{
     maps::{BACKENDS, CONTROL, FALLBACK, LISTENER_PORTS, LISTENERS, TX_PORTS},
@@ -180,12 +180,7 @@ fn deliver(
 /// Writes the next hop's and the egress interface's MACs and redirects to the interface.
 #[inline(always)]
 fn redirect(ctx: &XdpContext, entry: &BackendEntry) -> Result<u32, Outcome> {
-    let eth = ptr_at::<12>(ctx, 0)?;
-    let mut addresses = [0u8; 12];
-    addresses[..6].copy_from_slice(&entry.dst_mac);
-    addresses[6..].copy_from_slice(&entry.src_mac);
-    // SAFETY: ptr_at checked the 12 octets; XDP may write packet data.
-    unsafe { eth.write_unaligned(addresses) };
+    write_array(ctx, 0, entry.ethernet_addresses())?;
 
     TX_PORTS
         .redirect(entry.ifindex, u64::from(XDP_DROP))

@@ -990,7 +990,11 @@ fn packets_of_an_attempt_routed_by_its_token_follow_it() {
     check(
         &router,
         "another attempt's Initial with a token, in the new epoch",
-        &udp(false, v1_initial(&client_dcid(122), &token(0, "0a01", 123, 8))).frame(),
+        &udp(
+            false,
+            v1_initial(&client_dcid(122), &token(0, "0a01", 123, 8)),
+        )
+        .frame(),
         XDP_REDIRECT,
         Outcome::RoutedByToken,
         Some("alpha"),
