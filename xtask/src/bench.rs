@@ -1,7 +1,8 @@
 //! `cargo xtask bench [--quick]`: builds in release mode and runs the benchmark (tests crate,
-//! `src/bin/bench/`), which writes bench/results.json, results.md and chart.svg at the
-//! workspace root and prints the Markdown tables; then puts the tables and the chart into
-//! docs/benchmarks.md, between its markers. Needs root.
+//! `src/bin/bench/`), which writes bench/results.json, results.md, summary.md and chart.svg
+//! at the workspace root and prints the Markdown tables; then puts the tables and the chart
+//! into docs/benchmarks.md, and the summary into the README, between their markers. Needs
+//! root.
 
 use std::{fs, process::Command};
 
@@ -15,6 +16,12 @@ const BEGIN: &str = "<!-- bench:begin -->\n";
 const END: &str = "<!-- bench:end -->";
 /// The chart, as linked from [`PAGE`].
 const CHART: &str = "![benchmark chart](../bench/chart.svg)";
+/// The README, which shows the summary.
+const README: &str = "README.md";
+const SUMMARY_BEGIN: &str = "<!-- bench-summary:begin -->\n";
+const SUMMARY_END: &str = "<!-- bench-summary:end -->";
+/// The chart, as linked from the README.
+const README_CHART: &str = "![benchmark chart](bench/chart.svg)";
 
 pub fn run(quick: bool) -> anyhow::Result<()> {
     let target = run::build_release_binaries()?;
@@ -27,20 +34,29 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     run::status(&mut command)?;
 
     let results = fs::read_to_string(out.join("results.md")).context("bench/results.md")?;
-    let page_path = run::workspace_root().join(PAGE);
-    let page = fs::read_to_string(&page_path).context(PAGE)?;
-    let (Some(begin), Some(end)) = (page.find(BEGIN), page.find(END)) else {
-        bail!("{PAGE} has no {BEGIN:?} ... {END:?} block for the results");
-    };
-    if end < begin {
-        bail!("{PAGE}: {END:?} comes before {BEGIN:?}");
-    }
-    let updated = format!(
-        "{}{BEGIN}{results}\n{CHART}\n{}",
-        &page[..begin],
-        &page[end..]
-    );
-    fs::write(&page_path, updated).context(PAGE)?;
-    eprintln!("xtask: {PAGE} now shows these results");
+    replace_between(PAGE, BEGIN, END, &format!("{results}\n{CHART}\n"))?;
+    let summary = fs::read_to_string(out.join("summary.md")).context("bench/summary.md")?;
+    replace_between(
+        README,
+        SUMMARY_BEGIN,
+        SUMMARY_END,
+        &format!("{summary}\n{README_CHART}\n"),
+    )?;
+    eprintln!("xtask: {PAGE} and {README} now show these results");
     Ok(())
+}
+
+/// Replaces what lies between `begin` and `end` in the file `page` (relative to the
+/// workspace root) with `content`.
+fn replace_between(page: &str, begin: &str, end: &str, content: &str) -> anyhow::Result<()> {
+    let path = run::workspace_root().join(page);
+    let text = fs::read_to_string(&path).context(page.to_owned())?;
+    let (Some(from), Some(to)) = (text.find(begin), text.find(end)) else {
+        bail!("{page} has no {begin:?} ... {end:?} block for the results");
+    };
+    if to < from {
+        bail!("{page}: {end:?} comes before {begin:?}");
+    }
+    let updated = format!("{}{begin}{content}{}", &text[..from], &text[to..]);
+    fs::write(&path, updated).context(page.to_owned())
 }

@@ -30,7 +30,8 @@ enum Task {
     /// The main job on a built-in topology.
     Demo,
     /// Benchmarks: per-packet cost in the kernel, forwarding rate end to end, control
-    /// plane. Writes bench/results.json, results.md and chart.svg. Needs root.
+    /// plane. Writes bench/results.json, results.md, summary.md and chart.svg, and puts
+    /// them into docs/benchmarks.md and the README. Needs root.
     Bench {
         /// A reduced set, in under two minutes.
         #[arg(long)]

@@ -683,18 +683,91 @@ impl Results<'_> {
             line(format!("| {} | {:.1} |", f.what, f.ms));
         }
         line(String::new());
-        line("| target | measured | bound | met |".into());
-        line("|---|---:|---:|---|".into());
+        md.push_str(&self.targets_table());
+        md
+    }
+
+    /// The targets and whether each is met.
+    fn targets_table(&self) -> String {
+        let mut md = String::from("| target | measured | bound | met |\n|---|---:|---:|---|\n");
         for t in self.targets() {
             let bound = if t.at_most { "<=" } else { ">=" };
-            line(format!(
+            let _ = writeln!(
+                md,
                 "| {} | {:.2} | {bound} {} | {} |",
                 t.what,
                 t.measured,
                 t.bound,
                 if t.met() { "yes" } else { "no" }
-            ));
+            );
         }
+        md
+    }
+
+    /// The README's summary: the machine, every path's cost above XDP_PASS in both modes,
+    /// the forwarding rates and the targets.
+    pub fn summary(&self) -> String {
+        let mut md = String::new();
+        let _ = writeln!(
+            md,
+            "Machine: {}.{}\n",
+            self.machine.describe(),
+            if self.settings.quick {
+                " (--quick)"
+            } else {
+                ""
+            }
+        );
+        md.push_str("Cost per packet above an XDP_PASS program, in ns (repeat mode: one packet run over and over, warm; IPv4 / IPv6):\n\n| path | quic-router | CID cache off |\n|---|---:|---:|\n");
+        let above = |family, id, variant| {
+            self.kernel_row(family, id, variant)
+                .map(|r| r.ns - r.pass_ns)
+        };
+        let pair = |id, variant| match (above("IPv4", id, variant), above("IPv6", id, variant)) {
+            (Some(v4), Some(v6)) => format!("{v4:.0} / {v6:.0}"),
+            _ => "-".to_owned(),
+        };
+        for r in self.kernel.iter().filter(|r| r.family == "IPv4") {
+            if r.variant == Variant::Decoding {
+                continue;
+            }
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} |",
+                r.path,
+                pair(r.id, r.variant),
+                pair(r.id, Variant::Decoding)
+            );
+        }
+        md.push_str("\nOne packet per call, as production sees it (ns above XDP_PASS, IPv4 / IPv6):\n\n| scenario | ns |\n|---|---:|\n");
+        for r in self.production.rows.iter().filter(|r| r.family == "IPv4") {
+            let v6 = self
+                .production_row("IPv6", r.id)
+                .map_or("-".to_owned(), |r6| format!("{:.0}", r6.ns_above_pass));
+            let _ = writeln!(md, "| {} | {:.0} / {v6} |", r.scenario, r.ns_above_pass);
+        }
+        md.push_str("\nForwarding end to end (IPv4, packets per second delivered):\n\n| forwarder | one forwarding CPU | every CPU forwarding |\n|---|---:|---:|\n");
+        for forwarder in [
+            Forwarder::Floor,
+            Forwarder::Router,
+            Forwarder::RouterPerCpuLru,
+            Forwarder::UserSpace,
+        ] {
+            let rate = |runs| {
+                median_run(runs, forwarder).map_or("-".to_owned(), |r| {
+                    format!("{:.2} M", r.delivered_pps() / 1e6)
+                })
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} |",
+                forwarder.name(),
+                rate(self.forwarding),
+                rate(self.forwarding_every_cpu)
+            );
+        }
+        md.push('\n');
+        md.push_str(&self.targets_table());
         md
     }
 
@@ -849,6 +922,7 @@ pub fn write(dir: &Path, results: &Results<'_>) -> Result<String, String> {
     for (name, text) in [
         ("results.json", json + "\n"),
         ("results.md", markdown.clone()),
+        ("summary.md", results.summary()),
     ] {
         let path = dir.join(name);
         std::fs::write(&path, text).map_err(|err| format!("{}: {err}", path.display()))?;
@@ -857,7 +931,7 @@ pub fn write(dir: &Path, results: &Results<'_>) -> Result<String, String> {
     let mut summary = markdown;
     let _ = write!(
         summary,
-        "\nWritten: {}/results.json, results.md, chart.svg",
+        "\nWritten: {}/results.json, results.md, summary.md, chart.svg",
         dir.display()
     );
     Ok(summary)
