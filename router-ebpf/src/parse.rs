@@ -21,7 +21,7 @@ pub const UDP_HLEN: usize = 8;
 /// datagram that an `SO_REUSEPORT` program sees from its UDP header on.
 pub trait Packet {
     /// Copies `buf.len()` octets from `offset` through the program type's helper, for lengths
-    /// that are not constant, and for single octets (see [`ptr_at`]).
+    /// that are not constant.
     fn load_into(&self, offset: usize, buf: &mut [u8]) -> Result<(), Outcome>;
 
     /// The `N` octets at `offset`.
