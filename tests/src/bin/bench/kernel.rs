@@ -220,6 +220,18 @@ pub fn function_sizes(elf: &[u8]) -> Vec<(String, u64)> {
 /// for when it is generic over it; other names as they are.
 fn readable(symbol: &str) -> String {
     let full = format!("{:#}", rustc_demangle::demangle(symbol));
+    // A trait method, `<Type as Trait>::method`: the type's name and the method.
+    let full = match full
+        .strip_prefix('<')
+        .and_then(|rest| rest.split_once(" as "))
+    {
+        Some((implementor, rest)) => {
+            let method = rest.rsplit("::").next().unwrap_or(rest);
+            let implementor = implementor.rsplit("::").next().unwrap_or(implementor);
+            format!("{implementor}::{method}")
+        }
+        None => full,
+    };
     let (path, generics) = full.split_once("::<").unwrap_or((full.as_str(), ""));
     let segments: Vec<&str> = path.split("::").collect();
     let name = segments[segments.len().saturating_sub(2)..].join("::");
@@ -357,5 +369,32 @@ pub fn run(settings: &Settings) -> Results {
         rows,
         programs,
         functions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readable;
+
+    #[test]
+    fn symbols_read_as_module_or_type_and_function() {
+        let cases = [
+            (
+                "_RNvNtCsfUZ8n7AyIDo_11router_ebpf3cid15server_id_route",
+                "cid::server_id_route",
+            ),
+            (
+                "_RINvNtCsfUZ8n7AyIDo_11router_ebpf3cid15server_id_routeNtNtNtCsbXCHIAeIPAu_8aya_ebpf8programs12sk_reuseport18SkReuseportContextEB4_",
+                "cid::server_id_route (SO_REUSEPORT)",
+            ),
+            (
+                "_RNvXs1_NtNtCsavILejnzSvX_13router_common7quic_lb9table_aesNtB5_12AesRoundKeysNtNtB7_6cipher11BlockCipher13encrypt_block",
+                "AesRoundKeys::encrypt_block",
+            ),
+            ("memset", "memset"),
+        ];
+        for (symbol, expected) in cases {
+            assert_eq!(readable(symbol), expected, "{symbol}");
+        }
     }
 }
