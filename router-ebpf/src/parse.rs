@@ -163,8 +163,9 @@ pub fn write_array<const N: usize>(
     offset: usize,
     from: &[u8; N],
 ) -> Result<(), Outcome> {
-    let to = ptr_at::<N>(ctx, offset)? as usize;
-    wide::copy(from.as_ptr() as usize, to, N);
+    let to = ptr_at::<N>(ctx, offset)?;
+    // SAFETY: ptr_at checked the `N` octets of packet data; `from` has `N` octets.
+    unsafe { wide::copy_words::<true>(from.as_ptr() as usize, to.cast(), N) };
     Ok(())
 }
 
@@ -321,12 +322,14 @@ fn parse_udp(
     })
 }
 
-/// Reads of packet data in as few instructions as its length allows.
+/// Reads and writes of packet data (and reads of map values) in as few instructions as
+/// their length allows.
 ///
 /// Packet data has no alignment to rely on, and BPF promises no unaligned access, so LLVM
 /// reads an unaligned `u32` octet by octet: four loads, three shifts, three ORs. The kernel
-/// does allow unaligned loads from packet data wherever they are cheap (the verifier then
-/// checks no alignment: x86-64, arm64), so these loads are written as one instruction each.
+/// does allow unaligned access to packet data and map values wherever it is cheap (the
+/// verifier then checks no alignment: x86-64, arm64), so these accesses are written as one
+/// instruction each.
 /// On an architecture that needs alignment, the verifier refuses the program at load time.
 mod wide {
     /// A stack buffer with the stack's alignment, so that whole words can be stored into it
@@ -338,63 +341,68 @@ mod wide {
     #[inline(always)]
     pub fn copy_in<const N: usize>(from: usize) -> [u8; N] {
         let mut words = Words([0u8; N]);
-        let to = words.0.as_mut_ptr();
-        let mut at = 0;
-        // SAFETY: every store is within `words`, at an offset aligned for its size (8-octet
-        // words first, then at most one of each smaller size); every load is within the
-        // `N` checked octets.
-        unsafe {
-            while at + 8 <= N {
-                to.add(at).cast::<u64>().write(load_u64(from + at));
-                at += 8;
-            }
-            if at + 4 <= N {
-                to.add(at).cast::<u32>().write(load_u32(from + at));
-                at += 4;
-            }
-            if at + 2 <= N {
-                to.add(at).cast::<u16>().write(load_u16(from + at));
-                at += 2;
-            }
-            if at < N {
-                *to.add(at) = *((from + at) as *const u8);
-            }
-        }
+        // SAFETY: `words` holds the `N` octets, 8-aligned; the caller checked `from`'s.
+        unsafe { copy_words::<false>(from, words.0.as_mut_ptr(), N) };
         words.0
     }
 
-    /// Copies `len` octets from address `from` to packet address `to` (checked by the
-    /// caller), in whole words.
+    /// Copies `len` octets from `from` to `to` in whole words: 8-octet words first, then at
+    /// most one of each smaller size, so that into an 8-aligned buffer ([`Words`]) every
+    /// store is aligned. Into packet data (`INTO_PACKET`) the stores are single instructions
+    /// at any alignment; into the program's own buffer they are plain writes, which LLVM can
+    /// see through (it keeps the loaded words in registers).
+    ///
+    /// # Safety
+    ///
+    /// Both ranges are readable and writable as used, `to` 8-aligned unless `INTO_PACKET`.
     #[inline(always)]
-    pub fn copy(from: usize, to: usize, len: usize) {
+    pub unsafe fn copy_words<const INTO_PACKET: bool>(from: usize, to: *mut u8, len: usize) {
+        /// One word at `to + at`.
+        #[inline(always)]
+        unsafe fn put<const INTO_PACKET: bool, T>(
+            to: *mut u8,
+            at: usize,
+            value: T,
+            store: unsafe fn(usize, T),
+        ) {
+            // SAFETY: as the caller's.
+            unsafe {
+                if INTO_PACKET {
+                    store(to as usize + at, value);
+                } else {
+                    to.add(at).cast::<T>().write(value);
+                }
+            }
+        }
         let mut at = 0;
-        // SAFETY: every access is within the `len` octets of both, which the caller checked.
+        // SAFETY: every access is within the `len` octets of both (the caller's).
         unsafe {
             while at + 8 <= len {
-                store_u64(to + at, load_u64(from + at));
+                put::<INTO_PACKET, _>(to, at, load_u64(from + at), store_u64);
                 at += 8;
             }
             if at + 4 <= len {
-                store_u32(to + at, load_u32(from + at));
+                put::<INTO_PACKET, _>(to, at, load_u32(from + at), store_u32);
                 at += 4;
             }
             if at + 2 <= len {
-                store_u16(to + at, load_u16(from + at));
+                put::<INTO_PACKET, _>(to, at, load_u16(from + at), store_u16);
                 at += 2;
             }
             if at < len {
-                *((to + at) as *mut u8) = *((from + at) as *const u8);
+                *to.add(at) = *((from + at) as *const u8);
             }
         }
     }
 
     macro_rules! store {
         ($name:ident, $ty:ty, $size:literal) => {
-            /// One store instruction at `to`, whatever its alignment.
+            /// One store instruction at `to` (unaligned only into packet data).
             #[inline(always)]
             unsafe fn $name(to: usize, value: $ty) {
                 #[cfg(target_arch = "bpf")]
-                // SAFETY: the caller checked that the octets are packet data.
+                // SAFETY: the caller checked that the octets are writable (packet data, or
+                // the program's stack at an aligned offset).
                 unsafe {
                     core::arch::asm!(
                         concat!("*(", $size, " *)({0} + 0) = {1}"),
