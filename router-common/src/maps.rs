@@ -292,8 +292,9 @@ pub mod specs {
         U32,
         Entries::PerServerId(GENERATIONS),
     );
-    /// Mapped into user space (`BPF_F_MMAPABLE`), which writes a generation's 2 MiB at
-    /// once instead of an entry per syscall.
+    /// Mapped into user space (`BPF_F_MMAPABLE`), which rewrites a generation's region
+    /// (4 MiB: the kernel keeps array values 8 octets apart) in memory instead of an entry
+    /// per syscall.
     pub const SHORT_SERVER_IDS: MapSpec = MapSpec {
         flags: BPF_F_MMAPABLE,
         ..spec(

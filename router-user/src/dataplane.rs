@@ -19,9 +19,9 @@ use router_common::{
     counters::{LocalOutcome, Outcome},
     maps::{
         BackendCounters, BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, Control,
-        LOCAL_WORKER_IFINDEX, Limits, ListenerKey, MapSpec, PORTS, PortListeners, ServerIdKey,
-        backend_slot, cid_config_slot, fallback_slot, listener_port_slot, short_server_id_slot,
-        specs, worker_socket_slot,
+        LOCAL_WORKER_IFINDEX, Limits, ListenerKey, MapSpec, PORTS, PortListeners,
+        SHORT_SERVER_ID_SLOTS, ServerIdKey, backend_slot, cid_config_slot, fallback_slot,
+        listener_port_slot, short_server_id_slot, specs, worker_socket_slot,
     },
     quic_lb::MAX_SERVER_ID_LEN,
 };
@@ -396,10 +396,13 @@ impl Dataplane {
             }
         }
 
-        // Short server IDs: the whole generation, in one copy.
-        self.short_server_ids.write(
-            short_server_id_slot(generation, 0, &[0; MAX_SERVER_ID_LEN]) as usize,
-            &tables.short_server_ids(),
+        // Short server IDs: the whole generation's region, rewritten in memory.
+        let start = short_server_id_slot(generation, 0, &[0; MAX_SERVER_ID_LEN]) as usize;
+        self.short_server_ids.rewrite(
+            start..start + (CID_CONFIG_SLOTS * SHORT_SERVER_ID_SLOTS) as usize,
+            tables
+                .short_server_ids()
+                .map(|(slot, value)| (start + slot as usize, value)),
         );
 
         // Hash maps: insert what is new or changed, remove what is gone.

@@ -1,9 +1,10 @@
 //! An array map mapped into the controller's memory (`BPF_F_MMAPABLE`): a generation's region
-//! written with one copy, where one syscall per entry would take a second for a million
+//! rewritten in memory, where one syscall per entry would take a second for a million
 //! entries.
 
 use std::{
     io,
+    ops::Range,
     os::fd::{AsFd as _, AsRawFd as _},
     ptr::NonNull,
     sync::atomic::{Ordering, fence},
@@ -61,23 +62,31 @@ impl MappedArray {
         })
     }
 
-    /// Writes `values` from entry `start` on, then a fence, so that whatever the caller does
-    /// next to publish them (the epoch's flip) comes after.
+    /// Rewrites the entries `region`: 0 in each, but `value` at each `(index, value)` of
+    /// `values`; then a fence, so that whatever the caller does next to publish them (the
+    /// epoch's flip) comes after.
     ///
     /// # Panics
     ///
-    /// If the values run past the array: the caller's slots come from the map's layout.
-    pub fn write(&mut self, start: usize, values: &[u32]) {
+    /// If the region runs past the array, or an index lies outside the region: the caller's
+    /// slots come from the map's layout.
+    pub fn rewrite(
+        &mut self,
+        region: Range<usize>,
+        values: impl IntoIterator<Item = (usize, u32)>,
+    ) {
         assert!(
-            start + values.len() <= self.entries,
-            "entries {start}.. ({}) past the array's {}",
-            values.len(),
+            region.start <= region.end && region.end <= self.entries,
+            "entries {region:?} past the array's {}",
             self.entries
         );
-        for (i, &value) in values.iter().enumerate() {
-            // SAFETY: within the mapping (checked above), which lives as long as `self`; the
-            // programs read only the generation packets use, which the caller does not write.
-            unsafe { self.base.as_ptr().add(start + i).cast::<u32>().write(value) };
+        // SAFETY: within the mapping (checked above), which lives as long as `self`; the
+        // programs read only the generation packets use, which the caller does not write.
+        unsafe { std::ptr::write_bytes(self.base.as_ptr().add(region.start), 0, region.len()) };
+        for (index, value) in values {
+            assert!(region.contains(&index), "entry {index} outside {region:?}");
+            // SAFETY: as above, `index` within the region.
+            unsafe { self.base.as_ptr().add(index).cast::<u32>().write(value) };
         }
         fence(Ordering::SeqCst);
     }

@@ -8,7 +8,7 @@ use router_common::{
     maps::{
         BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, FALLBACK_TABLE_SIZE,
         LISTENER_HASH_INITIALS, LOCAL_WORKER_IFINDEX, Limits, ListenerKey, MAX_SHORT_SERVER_ID_LEN,
-        NO_BACKEND, SHORT_SERVER_ID_SLOTS, ServerIdKey, short_server_id_slot,
+        NO_BACKEND, ServerIdKey, short_server_id_slot,
     },
     quic_lb::AesRoundKeys,
 };
@@ -35,22 +35,17 @@ pub struct RoutingTables {
 }
 
 impl RoutingTables {
-    /// This generation's region of `SHORT_SERVER_IDS` (from codepoint 0's first slot): the
-    /// backend index + 1 of each server ID of at most [`MAX_SHORT_SERVER_ID_LEN`] octets under
-    /// an active config, 0 in every other slot.
-    pub fn short_server_ids(&self) -> Vec<u32> {
-        let mut region = vec![0u32; (CID_CONFIG_SLOTS * SHORT_SERVER_ID_SLOTS) as usize];
-        for (key, &backend) in &self.server_ids {
-            let short = self
-                .cid_configs
-                .get(usize::from(key.config_rotation))
-                .is_some_and(|c| c.active != 0 && c.server_id_len <= MAX_SHORT_SERVER_ID_LEN);
-            if short {
+    /// What this generation's region of `SHORT_SERVER_IDS` holds besides zeros, as (slot in
+    /// generation 0, backend index + 1): each server ID of at most [`MAX_SHORT_SERVER_ID_LEN`]
+    /// octets under an active config.
+    pub fn short_server_ids(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.server_ids.iter().filter_map(|(key, &backend)| {
+            let config = self.cid_configs.get(usize::from(key.config_rotation))?;
+            (config.active != 0 && config.server_id_len <= MAX_SHORT_SERVER_ID_LEN).then(|| {
                 let slot = short_server_id_slot(0, key.config_rotation.into(), &key.server_id);
-                region[slot as usize] = backend + 1;
-            }
-        }
-        region
+                (slot, backend + 1)
+            })
+        })
     }
 }
 
