@@ -211,6 +211,19 @@ impl Results<'_> {
             .find(|r| r.family == family && r.id == id)
     }
 
+    /// Each loop-mode scenario: its description and its cost above XDP_PASS in IPv4 and,
+    /// if measured, IPv6.
+    fn production_by_family(&self) -> impl Iterator<Item = (&str, f64, Option<f64>)> {
+        self.production
+            .rows
+            .iter()
+            .filter(|r| r.family == "IPv4")
+            .map(|r| {
+                let v6 = self.production_row("IPv6", r.id).map(|r6| r6.ns_above_pass);
+                (r.scenario.as_str(), r.ns_above_pass, v6)
+            })
+    }
+
     fn kernel_row(&self, family: &str, id: &str, variant: Variant) -> Option<&Row> {
         self.kernel
             .iter()
@@ -567,14 +580,9 @@ impl Results<'_> {
         line(String::new());
         line("| scenario | IPv4 ns/packet above XDP_PASS | IPv6 |".into());
         line("|---|---:|---:|".into());
-        for r in self.production.rows.iter().filter(|r| r.family == "IPv4") {
-            let v6 = self
-                .production_row("IPv6", r.id)
-                .map_or("-".to_owned(), |r6| format!("{:.1}", r6.ns_above_pass));
-            line(format!(
-                "| {} | {:.1} | {v6} |",
-                r.scenario, r.ns_above_pass
-            ));
+        for (scenario, v4, v6) in self.production_by_family() {
+            let v6 = v6.map_or("-".to_owned(), |ns| format!("{ns:.1}"));
+            line(format!("| {scenario} | {v4:.1} | {v6} |"));
         }
         line(String::new());
         line("The CID cache, one LRU list for all CPUs (as built) or one per CPU (`BPF_F_NO_COMMON_LRU`), with both CPUs running the program at once on CIDs of their own (four-pass, 3 passes; ns/packet, mean of the CPUs, median of rounds that alternate the two):".into());
@@ -740,11 +748,9 @@ impl Results<'_> {
             );
         }
         md.push_str("\nOne packet per call, as production sees it (ns above XDP_PASS, IPv4 / IPv6):\n\n| scenario | ns |\n|---|---:|\n");
-        for r in self.production.rows.iter().filter(|r| r.family == "IPv4") {
-            let v6 = self
-                .production_row("IPv6", r.id)
-                .map_or("-".to_owned(), |r6| format!("{:.0}", r6.ns_above_pass));
-            let _ = writeln!(md, "| {} | {:.0} / {v6} |", r.scenario, r.ns_above_pass);
+        for (scenario, v4, v6) in self.production_by_family() {
+            let v6 = v6.map_or("-".to_owned(), |ns| format!("{ns:.0}"));
+            let _ = writeln!(md, "| {scenario} | {v4:.0} / {v6} |");
         }
         md.push_str("\nForwarding end to end (IPv4, packets per second delivered):\n\n| forwarder | one forwarding CPU | every CPU forwarding |\n|---|---:|---:|\n");
         for forwarder in [
