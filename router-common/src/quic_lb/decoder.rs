@@ -126,7 +126,10 @@ impl<C: BlockCipher> Decoder<C> {
 /// `plaintext_len` octets): plaintext without a cipher, single-pass when the plaintext is one
 /// block, four-pass otherwise, stopping after three passes where draft-21 allows. The server
 /// ID is in the most significant `server_id_len` octets of the result, a big-endian `u128`,
-/// and every other octet is zero. The XDP program runs this same function.
+/// and every other octet is zero. The XDP program runs this same function for encrypted
+/// CIDs; a plaintext server ID it copies as it lies (router-ebpf `cid::copy_prefix`), which
+/// the differential test checks, as it checks this function, against an independent model
+/// for every server ID length.
 #[inline(always)]
 pub fn decode_server_id<C: BlockCipher>(
     cipher: Option<&C>,
