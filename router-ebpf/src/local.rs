@@ -57,13 +57,7 @@ fn try_select_worker(ctx: &SkReuseportContext) -> LocalOutcome {
         };
     }
     let generation = Control { epoch }.generation();
-    let backend = fallback_backend(
-        generation,
-        &datagram.src,
-        &datagram.dst,
-        datagram.src_port_be,
-        datagram.dst_port_be,
-    );
+    let backend = fallback_backend(generation, &datagram);
     if backend != NO_BACKEND && select(ctx, backend, ipv6) {
         LocalOutcome::Fallback
     } else {

@@ -182,18 +182,23 @@ fn be16(octets: [u8; 2]) -> u16 {
 }
 
 /// A UDP datagram: its 4-tuple and where its payload is.
+///
+/// `repr(C)` with the addresses first: they start on 8-octet boundaries, so that the flow
+/// hash reads them in whole words (the verifier refuses misaligned stack access, and LLVM
+/// would otherwise read them octet by octet).
 #[derive(Default)]
+#[repr(C)]
 pub struct Datagram {
-    pub family: u8,
     pub src: FlowAddr,
     pub dst: FlowAddr,
-    pub src_port_be: u16,
-    pub dst_port_be: u16,
     /// Offset of the UDP payload in the packet.
     pub payload_offset: usize,
     /// What the UDP length field gives, if the IP and UDP lengths agree with the packet;
     /// `None` when they do not (checked only once the datagram is known to be for a listener).
     pub payload_len: Option<usize>,
+    pub src_port_be: u16,
+    pub dst_port_be: u16,
+    pub family: u8,
 }
 
 /// Parses up to the UDP header into `datagram`; `Err` is why the packet is not ours to

@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use router_common::{
     counters::Outcome,
-    flow_hash::{FlowAddr, flow_hash},
+    flow_hash::flow_hash,
     maps::{
         BackendEntry, Control, LISTENER_HASH_INITIALS, LOCAL_WORKER_IFINDEX, ListenerKey,
         NO_BACKEND, PortMatch, backend_slot, fallback_slot, listener_port_slot,
@@ -116,32 +116,25 @@ fn listener_of_several(datagram: &Datagram, generation: u32) -> Result<u8, Outco
     }
 }
 
-/// The backend that the fallback table gives the packet's 4-tuple, or NO_BACKEND.
+/// The backend that the fallback table gives the datagram's 4-tuple, or NO_BACKEND.
 ///
 /// A BPF subprogram (not inlined): the hash's registers would otherwise be spilled into the
 /// frame of the caller, which has to stay small for the server ID decoder's call chain.
 #[inline(never)]
 fn fallback(generation: u32, datagram: &Datagram) -> u32 {
-    fallback_backend(
-        generation,
+    fallback_backend(generation, datagram)
+}
+
+/// The fallback table's backend for a datagram's 4-tuple, or NO_BACKEND. The socket
+/// selection for local workers takes the same, so that both agree.
+#[inline(always)]
+pub fn fallback_backend(generation: u32, datagram: &Datagram) -> u32 {
+    let hash = flow_hash(
         &datagram.src,
         &datagram.dst,
         datagram.src_port_be,
         datagram.dst_port_be,
-    )
-}
-
-/// The fallback table's backend for a 4-tuple (ports in network byte order), or NO_BACKEND.
-/// The socket selection for local workers takes the same, so that both agree.
-#[inline(always)]
-pub fn fallback_backend(
-    generation: u32,
-    src: &FlowAddr,
-    dst: &FlowAddr,
-    src_port_be: u16,
-    dst_port_be: u16,
-) -> u32 {
-    let hash = flow_hash(src, dst, src_port_be, dst_port_be);
+    );
     FALLBACK
         .get(fallback_slot(generation, hash))
         .copied()

@@ -105,13 +105,45 @@ fn median_run(runs: &[Run], forwarder: Forwarder) -> Option<&Run> {
     median(runs, |r| r.forwarder == forwarder, Run::delivered_pps)
 }
 
+/// Why the runs of `forwarders` cannot decide a target: a forwarder whose fastest run
+/// delivered more than 1.25 times its slowest (something other than the forwarder set the
+/// rate), with each one's range; None if they agree.
+fn runs_disagree(runs: &[Run], forwarders: &[Forwarder]) -> Option<String> {
+    let ranges: Vec<(Forwarder, f64, f64)> = forwarders
+        .iter()
+        .map(|&forwarder| {
+            let rates = runs
+                .iter()
+                .filter(|r| r.forwarder == forwarder)
+                .map(Run::delivered_pps);
+            let min = rates.clone().fold(f64::INFINITY, f64::min);
+            (forwarder, min, rates.fold(0.0, f64::max))
+        })
+        .collect();
+    ranges
+        .iter()
+        .any(|&(_, min, max)| max > 1.25 * min)
+        .then(|| {
+            let ranges: Vec<String> = ranges
+                .iter()
+                .map(|(forwarder, min, max)| {
+                    format!("{} {:.2}-{:.2} Mpps", forwarder.id(), min / 1e6, max / 1e6)
+                })
+                .collect();
+            format!("runs spread ({})", ranges.join(", "))
+        })
+}
+
 /// A target: what it says, the ratio measured, the bound, whether the ratio must stay at or
-/// below the bound (cost) or reach it (rate).
+/// below the bound (cost) or reach it (rate), and why the measurement cannot decide, if it
+/// cannot.
+#[derive(Default)]
 struct Target {
     what: String,
     measured: f64,
     bound: f64,
     at_most: bool,
+    undecided: Option<String>,
 }
 
 impl Target {
@@ -261,6 +293,7 @@ impl Results<'_> {
                         measured: row.ns / row.redirect_ns,
                         bound,
                         at_most: true,
+                        ..Target::default()
                     });
                 }
             }
@@ -282,6 +315,7 @@ impl Results<'_> {
                     measured: (floor - pass) / (c_floor - c_pass),
                     bound: 1.2,
                     at_most: true,
+                    ..Target::default()
                 });
             }
         }
@@ -296,6 +330,7 @@ impl Results<'_> {
                         measured: ns / baseline,
                         bound: 0.5,
                         at_most: true,
+                        ..Target::default()
                     });
                 }
             }
@@ -307,12 +342,18 @@ impl Results<'_> {
                     measured: ns,
                     bound: 75.0,
                     at_most: true,
+                    ..Target::default()
                 });
             }
             let ratios = [
                 (
                     "Initial hashed by its 4-tuple / plaintext short header (1M each, one packet a call)",
                     "initial_hash",
+                    "plaintext_many",
+                ),
+                (
+                    "Initial hashed while token flows are made / plaintext short header (1M each, one packet a call)",
+                    "initial_hash_flows",
                     "plaintext_many",
                 ),
                 (
@@ -333,6 +374,7 @@ impl Results<'_> {
                         measured: ns / reference_ns,
                         bound: 1.0,
                         at_most: true,
+                        ..Target::default()
                     });
                 }
             }
@@ -348,6 +390,7 @@ impl Results<'_> {
                 measured: router / floor,
                 bound: 0.9,
                 at_most: false,
+                undecided: runs_disagree(self.forwarding, &[Forwarder::Router, Forwarder::Floor]),
             });
             if let (Some(router), Some(floor)) = (
                 median_run(self.forwarding_every_cpu, Forwarder::Router).map(Run::delivered_pps),
@@ -359,6 +402,7 @@ impl Results<'_> {
                     measured: router / floor,
                     bound: 0.9,
                     at_most: false,
+                    ..Target::default()
                 });
             }
             targets.push(Target {
@@ -366,6 +410,7 @@ impl Results<'_> {
                 measured: router / user,
                 bound: 3.0,
                 at_most: false,
+                ..Target::default()
             });
         }
         targets
@@ -505,7 +550,8 @@ impl Results<'_> {
                 "measured": round(t.measured, 3),
                 "bound": t.bound,
                 "at_most": t.at_most,
-                "met": t.met(),
+                "met": t.undecided.is_none().then(|| t.met()),
+                "undecided": t.undecided,
             })).collect::<Vec<_>>(),
         })
     }
@@ -706,7 +752,11 @@ impl Results<'_> {
                 t.what,
                 t.measured,
                 t.bound,
-                if t.met() { "yes" } else { "no" }
+                match (&t.undecided, t.met()) {
+                    (Some(why), _) => format!("undecided: {why}"),
+                    (None, true) => "yes".to_owned(),
+                    (None, false) => "no".to_owned(),
+                }
             );
         }
         md
