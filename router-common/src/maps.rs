@@ -26,9 +26,9 @@
 //! | `BACKENDS` | array | [`backend_slot`] | [`BackendEntry`] |
 //! | `FALLBACK` | array | [`fallback_slot`] | `u32` backend index or [`NO_BACKEND`] |
 //! | `TX_PORTS` | devmap hash | ifindex | ifindex |
-//! | `CID_CACHE` | LRU hash | [`CidCacheKey`] | `u32` backend index |
+//! | `CID_CACHE` | array | [`cid_cache_slot`] | [`CidCacheSet`]: encrypted CIDs decoded before, with their backends (a region per CPU) |
 //! | `SERVER_ID_KEY` | per-CPU array, 1 | 0 | [`ServerIdKey`]: where a decoded server ID is built |
-//! | `CID_CACHE_KEY` | per-CPU array, 1 | 0 | [`CidCacheKey`]: where a packet's cache key is built |
+//! | `CID_CACHE_PROBE` | per-CPU array, 1 | 0 | [`CidCacheWay`]: where a packet's CID is made into a cache entry |
 //! | `TOKEN_FLOWS` | LRU hash | [`TokenFlowKey`] | [`TokenFlow`] |
 //! | `TOKEN_FLOW_EPOCH` | array, 1 | 0 | `u32`: the epoch in which the programs last made a token flow (a flow of another epoch is void: no lookup) |
 //! | `STATS` | per-CPU array | [`Outcome`] | `u64` packets |
@@ -38,8 +38,11 @@
 //! | `VERDICT` | array, 1 | 0 | [`Verdict`] (written only when tracing, for `explain`) |
 //!
 //! Every map but `VERDICT` is pinned by the controller. The CID cache and the token flows are
-//! shared: both programs fill and read them, and a new controller that adopts a running
-//! program keeps them.
+//! shared by both programs, which fill and read them, and a new controller that adopts a
+//! running program keeps them. The CID cache is per CPU, a region of one array each (a per-CPU
+//! array would add a pointer to follow per lookup): a CPU reads and writes only its own sets,
+//! so that no entry is ever seen half written (a CID paired with another's backend), and the
+//! CPUs share no cache line of it.
 
 use crate::{
     counters::{LocalOutcome, Outcome},
@@ -129,8 +132,8 @@ pub struct Limits {
     pub server_ids: u32,
     /// Listeners in the config.
     pub listeners: u32,
-    /// Encrypted connection IDs whose backend the program remembers (least recently used
-    /// ones make way).
+    /// Encrypted connection IDs whose backend the program remembers, on each CPU: a power of
+    /// two, in sets of [`CID_CACHE_WAYS`] (a new one takes the place of its set's older).
     pub cid_cache_entries: u32,
 }
 
@@ -139,7 +142,9 @@ impl Limits {
         backends: 1024,
         server_ids: 131_072,
         listeners: 256,
-        cid_cache_entries: 65_536,
+        // 8 MiB per CPU: room for about 60,000 connections with encrypted CIDs on each CPU
+        // (a set that three fall into loses one).
+        cid_cache_entries: 262_144,
     };
     /// The largest value of each limit (the kernel preallocates hash maps: about 100 octets
     /// per entry and generation).
@@ -147,13 +152,18 @@ impl Limits {
         backends: 65_536,
         server_ids: 4_194_304,
         listeners: 65_536,
-        cid_cache_entries: 16_777_216,
+        cid_cache_entries: 1_048_576,
     };
 
     /// Backend indices: twice the backends, because an index stays taken while either
     /// generation uses it (a config that replaces every backend needs both sets at once).
     pub const fn backend_indices(&self) -> u32 {
         self.backends * 2
+    }
+
+    /// Sets of the CID cache on each CPU (`cid_cache_entries` is a power of two).
+    pub const fn cid_cache_sets(&self) -> u32 {
+        self.cid_cache_entries / CID_CACHE_WAYS
     }
 }
 
@@ -186,7 +196,7 @@ pub enum Entries {
     PerServerId(u32),
     /// This many per listener.
     PerListener(u32),
-    /// [`Limits::cid_cache_entries`].
+    /// [`Limits::cid_cache_sets`] per CPU slot.
     CidCache,
 }
 
@@ -204,20 +214,21 @@ pub struct MapSpec {
 }
 
 impl MapSpec {
-    /// The number of entries under `limits`.
-    pub const fn max_entries(&self, limits: &Limits) -> u32 {
+    /// The number of entries under `limits` on a machine of `cpu_slots` CPU numbers (the
+    /// highest possible CPU's number + 1).
+    pub const fn max_entries(&self, limits: &Limits, cpu_slots: u32) -> u32 {
         match self.entries {
             Entries::Fixed(n) => n,
             Entries::PerBackendIndex(n) => n * limits.backend_indices(),
             Entries::PerServerId(n) => n * limits.server_ids,
             Entries::PerListener(n) => n * limits.listeners,
-            Entries::CidCache => limits.cid_cache_entries,
+            Entries::CidCache => limits.cid_cache_sets() * cpu_slots,
         }
     }
 
-    /// The number of entries the kernel program is built with.
+    /// The number of entries the kernel program is built with (the loader sets the rest).
     pub const fn default_entries(&self) -> u32 {
-        self.max_entries(&Limits::DEFAULT)
+        self.max_entries(&Limits::DEFAULT, 1)
     }
 
     /// Whether the entry count follows from the limits (and so may differ from the built
@@ -328,9 +339,9 @@ pub mod specs {
     );
     pub const CID_CACHE: MapSpec = spec(
         "CID_CACHE",
-        MapKind::LruHash,
-        size_of::<CidCacheKey>(),
+        MapKind::Array,
         U32,
+        size_of::<CidCacheSet>(),
         Entries::CidCache,
     );
     pub const SERVER_ID_KEY: MapSpec = spec(
@@ -340,11 +351,11 @@ pub mod specs {
         size_of::<ServerIdKey>(),
         Entries::Fixed(1),
     );
-    pub const CID_CACHE_KEY: MapSpec = spec(
-        "CID_CACHE_KEY",
+    pub const CID_CACHE_PROBE: MapSpec = spec(
+        "CID_CACHE_PROBE",
         MapKind::PerCpuArray,
         U32,
-        size_of::<CidCacheKey>(),
+        size_of::<CidCacheWay>(),
         Entries::Fixed(1),
     );
     pub const TOKEN_FLOWS: MapSpec = spec(
@@ -412,7 +423,7 @@ pub const PINNED_MAPS: [MapSpec; 18] = [
     specs::TX_PORTS,
     specs::CID_CACHE,
     specs::SERVER_ID_KEY,
-    specs::CID_CACHE_KEY,
+    specs::CID_CACHE_PROBE,
     specs::TOKEN_FLOWS,
     specs::TOKEN_FLOW_EPOCH,
     specs::STATS,
@@ -642,17 +653,99 @@ impl BackendEntry {
     }
 }
 
-/// An encrypted connection ID the program decoded to a known server: the backend it found is
-/// cached under the CID and the epoch, so that later packets with that CID skip the AES
-/// passes. A new epoch (any change applied) leaves every older entry unused.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct CidCacheKey {
-    pub epoch: u32,
-    /// The CID's length; octets past it are zero.
-    pub len: u8,
+/// Entries of a CID cache set: a CID whose set holds two others is decoded again.
+pub const CID_CACHE_WAYS: u32 = 2;
+
+/// The `CID_CACHE` slot of set `set` for CPU `cpu`: each CPU's sets follow one another,
+/// `stride` apart (the sets per CPU; 0 makes one cache for all CPUs, which the benchmark
+/// compares).
+#[inline(always)]
+pub const fn cid_cache_slot(cpu: u32, stride: u32, set: u32) -> u32 {
+    cpu * stride + set
+}
+
+/// An encrypted connection ID the program decoded to a known server, and the backend it
+/// found, so that later packets with that CID skip the AES passes. An entry of another epoch
+/// (any change applied since) is unused. 32 octets; the first 28 are what a lookup matches.
+#[repr(C, align(8))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CidCacheWay {
+    /// The CID, zero past `len`.
     pub cid: [u8; MAX_CID_LEN],
+    pub len: u8,
     pub _pad: [u8; 3],
+    pub epoch: u32,
+    pub backend: u32,
+}
+
+impl CidCacheWay {
+    /// The entry for the first `len` octets of `cid` under `epoch` (the program builds it
+    /// in place, in a per-CPU slot, to spare its stack).
+    pub fn new(cid: &[u8], epoch: u32, backend: u32) -> Self {
+        let mut way = Self {
+            len: cid.len().min(MAX_CID_LEN) as u8,
+            epoch,
+            backend,
+            ..Self::default()
+        };
+        way.cid[..way.len as usize].copy_from_slice(&cid[..way.len as usize]);
+        way
+    }
+
+    /// The entry as four words: the CID's three (the last with the length and the zero
+    /// padding), then the epoch's and the backend's.
+    #[inline(always)]
+    fn words(&self) -> &[u64; 4] {
+        const _: () = assert!(size_of::<CidCacheWay>() == 32 && align_of::<CidCacheWay>() == 8);
+        // SAFETY: 32 octets of plain integers, 8-aligned (checked above), borrowed with
+        // `self`.
+        unsafe { &*core::ptr::from_ref(self).cast::<[u64; 4]>() }
+    }
+
+    /// Whether `self` is the entry of `other`'s CID under `other`'s epoch. Both have zero
+    /// padding (the program's probe is never written there).
+    #[inline(always)]
+    pub fn same_cid(&self, other: &Self) -> bool {
+        let (mine, theirs) = (self.words(), other.words());
+        mine[0] == theirs[0]
+            && mine[1] == theirs[1]
+            && mine[2] == theirs[2]
+            && self.epoch == other.epoch
+    }
+
+    /// The CID's set among `sets` (a power of two): from the octets after the first, which
+    /// every encrypted CID has at least five of and whose values are the cipher's (uniform).
+    #[inline(always)]
+    pub fn set(&self, sets: u32) -> u32 {
+        let [_, second, third, fourth, fifth, ..] = self.cid;
+        u32::from_le_bytes([second, third, fourth, fifth]) & (sets - 1)
+    }
+}
+
+/// A set of the CID cache: 64 octets, read at once. A new entry goes first and the older one
+/// moves second; what was second makes way.
+#[repr(C, align(8))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CidCacheSet {
+    pub ways: [CidCacheWay; CID_CACHE_WAYS as usize],
+}
+
+impl CidCacheSet {
+    /// The backend of the entry that is `probe`'s CID under its epoch.
+    #[inline(always)]
+    pub fn find(&self, probe: &CidCacheWay) -> Option<u32> {
+        self.ways
+            .iter()
+            .find(|way| way.same_cid(probe))
+            .map(|way| way.backend)
+    }
+
+    /// Puts `entry` first; the first moves second.
+    #[inline(always)]
+    pub fn insert(&mut self, entry: &CidCacheWay) {
+        self.ways[1] = self.ways[0];
+        self.ways[0] = *entry;
+    }
 }
 
 /// Connection attempts whose Initial was routed by its token: about as many as start within
@@ -725,7 +818,8 @@ mod pod {
     unsafe impl aya::Pod for super::PortListeners {}
     unsafe impl aya::Pod for super::CidConfigEntry {}
     unsafe impl aya::Pod for super::ServerIdKey {}
-    unsafe impl aya::Pod for super::CidCacheKey {}
+    unsafe impl aya::Pod for super::CidCacheWay {}
+    unsafe impl aya::Pod for super::CidCacheSet {}
     unsafe impl aya::Pod for super::TokenFlowKey {}
     unsafe impl aya::Pod for super::TokenFlow {}
     unsafe impl aya::Pod for super::BackendEntry {}

@@ -4,18 +4,19 @@
 use router_common::{
     counters::Outcome,
     maps::{
-        CidConfigEntry, Control, MAX_SHORT_SERVER_ID_LEN, NO_BACKEND, ServerIdKey, cid_config_slot,
-        short_server_id_slot,
+        CidCacheSet, CidCacheWay, CidConfigEntry, Control, MAX_SHORT_SERVER_ID_LEN, NO_BACKEND,
+        ServerIdKey, cid_cache_slot, cid_config_slot, short_server_id_slot, specs,
     },
     quic_lb::{
         MAX_CID_LEN, MAX_PLAINTEXT_LEN, MAX_SERVER_ID_LEN, config_rotation_of, decode_server_id,
     },
 };
 
+use aya_ebpf::helpers::bpf_get_smp_processor_id;
 use router_ebpf::parse::Packet;
 
 use crate::{
-    maps::{CID_CACHE, CID_CACHE_KEY, CID_CONFIGS, SERVER_ID_KEY, SERVER_IDS, SHORT_SERVER_IDS},
+    maps::{CID_CACHE, CID_CACHE_PROBE, CID_CONFIGS, SERVER_ID_KEY, SERVER_IDS, SHORT_SERVER_IDS},
     quic::Header,
     scalar::ScalarResult,
     stats,
@@ -87,6 +88,16 @@ pub fn route_by_token(
 /// loader sets it, for benchmarks of the decoding).
 #[unsafe(no_mangle)]
 static CID_CACHE_ON: u8 = 1;
+
+/// The CID cache's sets on each CPU, a power of two: the loader sets it from the limits the
+/// map is made to.
+#[unsafe(no_mangle)]
+static CID_CACHE_SETS: u32 = specs::CID_CACHE.default_entries();
+
+/// How far apart the CPUs' regions of the CID cache are: `CID_CACHE_SETS`, or 0 for one
+/// cache for all CPUs (benchmarks only). The loader sets it.
+#[unsafe(no_mangle)]
+static CID_CACHE_STRIDE: u32 = specs::CID_CACHE.default_entries();
 
 /// The route for the CID at `dcid_offset`, `dcid_len` octets long (a short header's DCID or a
 /// token: the rest of the packet or of the token). `epoch_and_config_len` is
@@ -195,43 +206,58 @@ fn decode_and_look_up(
     Ok(backend)
 }
 
-// The cache's key is built in per-CPU scratch memory rather than on the stack, in a
-// subprogram of its own: on the stack it would push the AES call chain past BPF's 512 octets.
+// The cache's probe (the packet's CID as an entry) is built in per-CPU scratch memory rather
+// than on the stack, in a subprogram of its own: on the stack it would push the AES call
+// chain past BPF's 512 octets.
 
-/// Builds the cache key of the CID (the first `len` octets of `dcid`, the rest zeroed) under
+/// The CID's set on this CPU.
+#[inline(always)]
+fn cache_set(probe: &CidCacheWay) -> Option<*mut CidCacheSet> {
+    // SAFETY: plain reads of statics that the loader may have rewritten before loading; a
+    // helper without arguments.
+    let (sets, stride, cpu) = unsafe {
+        (
+            core::ptr::read_volatile(&CID_CACHE_SETS),
+            core::ptr::read_volatile(&CID_CACHE_STRIDE),
+            bpf_get_smp_processor_id(),
+        )
+    };
+    CID_CACHE.get_ptr_mut(cid_cache_slot(cpu, stride, probe.set(sets)))
+}
+
+/// Builds the probe of the CID (the first `len` octets of `dcid`, the rest zeroed) under
 /// `epoch` in the scratch slot, and returns its cached backend, or NO_BACKEND.
 #[inline(never)]
-#[expect(
-    clippy::needless_borrows_for_generic_args,
-    reason = "by value the key would be copied onto the stack this avoids"
-)]
 fn cache_lookup(epoch: u32, dcid: &[u8; MAX_CID_LEN], len: usize) -> u32 {
-    let Some(key) = CID_CACHE_KEY.get_ptr_mut(0) else {
+    let Some(probe) = CID_CACHE_PROBE.get_ptr_mut(0) else {
         return NO_BACKEND;
     };
     // SAFETY: this CPU's scratch slot; nothing else uses it during this program run.
-    let key = unsafe { &mut *key };
-    key.epoch = epoch;
-    key.len = len as u8;
-    copy_prefix(&mut key.cid, dcid, len);
-    match CID_CACHE.get_ptr(&*key) {
-        // SAFETY: a pointer to the map's value, valid for this program run.
-        Some(backend) => unsafe { *backend },
+    let probe = unsafe { &mut *probe };
+    probe.epoch = epoch;
+    probe.len = len as u8;
+    probe._pad = [0; 3];
+    copy_prefix(&mut probe.cid, dcid, len);
+    match cache_set(probe) {
+        // SAFETY: this CPU's set, valid for this program run; no other CPU touches it.
+        Some(set) => unsafe { (*set).find(probe) }.unwrap_or(NO_BACKEND),
         None => NO_BACKEND,
     }
 }
 
-/// Remembers `backend` under the key `cache_lookup` just built. A full cache evicts its least
-/// recently used entry; a failed insert only costs a decode later.
+/// Remembers `backend` for the CID that `cache_lookup` just probed, in its set's first
+/// entry (the first moves second).
 #[inline(never)]
-#[expect(
-    clippy::needless_borrows_for_generic_args,
-    reason = "by value the key and backend would be copied onto the stack"
-)]
 fn cache_insert(backend: u32) -> u32 {
-    if let Some(key) = CID_CACHE_KEY.get_ptr(0) {
+    if let Some(probe) = CID_CACHE_PROBE.get_ptr_mut(0) {
         // SAFETY: this CPU's scratch slot, built by cache_lookup in this program run.
-        let _ = CID_CACHE.insert(unsafe { &*key }, &backend, 0);
+        let probe = unsafe { &mut *probe };
+        probe.backend = backend;
+        if let Some(set) = cache_set(probe) {
+            // SAFETY: this CPU's set, valid for this program run; no other CPU touches it,
+            // and nothing else runs on this one until the program ends.
+            unsafe { (*set).insert(probe) };
+        }
     }
     backend
 }

@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ReusePortSockArray},
 };
 use router_common::maps::{
-    BackendCounters, BackendEntry, CidCacheKey, CidConfigEntry, Control, ListenerKey,
+    BackendCounters, BackendEntry, CidCacheSet, CidCacheWay, CidConfigEntry, Control, ListenerKey,
     PortListeners, ServerIdKey, TokenFlow, TokenFlowKey, Verdict, specs,
 };
 
@@ -64,10 +64,10 @@ pub static WORKER_SOCKETS: ReusePortSockArray =
 
 // Written by the programs themselves, shared by both.
 
-/// Backends of encrypted CIDs decoded before.
+/// Backends of encrypted CIDs decoded before, in sets by CID, a region per CPU.
 #[map]
-pub static CID_CACHE: LruHashMap<CidCacheKey, u32> =
-    LruHashMap::with_max_entries(specs::CID_CACHE.default_entries(), specs::CID_CACHE.flags);
+pub static CID_CACHE: Array<CidCacheSet> =
+    Array::with_max_entries(specs::CID_CACHE.default_entries(), 0);
 
 /// Where the server ID a packet's CID or token decodes to is built, as `SERVER_IDS`' key
 /// (one per CPU). Not on the stack: the decoder's call chain needs every octet of it.
@@ -75,10 +75,10 @@ pub static CID_CACHE: LruHashMap<CidCacheKey, u32> =
 pub static SERVER_ID_KEY: PerCpuArray<ServerIdKey> =
     PerCpuArray::with_max_entries(specs::SERVER_ID_KEY.default_entries(), 0);
 
-/// Where the CID cache's key is built (one per CPU).
+/// Where a packet's CID is made into a CID cache entry (one per CPU).
 #[map]
-pub static CID_CACHE_KEY: PerCpuArray<CidCacheKey> =
-    PerCpuArray::with_max_entries(specs::CID_CACHE_KEY.default_entries(), 0);
+pub static CID_CACHE_PROBE: PerCpuArray<CidCacheWay> =
+    PerCpuArray::with_max_entries(specs::CID_CACHE_PROBE.default_entries(), 0);
 
 /// Connection attempts whose Initial was routed by its token, for their 0-RTT packets.
 #[map]

@@ -217,7 +217,7 @@ struct RawLimits {
     cid_cache_entries: Option<Spanned<u32>>,
 }
 
-/// The smallest CID cache: the kernel spreads an LRU map's entries over its CPUs.
+/// The smallest CID cache: 512 sets per CPU.
 const MIN_CID_CACHE_ENTRIES: u32 = 1024;
 
 #[derive(Deserialize)]
@@ -351,6 +351,17 @@ impl Context<'_> {
                 }
                 *limit = value;
             }
+        }
+        if let Some(given) = &raw.cid_cache_entries
+            && !limits.cid_cache_entries.is_power_of_two()
+        {
+            return Err(self.error(
+                given.span(),
+                format!(
+                    "limits.cid_cache_entries = {} is not a power of two (the program finds a CID's set by its bits)",
+                    limits.cid_cache_entries
+                ),
+            ));
         }
         Ok(limits)
     }

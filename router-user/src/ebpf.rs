@@ -32,6 +32,8 @@ pub enum LoadError {
     NoProgram(&'static str),
     #[error("pinned map {path}: {source}")]
     PinnedInfo { path: String, source: MapError },
+    #[error("cannot tell this machine's possible CPUs: {0}")]
+    Cpus(String),
     #[error(
         "the running router's map {map} has {actual} entries where [limits] call for {expected}: \
          its maps were made with other limits; keep those, or `quic-router detach` first \
@@ -63,8 +65,9 @@ pub struct LoadOptions<'a> {
     pub pin_dir: Option<&'a Path>,
     /// Log a line per packet through aya-log (debug mode only).
     pub debug_log: bool,
-    /// Remember the backends of encrypted CIDs, so that later packets skip the AES passes.
-    pub cid_cache: bool,
+    /// Whether and how to remember the backends of encrypted CIDs, so that later packets
+    /// skip the AES passes.
+    pub cid_cache: CidCacheMode,
     /// Record each packet's verdict for [`Router::explain`](crate::router::Router::explain).
     pub trace_verdicts: bool,
 }
@@ -75,10 +78,31 @@ impl Default for LoadOptions<'_> {
             limits: Limits::DEFAULT,
             pin_dir: None,
             debug_log: false,
-            cid_cache: true,
+            cid_cache: CidCacheMode::PerCpu,
             trace_verdicts: false,
         }
     }
+}
+
+/// How the program remembers the backends of encrypted CIDs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CidCacheMode {
+    /// A region of the cache per CPU, which no other CPU reads or writes (production).
+    PerCpu,
+    /// One cache for all CPUs, for the benchmark's comparison only: a CPU could read an
+    /// entry that another is writing, a CID with another's backend.
+    Common,
+    /// Decode every packet (benchmarks of the decoding).
+    Off,
+}
+
+/// CPU numbers on this machine: its possible CPUs (the CID cache has a region for each). If
+/// the possible CPUs had gaps in their numbers, the highest would find no region and decode
+/// every packet: slower, never misrouted.
+pub fn cpu_slots() -> Result<u32, LoadError> {
+    aya::util::nr_cpus()
+        .map(|cpus| cpus as u32)
+        .map_err(|(path, err)| LoadError::Cpus(format!("{path}: {err}")))
 }
 
 /// What a map is, as the kernel or an object file describes it.
@@ -92,13 +116,13 @@ pub struct MapShape {
 }
 
 impl MapShape {
-    /// What `spec` is under `limits`.
-    pub fn of(spec: &MapSpec, limits: &Limits) -> Self {
+    /// What `spec` is under `limits` on a machine of `cpu_slots` CPU numbers.
+    pub fn of(spec: &MapSpec, limits: &Limits, cpu_slots: u32) -> Self {
         Self {
             kind: spec.kind as u32,
             key_size: spec.key_size,
             value_size: spec.value_size,
-            max_entries: spec.max_entries(limits),
+            max_entries: spec.max_entries(limits, cpu_slots),
             flags: spec.flags,
         }
     }
@@ -114,9 +138,10 @@ impl MapShape {
         }
     }
 
-    /// Whether a map of this shape can serve as `spec` under `limits`; why not if not.
-    pub fn check(&self, spec: &MapSpec, limits: &Limits) -> Result<(), LoadError> {
-        let expected = Self::of(spec, limits);
+    /// Whether a map of this shape can serve as `spec` under `limits` on a machine of
+    /// `cpu_slots` CPU numbers; why not if not.
+    pub fn check(&self, spec: &MapSpec, limits: &Limits, cpu_slots: u32) -> Result<(), LoadError> {
+        let expected = Self::of(spec, limits, cpu_slots);
         let fields = [
             ("type", self.kind, expected.kind),
             ("key size", self.key_size, expected.key_size),
@@ -171,7 +196,7 @@ pub fn pin_path(pin_dir: &Path, spec: &MapSpec) -> PathBuf {
 
 /// Checks the maps pinned in `pin_dir` (those there are) against the contract under
 /// `limits`, before anything adopts them.
-fn check_pinned(pin_dir: &Path, limits: &Limits) -> Result<(), LoadError> {
+fn check_pinned(pin_dir: &Path, limits: &Limits, cpu_slots: u32) -> Result<(), LoadError> {
     for spec in &PINNED_MAPS {
         let path = pin_path(pin_dir, spec);
         if !path.exists() {
@@ -181,7 +206,7 @@ fn check_pinned(pin_dir: &Path, limits: &Limits) -> Result<(), LoadError> {
             path: path.display().to_string(),
             source,
         })?;
-        MapShape::of_info(&info).check(spec, limits)?;
+        MapShape::of_info(&info).check(spec, limits, cpu_slots)?;
     }
     Ok(())
 }
@@ -189,13 +214,19 @@ fn check_pinned(pin_dir: &Path, limits: &Limits) -> Result<(), LoadError> {
 /// Loads `object` (this build's is [`program_bytes`]) and both its programs into the kernel,
 /// not attached.
 pub fn load(object: &[u8], options: &LoadOptions<'_>) -> Result<Ebpf, LoadError> {
+    let cpu_slots = cpu_slots()?;
     if let Some(pin_dir) = options.pin_dir {
-        check_pinned(pin_dir, &options.limits)?;
+        check_pinned(pin_dir, &options.limits, cpu_slots)?;
     }
     // aya-log's level: 0 is off, 4 is debug (every level up to it).
     let log_level: u8 = if options.debug_log { 4 } else { 0 };
     let trace = u8::from(options.trace_verdicts);
-    let cid_cache = u8::from(options.cid_cache);
+    let cid_cache = u8::from(options.cid_cache != CidCacheMode::Off);
+    let cid_cache_sets = options.limits.cid_cache_sets();
+    let cid_cache_stride = match options.cid_cache {
+        CidCacheMode::Common => 0,
+        CidCacheMode::PerCpu | CidCacheMode::Off => cid_cache_sets,
+    };
     let pins: Vec<(&str, PathBuf)> = options
         .pin_dir
         .map(|dir| {
@@ -209,9 +240,11 @@ pub fn load(object: &[u8], options: &LoadOptions<'_>) -> Result<Ebpf, LoadError>
     loader
         .override_global("TRACE_VERDICTS", &trace, true)
         .override_global("AYA_LOG_LEVEL", &log_level, true)
-        .override_global("CID_CACHE_ON", &cid_cache, true);
+        .override_global("CID_CACHE_ON", &cid_cache, true)
+        .override_global("CID_CACHE_SETS", &cid_cache_sets, true)
+        .override_global("CID_CACHE_STRIDE", &cid_cache_stride, true);
     for spec in ROUTER_MAPS.iter().filter(|spec| spec.sized_by_limits()) {
-        loader.map_max_entries(spec.name, spec.max_entries(&options.limits));
+        loader.map_max_entries(spec.name, spec.max_entries(&options.limits, cpu_slots));
     }
     for (name, path) in &pins {
         loader.map_pin_path(name, path.as_path());
@@ -271,8 +304,9 @@ mod tests {
                 .maps
                 .get(spec.name)
                 .unwrap_or_else(|| panic!("the object has no map {}", spec.name));
+            // The object is built for one CPU slot; the loader sizes the rest.
             shape(map)
-                .check(spec, &Limits::DEFAULT)
+                .check(spec, &Limits::DEFAULT, 1)
                 .unwrap_or_else(|err| panic!("{err}"));
         }
         let contract: BTreeSet<&str> = ROUTER_MAPS.iter().map(|spec| spec.name).collect();
@@ -308,10 +342,10 @@ mod tests {
             server_ids: limits.server_ids * 2,
             ..limits
         };
-        let made = MapShape::of(&spec, &limits);
-        assert!(made.check(&spec, &limits).is_ok());
+        let made = MapShape::of(&spec, &limits, 2);
+        assert!(made.check(&spec, &limits, 2).is_ok());
         assert!(matches!(
-            made.check(&spec, &grown),
+            made.check(&spec, &grown, 2),
             Err(LoadError::LimitsChanged {
                 map: "SERVER_IDS",
                 ..
@@ -322,7 +356,7 @@ mod tests {
             ..made
         };
         assert!(matches!(
-            other_key.check(&spec, &limits),
+            other_key.check(&spec, &limits, 2),
             Err(LoadError::Layout {
                 field: "key size",
                 ..
@@ -331,10 +365,10 @@ mod tests {
         let fixed = router_common::maps::specs::STATS;
         let other_count = MapShape {
             max_entries: 3,
-            ..MapShape::of(&fixed, &limits)
+            ..MapShape::of(&fixed, &limits, 2)
         };
         assert!(matches!(
-            other_count.check(&fixed, &grown),
+            other_count.check(&fixed, &grown, 2),
             Err(LoadError::Layout {
                 field: "entries",
                 ..

@@ -45,7 +45,7 @@ use crate::{
 pub use crate::{
     attach::{AttachError, Attachment},
     dataplane::{Counters, DataplaneError, Prepared},
-    ebpf::{LoadError, LoadOptions},
+    ebpf::{CidCacheMode, LoadError, LoadOptions, cpu_slots},
     explain::{Explanation, action_name},
 };
 

@@ -54,8 +54,8 @@ fn each_limit_is_checked_against_its_range() {
         ("server_ids", 0, "1..=4194304"),
         ("server_ids", 4_194_305, "1..=4194304"),
         ("listeners", 0, "1..=65536"),
-        ("cid_cache_entries", 1023, "1024..=16777216"),
-        ("cid_cache_entries", 16_777_217, "1024..=16777216"),
+        ("cid_cache_entries", 1023, "1024..=1048576"),
+        ("cid_cache_entries", 1_048_577, "1024..=1048576"),
     ] {
         let message = load_config_text(
             ConfigText::new()
@@ -76,6 +76,21 @@ fn each_limit_is_checked_against_its_range() {
     )
     .unwrap_err();
     assert!(message.contains("unknown field `backend`"), "{message}");
+}
+
+#[test]
+fn the_cid_cache_is_a_power_of_two_entries() {
+    let message = load_config_text(
+        ConfigText::new()
+            .limits(&[("cid_cache_entries", 3 * 1024)])
+            .listener(VIP4, QUIC_PORT, None),
+    )
+    .unwrap_err();
+    assert!(
+        message.contains(":2: ")
+            && message.contains("limits.cid_cache_entries = 3072 is not a power of two"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -238,18 +238,18 @@ pub fn options_for(config: &RouterConfig) -> LoadOptions<'static> {
 /// The router loaded in `topology`'s router namespace with `config` installed and attached
 /// to `r0` in `mode` until it drops.
 pub fn attach_router(topology: &Topology, config: &RouterConfig, mode: Mode) -> Router {
-    attach_router_from(router_user::router::object(), topology, config, mode)
+    attach_router_with(topology, config, mode, &options_for(config))
 }
 
-/// [`attach_router`] from `object`, another build of the router's object.
-pub fn attach_router_from(
-    object: &[u8],
+/// [`attach_router`] loaded with `options`.
+pub fn attach_router_with(
     topology: &Topology,
     config: &RouterConfig,
     mode: Mode,
+    options: &LoadOptions<'_>,
 ) -> Router {
     let _inside = topology.router.enter();
-    let mut router = load_router_from(object, config, &options_for(config));
+    let mut router = load_router(config, options);
     router
         .attach_unpinned("r0", mode)
         .unwrap_or_else(|err| panic!("attach quic-router in {mode:?}: {err}"));
@@ -339,4 +339,20 @@ impl DerefMut for TestRouter {
     fn deref_mut(&mut self) -> &mut Router {
         &mut self.router
     }
+}
+
+/// Restricts task `tid` (0: the calling thread) to `cpu`.
+pub fn pin_to_cpu(tid: libc::pid_t, cpu: usize) {
+    // SAFETY: cpu_set_t is plain data; CPU_SET stays within it for cpu < CPU_SETSIZE.
+    let status = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::MaybeUninit::zeroed().assume_init();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(
+        status,
+        0,
+        "pin task {tid} to CPU {cpu}: {}",
+        std::io::Error::last_os_error()
+    );
 }

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use aya::maps::{HashMap, Map, MapData};
+use aya::maps::{Array, HashMap, Map, MapData};
 use integration_tests::{
     ConfigFile, TestRouter, XDP_DROP, XDP_PASS, XDP_REDIRECT,
     addresses::{NOT_A_VIP4, NOT_A_VIP6, QUIC_PORT, SENDER4, sender, vip},
@@ -13,16 +13,22 @@ use integration_tests::{
     packet::{
         Datagram, QUIC_V1, QUIC_V2, dns_query, initial, long_header, short_header, v1, v2, varint,
     },
-    standard_listeners, standard_quic_lb,
+    pin_to_cpu, standard_listeners, standard_quic_lb,
 };
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
 use router_common::quic_lb::{Config, ConfigParams, Encoder, Key};
 use router_common::{
     counters::Outcome,
     flow_hash::flow_hash,
-    maps::{CidCacheKey, FALLBACK_TABLE_SIZE, MapSpec, TokenFlow, TokenFlowKey, specs},
+    maps::{
+        CidCacheSet, CidCacheWay, FALLBACK_TABLE_SIZE, Limits, MapSpec, TokenFlow, TokenFlowKey,
+        cid_cache_slot, specs,
+    },
 };
-use router_user::config::{CidConfig, parse_mac};
+use router_user::{
+    config::{CidConfig, parse_mac},
+    router::cpu_slots,
+};
 
 /// What a fixture expects.
 #[derive(Debug, Clone, Copy)]
@@ -876,16 +882,73 @@ fn token_flows(router: &TestRouter) -> HashMap<MapData, TokenFlowKey, TokenFlow>
     lru_map(router, specs::TOKEN_FLOWS)
 }
 
-/// The backend the CID cache holds for `cid` under the router's epoch.
+/// The backend the CID cache holds for `cid` under the router's epoch, in any CPU's region
+/// (the test runs may have run on either), with the default limits.
 fn cached(router: &TestRouter, cid: &[u8]) -> Option<u32> {
-    let cache: HashMap<MapData, CidCacheKey, u32> = lru_map(router, specs::CID_CACHE);
-    let mut key = CidCacheKey {
-        epoch: router.epoch(),
-        len: cid.len() as u8,
-        ..CidCacheKey::default()
+    cached_in(router, Limits::DEFAULT.cid_cache_sets(), cid)
+}
+
+/// [`cached`] in a cache of `sets` sets per CPU.
+fn cached_in(router: &TestRouter, sets: u32, cid: &[u8]) -> Option<u32> {
+    let ids = router.program().info().unwrap().map_ids().unwrap().unwrap();
+    let map = ids
+        .into_iter()
+        .map(|id| MapData::from_id(id).unwrap())
+        .find(|map| map.info().unwrap().name() == specs::CID_CACHE.name.as_bytes())
+        .expect("the program uses CID_CACHE");
+    let cache: Array<MapData, CidCacheSet> = Array::try_from(Map::Array(map)).unwrap();
+    let probe = CidCacheWay::new(cid, router.epoch(), 0);
+    (0..cpu_slots().unwrap()).find_map(|cpu| {
+        let slot = cid_cache_slot(cpu, sets, probe.set(sets));
+        cache.get(&slot, 0).unwrap().find(&probe)
+    })
+}
+
+/// The CID cache's sets hold two CIDs each, a region of sets per CPU: a third CID in a set
+/// takes the place of the older of the two, which is decoded (and cached) again when it
+/// comes back; every packet goes to its server all along.
+#[test]
+fn a_third_cid_in_a_cache_set_takes_the_older_ones_place() {
+    // Every run on one CPU, so that all three CIDs meet in its region.
+    pin_to_cpu(0, 0);
+    let mut config = ConfigFile::standard().load();
+    config.limits.cid_cache_entries = 1024;
+    let sets = config.limits.cid_cache_sets();
+    let router = TestRouter::new(&config);
+    // Three four-pass CIDs naming beta that fall into one set.
+    let mut by_set: std::collections::HashMap<u32, Vec<Vec<u8>>> = Default::default();
+    let cids = (0..)
+        .find_map(|seed| {
+            let cid = mint(2, "31441b", seed);
+            let set = by_set
+                .entry(CidCacheWay::new(&cid, 0, 0).set(sets))
+                .or_default();
+            set.push(cid);
+            (set.len() == 3).then(|| set.clone())
+        })
+        .unwrap();
+    let beta = router.backend("beta");
+    let send = |name: &str, cid: &[u8]| {
+        check(
+            &router,
+            name,
+            &udp(false, short_header(cid)).frame(),
+            XDP_REDIRECT,
+            Outcome::RoutedByServerId,
+            Some("beta"),
+        );
     };
-    key.cid[..cid.len()].copy_from_slice(cid);
-    cache.get(&key, 0).ok()
+    for (i, cid) in cids.iter().enumerate() {
+        send(&format!("CID {i}"), cid);
+    }
+    let held = |router: &TestRouter| {
+        cids.iter()
+            .map(|cid| cached_in(router, sets, cid))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(held(&router), [None, Some(beta), Some(beta)]);
+    send("the first CID again", &cids[0]);
+    assert_eq!(held(&router), [Some(beta), None, Some(beta)]);
 }
 
 /// A 0-RTT packet carries no token: it follows the Initial of its attempt (same address,

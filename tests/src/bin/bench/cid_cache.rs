@@ -1,8 +1,9 @@
-//! Should the CID cache keep one LRU list per CPU (`BPF_F_NO_COMMON_LRU`) or one for all?
-//! Both CPUs run the router's program at once (BPF_PROG_TEST_RUN from a thread pinned to
-//! each), each on encrypted CIDs of its own, under the router as built and under the same
-//! object with the cache's flag changed: cache hits on one connection, hits spread over many
-//! connections, and misses (new CIDs: the AES passes, then an insert that evicts).
+//! The CID cache per CPU (as built) or one for all CPUs? Both CPUs run the router's program at
+//! once (BPF_PROG_TEST_RUN from a thread pinned to each), each on encrypted CIDs of its own,
+//! under the router as built and loaded with one cache for all CPUs
+//! (`CidCacheMode::Common`: the CPUs share its cache lines; as a product it could pair a CID
+//! with the backend another CPU was writing): cache hits on one connection, hits spread over
+//! many connections, and misses (new CIDs: the AES passes, then an insert that evicts).
 
 use std::{sync::Barrier, thread, time::Duration};
 
@@ -14,11 +15,9 @@ use integration_tests::{
     packet::{Datagram, short_header},
     run_repeated,
 };
-use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
-use router_common::maps::specs;
 use router_user::{
     config::RouterConfig,
-    router::{self, Router},
+    router::{CidCacheMode, LoadOptions, Router},
 };
 
 use crate::harness::pin_to_cpu;
@@ -34,11 +33,6 @@ pub struct Settings {
     pub new_cids: usize,
 }
 
-/// `BPF_F_NO_COMMON_LRU`: an LRU list per CPU.
-const NO_COMMON_LRU: u32 = 2;
-/// Where `map_flags` is in a map definition of the `maps` section (`struct bpf_map_def`).
-const MAP_FLAGS_OFFSET: usize = 16;
-
 /// The CPUs that run packets at once.
 const CPUS: usize = 2;
 
@@ -47,22 +41,6 @@ pub struct Row {
     pub scenario: &'static str,
     pub common_ns: f64,
     pub per_cpu_ns: f64,
-}
-
-/// `elf` with map `map`'s creation flags set to `flags`.
-fn with_map_flags(elf: &[u8], map: &str, flags: u32) -> Vec<u8> {
-    let file = object::File::parse(elf).expect("the router's object");
-    let symbol = file.symbol_by_name(map).expect("the map's symbol");
-    let section = file
-        .section_by_index(symbol.section_index().expect("the map is in a section"))
-        .expect("the map's section");
-    let (offset, _) = section.file_range().expect("the section is in the file");
-    let at = (offset + symbol.address() - section.address()) as usize + MAP_FLAGS_OFFSET;
-    let mut patched = elf.to_vec();
-    patched[at..at + 4].copy_from_slice(&flags.to_le_bytes());
-    let check = aya_obj::Object::parse(&patched).expect("the patched object");
-    assert_eq!(check.maps[map].map_flags(), flags, "patched {map}'s flags");
-    patched
 }
 
 /// A short header to the VIP whose four-pass CID (three passes) names alpha, from `seed`.
@@ -111,6 +89,14 @@ fn pass(router: &Router, packets: &[Vec<u8>]) -> f64 {
     total.as_nanos() as f64 / packets.len() as f64
 }
 
+/// The load options for `config` with the cache in `mode`.
+fn options(config: &RouterConfig, mode: CidCacheMode) -> LoadOptions<'static> {
+    LoadOptions {
+        cid_cache: mode,
+        ..options_for(config)
+    }
+}
+
 /// The standard config with a CID cache of `entries`.
 fn config_with_cache(entries: usize) -> RouterConfig {
     let mut config = ConfigFile::standard().load();
@@ -118,12 +104,12 @@ fn config_with_cache(entries: usize) -> RouterConfig {
     config
 }
 
-/// The three scenarios under one object.
-fn measure(object: &[u8], settings: &Settings) -> [f64; 3] {
-    // Room for every connection of every CPU (each CPU's list holds its share), so that the
-    // hits are hits.
-    let config = config_with_cache(4 * CPUS * settings.connections);
-    let router = TestRouter::with_object(&config, object, options_for(&config));
+/// The three scenarios under one cache mode.
+fn measure(mode: CidCacheMode, settings: &Settings) -> [f64; 3] {
+    // Room for every connection of every CPU (per CPU, each CPU holds its share; a set that
+    // three CIDs fall into would lose one), so that the hits are hits.
+    let config = config_with_cache((4 * CPUS * settings.connections).next_power_of_two());
+    let router = TestRouter::with_options(&config, options(&config, mode));
     // Seeds apart per CPU: each CPU has connections of its own.
     let seeds = |cpu: usize, count: usize| {
         let base = (cpu as u64 + 1) << 32;
@@ -142,10 +128,10 @@ fn measure(object: &[u8], settings: &Settings) -> [f64; 3] {
         pass(&router, &packets)
     });
     drop(router);
-    // A cache a quarter of the CIDs cycled through it: the (approximate) LRU keeps none of
-    // them until they come round again.
-    let config = config_with_cache(CPUS * settings.new_cids / 4);
-    let router = TestRouter::with_object(&config, object, options_for(&config));
+    // A cache an eighth of the CIDs cycled through it: each set sees eight or so CIDs and
+    // keeps two, none until it comes round again.
+    let config = config_with_cache((settings.new_cids / 8).next_power_of_two());
+    let router = TestRouter::with_options(&config, options(&config, mode));
     let new = on_every_cpu(|cpu| {
         let packets: Vec<Vec<u8>> = seeds(cpu, settings.new_cids).map(packet).collect();
         // A cyclic pass over more than the cache holds misses on every packet.
@@ -164,18 +150,12 @@ fn medians(figures: &[[f64; 3]]) -> [f64; 3] {
     })
 }
 
-/// The router's object with a CID cache of an LRU list per CPU.
-pub fn per_cpu_lru_object() -> Vec<u8> {
-    with_map_flags(router::object(), specs::CID_CACHE.name, NO_COMMON_LRU)
-}
-
 pub fn run(settings: &Settings) -> Vec<Row> {
-    let per_cpu_object = per_cpu_lru_object();
     // Interleaved round by round, so that a drift of the machine hits both alike.
     let (mut common, mut per_cpu) = (Vec::new(), Vec::new());
     for _ in 0..settings.rounds {
-        common.push(measure(router::object(), settings));
-        per_cpu.push(measure(&per_cpu_object, settings));
+        per_cpu.push(measure(CidCacheMode::PerCpu, settings));
+        common.push(measure(CidCacheMode::Common, settings));
     }
     let (common, per_cpu) = (medians(&common), medians(&per_cpu));
     let scenarios = [

@@ -36,7 +36,7 @@ use bench_ebpf::{SinkCounter, map_names, program_names};
 use integration_tests::{
     ConfigFile,
     addresses::{QUIC_PORT, VIP4, backend4},
-    attach_router, attach_router_from, backend_text,
+    attach_router, attach_router_with, backend_text,
     config_text::Reach,
     fixtures::BACKENDS,
     load_bench_programs, load_router, netns, options_for, standard_config_text, take_map,
@@ -51,17 +51,14 @@ use router_common::{
 use router_user::{
     config::{RouterConfig, parse_mac},
     netif,
-    router::{Mode, Router},
+    router::{CidCacheMode, LoadOptions, Mode, Router},
     tables::RoutingTables,
 };
 
-use crate::{
-    cid_cache,
-    harness::{
-        GENERATOR_CPU, Generator, MessageBatch, busy, cpu_times, flow_payloads, forwarding_cpu,
-        load_and_attach, ns_per_run, pin_napi_threads, pin_to_cpu, receiving_socket, sockaddr_in,
-        udp_rcvbuf_errors_in, xdp_run_stats,
-    },
+use crate::harness::{
+    GENERATOR_CPU, Generator, MessageBatch, busy, cpu_times, flow_payloads, forwarding_cpu,
+    load_and_attach, ns_per_run, pin_napi_threads, pin_to_cpu, receiving_socket, sockaddr_in,
+    udp_rcvbuf_errors_in, xdp_run_stats,
 };
 
 pub struct Settings {
@@ -80,8 +77,8 @@ pub(crate) const BACKEND_COUNT: usize = 3;
 pub enum Forwarder {
     Floor,
     Router,
-    /// The router with a CID cache of an LRU list per CPU (`BPF_F_NO_COMMON_LRU`).
-    RouterPerCpuLru,
+    /// The router with one CID cache for all CPUs (a plain array instead of a per-CPU one).
+    RouterCommonCache,
     UserSpace,
 }
 
@@ -89,13 +86,13 @@ impl Forwarder {
     /// The forwarders of [`Layout::OneForwardingCpu`].
     pub const ALL: [Self; 3] = [Self::Floor, Self::Router, Self::UserSpace];
     /// The forwarders of [`Layout::EveryCpu`].
-    pub const EVERY_CPU: [Self; 3] = [Self::Floor, Self::Router, Self::RouterPerCpuLru];
+    pub const EVERY_CPU: [Self; 3] = [Self::Floor, Self::Router, Self::RouterCommonCache];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Floor => "floor: parse + devmap redirect (XDP native)",
             Self::Router => "quic-router (XDP native)",
-            Self::RouterPerCpuLru => "quic-router, CID cache an LRU list per CPU (XDP native)",
+            Self::RouterCommonCache => "quic-router, one CID cache for all CPUs (XDP native)",
             Self::UserSpace => "user-space UDP router (recvmmsg/sendmmsg)",
         }
     }
@@ -104,7 +101,7 @@ impl Forwarder {
         match self {
             Self::Floor => "floor",
             Self::Router => "quic_router",
-            Self::RouterPerCpuLru => "quic_router_per_cpu_lru",
+            Self::RouterCommonCache => "quic_router_common_cache",
             Self::UserSpace => "user_space",
         }
     }
@@ -232,7 +229,6 @@ pub fn run(settings: &Settings, layout: Layout) -> Vec<Run> {
             .router
             .exec("sh", &["-c", "echo 1 > /sys/class/net/r0/threaded"]);
     }
-    let per_cpu_lru_object = cid_cache::per_cpu_lru_object();
     let mut sinks: Vec<Sink> = (0..BACKEND_COUNT)
         .map(|i| Sink::attach(&topology.backends[i].name, i as u32))
         .collect();
@@ -245,8 +241,7 @@ pub fn run(settings: &Settings, layout: Layout) -> Vec<Run> {
         // not reported): timing costs each run two clock reads, which the rates should not.
         let stats = (round == 0).then(|| enable_stats(Stats::RunTime).expect("BPF_ENABLE_STATS"));
         for &forwarder in layout.forwarders() {
-            let mut forwarding =
-                Forwarding::start(forwarder, &topology, &config, &macs, &per_cpu_lru_object);
+            let mut forwarding = Forwarding::start(forwarder, &topology, &config, &macs);
             if layout == Layout::OneForwardingCpu {
                 // The user-space router gets the forwarding CPU to itself: the kernel's
                 // receive path runs on the generator's.
@@ -302,18 +297,20 @@ impl Forwarding {
         topology: &Topology,
         config: &RouterConfig,
         macs: &[String],
-        per_cpu_lru_object: &[u8],
     ) -> Self {
         let _inside = topology.router.enter();
         match forwarder {
             Forwarder::Router => {
                 Self::Router(Box::new(attach_router(topology, config, Mode::Native)))
             }
-            Forwarder::RouterPerCpuLru => Self::Router(Box::new(attach_router_from(
-                per_cpu_lru_object,
+            Forwarder::RouterCommonCache => Self::Router(Box::new(attach_router_with(
                 topology,
                 config,
                 Mode::Native,
+                &LoadOptions {
+                    cid_cache: CidCacheMode::Common,
+                    ..options_for(config)
+                },
             ))),
             Forwarder::Floor => {
                 let mut ebpf = load_bench_programs();

@@ -226,27 +226,13 @@ pub fn load_and_attach(ebpf: &mut aya::Ebpf, name: &str, interface: &str) {
         .unwrap_or_else(|err| panic!("attach {name} to {interface}: {err}"));
 }
 
+pub use integration_tests::pin_to_cpu;
+
 pub const GENERATOR_CPU: usize = 0;
 
 /// The CPU the forwarder runs on: the last one.
 pub fn forwarding_cpu() -> usize {
     thread::available_parallelism().map_or(1, usize::from) - 1
-}
-
-/// Restricts task `tid` (0: the calling thread) to `cpu`.
-pub fn pin_to_cpu(tid: libc::pid_t, cpu: usize) {
-    // SAFETY: cpu_set_t is plain data; CPU_SET stays within it for cpu < CPU_SETSIZE.
-    let status = unsafe {
-        let mut set: libc::cpu_set_t = MaybeUninit::zeroed().assume_init();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    assert_eq!(
-        status,
-        0,
-        "pin task {tid} to CPU {cpu}: {}",
-        io::Error::last_os_error()
-    );
 }
 
 /// Pins the threaded NAPI kthreads of interfaces named `interface` to `cpu`. Kernel threads

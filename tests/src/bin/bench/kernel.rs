@@ -17,7 +17,7 @@ use integration_tests::{
     packet::{Datagram, QUIC_V1, dns_query, initial, short_header, v1},
     run_repeated, standard_config_text, take_map, worker_text, xdp_program,
 };
-use router_user::router::LoadOptions;
+use router_user::router::{CidCacheMode, LoadOptions};
 
 pub struct Settings {
     /// BPF_PROG_TEST_RUN's repeat count.
@@ -287,7 +287,7 @@ pub fn run(settings: &Settings) -> Results {
     let decoding = TestRouter::with_options(
         &config,
         LoadOptions {
-            cid_cache: false,
+            cid_cache: CidCacheMode::Off,
             ..options_for(&config)
         },
     );

@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: how fast the router is, beside floors and alternatives measured in the
-//! same run. Per-packet cost in the kernel (BPF_PROG_TEST_RUN), the CID cache's LRU kind
-//! under two CPUs, forwarding rate end to end through network namespaces, and control-plane
+//! same run. Per-packet cost in the kernel (BPF_PROG_TEST_RUN), the CID cache per CPU or
+//! common under two CPUs, forwarding rate end to end through network namespaces, and control-plane
 //! timings. Writes results.json, results.md and
 //! chart.svg; targets are reported, never asserted. Needs root.
 //!

@@ -520,8 +520,8 @@ impl Results<'_> {
             },
             "cid_cache": self.cid_cache.iter().map(|r| json!({
                 "scenario": r.scenario,
-                "common_lru_ns": round(r.common_ns, 1),
-                "per_cpu_lru_ns": round(r.per_cpu_ns, 1),
+                "common_ns": round(r.common_ns, 1),
+                "per_cpu_ns": round(r.per_cpu_ns, 1),
             })).collect::<Vec<_>>(),
             "forwarding": {
                 "median": medians,
@@ -631,9 +631,9 @@ impl Results<'_> {
             line(format!("| {scenario} | {v4:.1} | {v6} |"));
         }
         line(String::new());
-        line("The CID cache, one LRU list for all CPUs (as built) or one per CPU (`BPF_F_NO_COMMON_LRU`), with both CPUs running the program at once on CIDs of their own (four-pass, 3 passes; ns/packet, mean of the CPUs, median of rounds that alternate the two):".into());
+        line("The CID cache per CPU (as built) or one for all CPUs (the same sets in a plain array), with both CPUs running the program at once on CIDs of their own (four-pass, 3 passes; ns/packet, mean of the CPUs, median of rounds that alternate the two):".into());
         line(String::new());
-        line("| scenario | one LRU list | an LRU list per CPU | per CPU / one |".into());
+        line("| scenario | one for all CPUs | per CPU | per CPU / one |".into());
         line("|---|---:|---:|---:|".into());
         for r in self.cid_cache {
             line(format!(
@@ -806,7 +806,7 @@ impl Results<'_> {
         for forwarder in [
             Forwarder::Floor,
             Forwarder::Router,
-            Forwarder::RouterPerCpuLru,
+            Forwarder::RouterCommonCache,
             Forwarder::UserSpace,
         ] {
             let rate = |runs| {
@@ -883,7 +883,7 @@ impl Results<'_> {
             .iter()
             .map(|r| match r.forwarder {
                 Forwarder::Floor => FLOOR_COLOR,
-                Forwarder::Router | Forwarder::RouterPerCpuLru => ROUTER_COLOR,
+                Forwarder::Router | Forwarder::RouterCommonCache => ROUTER_COLOR,
                 Forwarder::UserSpace => OTHER_COLOR,
             })
             .chain(locals.iter().map(|r| match r.selection {
