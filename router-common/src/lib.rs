@@ -5,6 +5,7 @@
 #![no_std]
 
 pub mod counters;
+pub mod decap;
 pub mod flow_hash;
 pub mod maps;
 pub mod quic_lb;

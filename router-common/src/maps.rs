@@ -181,6 +181,7 @@ pub enum MapKind {
     Array = 2,
     PerCpuArray = 6,
     LruHash = 9,
+    LpmTrie = 11,
     ReusePortSockArray = 20,
     DevMapHash = 25,
 }
@@ -238,7 +239,7 @@ impl MapSpec {
     }
 }
 
-const fn spec(
+pub(crate) const fn spec(
     name: &'static str,
     kind: MapKind,
     key_size: usize,
@@ -259,8 +260,8 @@ const fn spec(
 pub const BPF_F_MMAPABLE: u32 = 1 << 10;
 
 const U8: usize = size_of::<u8>();
-const U32: usize = size_of::<u32>();
-const U64: usize = size_of::<u64>();
+pub(crate) const U32: usize = size_of::<u32>();
+pub(crate) const U64: usize = size_of::<u64>();
 /// `struct bpf_devmap_val`: ifindex and an optional program.
 const DEVMAP_VALUE: usize = 8;
 

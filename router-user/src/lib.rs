@@ -34,6 +34,7 @@ pub mod config_edit;
 pub mod control;
 pub mod controller;
 mod dataplane;
+pub mod decap;
 mod ebpf;
 mod explain;
 pub mod fallback;

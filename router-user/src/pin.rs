@@ -140,6 +140,12 @@ impl RouterPaths {
     }
 }
 
+/// Mounts bpffs if needed and creates `dir` in it (and its parents), root-only.
+pub(crate) fn private_pin_dir(dir: &Path) -> Result<(), PinError> {
+    mount_bpffs()?;
+    private_dir(dir)
+}
+
 fn is_bpffs(path: &str) -> bool {
     let Ok(c_path) = CString::new(path) else {
         return false;

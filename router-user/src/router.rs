@@ -73,7 +73,7 @@ impl Mode {
         }
     }
 
-    fn xdp_mode(self) -> XdpMode {
+    pub(crate) fn xdp_mode(self) -> XdpMode {
         match self {
             Mode::Auto => XdpMode::Default,
             Mode::Native => XdpMode::Driver,

@@ -29,6 +29,9 @@ pub struct Datagram {
     pub udp_len: Option<u16>,
     /// IP protocol / next header instead of UDP (17).
     pub protocol: u8,
+    /// Fill in the IPv4 header checksum and the UDP checksum (zero otherwise: the XDP
+    /// programs never look, a stack that receives the packet does).
+    pub checksums: bool,
 }
 
 impl Datagram {
@@ -45,6 +48,7 @@ impl Datagram {
             ipv6_extension: None,
             udp_len: None,
             protocol: 17,
+            checksums: false,
         }
     }
 
@@ -56,7 +60,47 @@ impl Datagram {
         udp.extend_from_slice(&udp_len.to_be_bytes());
         udp.extend_from_slice(&[0, 0]);
         udp.extend_from_slice(&self.payload);
+        if self.checksums {
+            let sum = checksum(&[&self.pseudo_header(udp.len()), &udp]);
+            // 0 means "none" in UDP: an all-ones sum is sent as such.
+            let sum = if sum == 0 { 0xffff } else { sum };
+            udp[6..8].copy_from_slice(&sum.to_be_bytes());
+        }
+        self.frame_around(&udp)
+    }
 
+    /// The UDP checksum's pseudo-header for `udp_len` octets of UDP.
+    fn pseudo_header(&self, udp_len: usize) -> Vec<u8> {
+        let mut header = Vec::new();
+        match (self.src, self.dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                header.extend_from_slice(&src.octets());
+                header.extend_from_slice(&dst.octets());
+                header.extend_from_slice(&[0, 17]);
+                header.extend_from_slice(&(udp_len as u16).to_be_bytes());
+            }
+            (src, dst) => {
+                for addr in [src, dst] {
+                    if let IpAddr::V6(v6) = addr {
+                        header.extend_from_slice(&v6.octets());
+                    }
+                }
+                header.extend_from_slice(&(udp_len as u32).to_be_bytes());
+                header.extend_from_slice(&[0, 0, 0, 17]);
+            }
+        }
+        header
+    }
+
+    /// The IP packet without its Ethernet header (and tag): what a tunnel carries.
+    pub fn ip_packet(&self) -> Vec<u8> {
+        let link = if self.vlan.is_some() { 18 } else { 14 };
+        self.frame()[link..].to_vec()
+    }
+
+    /// The frame with `transport` after the IP header, whose protocol field says
+    /// [`Self::protocol`]: the ports and payload unused.
+    pub fn frame_around(&self, transport: &[u8]) -> Vec<u8> {
         let mut frame = Vec::new();
         frame.extend_from_slice(&ROUTER_MAC);
         frame.extend_from_slice(&CLIENT_MAC);
@@ -70,19 +114,24 @@ impl Datagram {
                 let header_len = 20 + self.ipv4_options.len();
                 frame.push(0x40 | (header_len / 4) as u8);
                 frame.push(0);
-                frame.extend_from_slice(&((header_len + udp.len()) as u16).to_be_bytes());
+                frame.extend_from_slice(&((header_len + transport.len()) as u16).to_be_bytes());
                 frame.extend_from_slice(&[0x12, 0x34]);
                 frame.extend_from_slice(&self.ipv4_fragment.to_be_bytes());
                 frame.extend_from_slice(&[64, self.protocol, 0, 0]);
                 frame.extend_from_slice(&src.octets());
                 frame.extend_from_slice(&dst.octets());
                 frame.extend_from_slice(&self.ipv4_options);
+                if self.checksums {
+                    let start = frame.len() - header_len;
+                    let sum = checksum(&[&frame[start..]]);
+                    frame[start + 10..start + 12].copy_from_slice(&sum.to_be_bytes());
+                }
             }
             (IpAddr::V6(src), IpAddr::V6(dst)) => {
                 frame.extend_from_slice(&[0x86, 0xdd]);
                 let extension_len = self.ipv6_extension.as_ref().map_or(0, |(_, h)| h.len());
                 frame.extend_from_slice(&[0x60, 0, 0, 0]);
-                frame.extend_from_slice(&((extension_len + udp.len()) as u16).to_be_bytes());
+                frame.extend_from_slice(&((extension_len + transport.len()) as u16).to_be_bytes());
                 let next = self
                     .ipv6_extension
                     .as_ref()
@@ -96,9 +145,25 @@ impl Datagram {
             }
             _ => panic!("mixed address families"),
         }
-        frame.extend_from_slice(&udp);
+        frame.extend_from_slice(transport);
         frame
     }
+}
+
+/// The Internet checksum (RFC 1071) of `parts` taken as one run of octets (each part but the
+/// last of even length).
+pub fn checksum(parts: &[&[u8]]) -> u16 {
+    let mut sum: u32 = 0;
+    for part in parts {
+        for pair in part.chunks(2) {
+            let word = u16::from_be_bytes([pair[0], pair.get(1).copied().unwrap_or(0)]);
+            sum += u32::from(word);
+        }
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }
 
 /// A 1-RTT (short header) packet: first octet, DCID, a packet number and 24 octets of

@@ -2,6 +2,7 @@
 
 mod backend;
 mod cid;
+mod decap;
 mod explain;
 mod run;
 mod stats;
@@ -40,6 +41,9 @@ enum Command {
     Stats(stats::StatsArgs),
     /// What is attached and how.
     Status(run::StatusArgs),
+    /// The decapsulator for backends behind a router that delivers by GUE or IP-in-IP.
+    #[command(subcommand)]
+    Decap(decap::DecapCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -52,6 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backend(command) => backend::run(command),
         Command::Stats(args) => stats::run(args),
         Command::Status(args) => run::status(args),
+        Command::Decap(command) => decap::run(command),
     }
 }
 

@@ -27,6 +27,16 @@ pub enum ModeArg {
     Skb,
 }
 
+impl From<ModeArg> for Mode {
+    fn from(mode: ModeArg) -> Self {
+        match mode {
+            ModeArg::Auto => Mode::Auto,
+            ModeArg::Native => Mode::Native,
+            ModeArg::Skb => Mode::Skb,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The router config file.
@@ -80,11 +90,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let options = RunOptions {
         config: args.config,
         iface: args.iface,
-        mode: match args.mode {
-            ModeArg::Auto => Mode::Auto,
-            ModeArg::Native => Mode::Native,
-            ModeArg::Skb => Mode::Skb,
-        },
+        mode: args.mode.into(),
         metrics_addr: args.metrics_addr,
         debug: args.debug,
     };
