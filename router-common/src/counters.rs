@@ -92,6 +92,10 @@ counter_list! {
         NoBackend => "no_backend",
         /// The backend's interface is not in the redirect map: dropped.
         RedirectFailed => "redirect_failed",
+        /// An ICMP or ICMPv6 error about a UDP datagram a listener sent (too big, unreachable,
+        /// time exceeded): sent to the backend that the fallback hash gives its reversed
+        /// 4-tuple.
+        IcmpToBackend => "icmp_to_backend",
     }
 }
 

@@ -96,6 +96,7 @@ fn datagram_of(ctx: &SkReuseportContext, len: usize, ipv6: bool) -> Option<Datag
         dst_port_be: u16::from_ne_bytes([ports[2], ports[3]]),
         payload_offset: UDP_HLEN,
         payload_len: len.checked_sub(UDP_HLEN),
+        icmp_error: false,
     })
 }
 

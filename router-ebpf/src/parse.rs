@@ -13,6 +13,8 @@ const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
 const IPV4_HLEN: usize = 20;
 const IPV6_HLEN: usize = 40;
 pub const UDP_HLEN: usize = 8;
@@ -199,10 +201,14 @@ pub struct Datagram {
     pub src_port_be: u16,
     pub dst_port_be: u16,
     pub family: u8,
+    /// An ICMP or ICMPv6 error about a UDP datagram sent from this datagram's destination
+    /// (a listener, if it is one): the 4-tuple is that datagram's reversed, as its peer's
+    /// datagrams carry it; there is no payload.
+    pub icmp_error: bool,
 }
 
-/// Parses up to the UDP header into `datagram`; `Err` is why the packet is not ours to
-/// route.
+/// Parses up to the UDP header into `datagram`, or an ICMP error's quoted UDP header (see
+/// [`Datagram::icmp_error`]); `Err` is why the packet is not ours to route.
 ///
 /// A BPF subprogram of its own, so that the headers it copies do not take room in the frame
 /// of the caller, which goes on to call the server ID decoder (BPF allows 512 octets of stack
@@ -211,7 +217,11 @@ pub struct Datagram {
 pub fn parse_datagram(ctx: &XdpContext, datagram: &mut Datagram) -> Result<(), Outcome> {
     // Not `*datagram = parse(ctx)?`: LLVM then stores the low half of a packet pointer into
     // `datagram`, which the verifier refuses ("invalid size of register spill").
-    match parse(ctx) {
+    let parsed = match parse(ctx) {
+        Err(Outcome::NotListener) => parse_icmp_error(ctx),
+        parsed => parsed,
+    };
+    match parsed {
         Ok(parsed) => {
             *datagram = parsed;
             Ok(())
@@ -220,21 +230,101 @@ pub fn parse_datagram(ctx: &XdpContext, datagram: &mut Datagram) -> Result<(), O
     }
 }
 
+/// An ICMP error (destination unreachable, time exceeded, parameter problem; ICMPv6 also
+/// packet too big) that quotes the IP and UDP headers of a datagram this host's address
+/// sent: that datagram's 4-tuple reversed, as [`Datagram::icmp_error`]. Anything else is
+/// [`Outcome::NotListener`].
+#[inline(always)]
+fn parse_icmp_error(ctx: &XdpContext) -> Result<Datagram, Outcome> {
+    const ICMP_HLEN: usize = 8;
+    let (l3, ethertype) = link_layer(ctx)?;
+    // Where the ICMP header is, and whether it is an error that quotes a packet.
+    let (icmp, v6) = match ethertype {
+        ETH_P_IPV4 => {
+            let ip: [u8; IPV4_HLEN] = ctx.load_array(l3)?;
+            let header_len = ((ip[0] & 0x0f) as usize) * 4;
+            if ip[9] != IPPROTO_ICMP || header_len < IPV4_HLEN || be16([ip[6], ip[7]]) & 0x3fff != 0
+            {
+                return Err(Outcome::NotListener);
+            }
+            (l3 + header_len, false)
+        }
+        ETH_P_IPV6 => {
+            let ip: [u8; IPV6_HLEN] = ctx.load_array(l3)?;
+            if ip[6] != IPPROTO_ICMPV6 {
+                return Err(Outcome::NotListener);
+            }
+            (l3 + IPV6_HLEN, true)
+        }
+        _ => return Err(Outcome::NotListener),
+    };
+    let kind: [u8; 2] = ctx.load_array(icmp)?;
+    let error = if v6 {
+        matches!(kind[0], 1..=4)
+    } else {
+        matches!(kind[0], 3 | 11 | 12)
+    };
+    if !error {
+        return Err(Outcome::NotListener);
+    }
+    // The quoted packet, of the ICMP message's family.
+    let quoted = icmp + ICMP_HLEN;
+    let (family, src, dst, udp) = if v6 {
+        let ip: [u8; IPV6_HLEN] = ctx.load_array(quoted)?;
+        if ip[0] >> 4 != 6 || ip[6] != IPPROTO_UDP {
+            return Err(Outcome::NotListener);
+        }
+        let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
+        src.copy_from_slice(&ip[8..24]);
+        dst.copy_from_slice(&ip[24..40]);
+        (6, src, dst, quoted + IPV6_HLEN)
+    } else {
+        let ip: [u8; IPV4_HLEN] = ctx.load_array(quoted)?;
+        let header_len = ((ip[0] & 0x0f) as usize) * 4;
+        if ip[0] >> 4 != 4 || header_len < IPV4_HLEN || ip[9] != IPPROTO_UDP {
+            return Err(Outcome::NotListener);
+        }
+        let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
+        src[..4].copy_from_slice(&ip[12..16]);
+        dst[..4].copy_from_slice(&ip[16..20]);
+        (4, src, dst, quoted + header_len)
+    };
+    let ports: [u8; 4] = ctx.load_array(udp)?;
+    Ok(Datagram {
+        family,
+        // Reversed: the quoted datagram went from the listener to its peer.
+        src: dst,
+        dst: src,
+        src_port_be: u16::from_ne_bytes([ports[2], ports[3]]),
+        dst_port_be: u16::from_ne_bytes([ports[0], ports[1]]),
+        payload_offset: 0,
+        payload_len: None,
+        icmp_error: true,
+    })
+}
+
 /// [`parse_datagram`] inlined into the caller, for programs whose stack can take it (the
 /// benchmark's floor): what the caller does not use of the datagram, LLVM leaves out.
 #[inline(always)]
 pub fn parse(ctx: &XdpContext) -> Result<Datagram, Outcome> {
-    let mut l3 = ETH_HLEN;
-    let mut ethertype = be16(ctx.load_array(12)?);
-    if ethertype == ETH_P_8021Q {
-        ethertype = be16(ctx.load_array(16)?);
-        l3 += VLAN_HLEN;
-    }
+    let (l3, ethertype) = link_layer(ctx)?;
     let packet_len = packet_len(ctx);
     match ethertype {
         ETH_P_IPV4 => parse_ipv4(ctx, l3, packet_len),
         ETH_P_IPV6 => parse_ipv6(ctx, l3, packet_len),
         _ => Err(Outcome::NotListener),
+    }
+}
+
+/// Where the network header starts (after the Ethernet header and up to one 802.1Q tag) and
+/// its EtherType.
+#[inline(always)]
+pub fn link_layer(ctx: &XdpContext) -> Result<(usize, u16), Outcome> {
+    let ethertype = be16(ctx.load_array(12)?);
+    if ethertype == ETH_P_8021Q {
+        Ok((ETH_HLEN + VLAN_HLEN, be16(ctx.load_array(16)?)))
+    } else {
+        Ok((ETH_HLEN, ethertype))
     }
 }
 
@@ -324,6 +414,7 @@ fn parse_udp(
         dst_port_be: u16::from_ne_bytes([udp[2], udp[3]]),
         payload_offset: l4 + UDP_HLEN,
         payload_len,
+        icmp_error: false,
     })
 }
 

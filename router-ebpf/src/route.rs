@@ -61,6 +61,14 @@ pub fn try_route(ctx: &XdpContext) -> Result<u32, Outcome> {
         PortMatch::Several => listener_of_several(&datagram, generation)?,
         PortMatch::None => return Err(Outcome::NotListener),
     };
+    // An ICMP error about a datagram a listener sent goes where the fallback hash sends its
+    // peer's datagrams: the server of a connection that started so (docs/data-path.md).
+    if datagram.icmp_error {
+        return match fallback(generation, &datagram) {
+            NO_BACKEND => Err(Outcome::NoBackend),
+            backend => deliver(ctx, generation, backend, Outcome::IcmpToBackend, false),
+        };
+    }
     let payload_len = datagram.payload_len.ok_or(Outcome::MalformedQuic)?;
     let header = parse_header(ctx, datagram.payload_offset, payload_len)?;
 

@@ -557,6 +557,62 @@ fn fixtures() -> Vec<Fixture> {
         Expect::Pass(Outcome::Fragment),
     ));
 
+    // ICMP errors about datagrams the VIPs sent: to the backend the client's 4-tuple hashes
+    // to; other ICMP to the stack.
+    for v6 in [false, true] {
+        let family = if v6 { "IPv6" } else { "IPv4" };
+        let client = udp(v6, Vec::new());
+        let sent = Datagram::new(
+            vip(v6),
+            sender(v6),
+            QUIC_PORT,
+            40_001,
+            short_header(&mint(0, "0a01", 28)),
+        );
+        let too_big = if v6 { [2, 0] } else { [3, 4] };
+        let unreachable = if v6 { [1, 4] } else { [3, 3] };
+        for (name, kind, quote_len) in [
+            ("too big", too_big, 1200),
+            ("port unreachable", unreachable, 1200),
+            (
+                "too big, quoting the headers only",
+                too_big,
+                if v6 { 48 } else { 28 },
+            ),
+        ] {
+            all.push(Fixture {
+                name: format!("{family}: ICMP {name} about a datagram from the VIP"),
+                datagram: client.clone(),
+                frame: Some(icmp_error(v6, kind, &sent, quote_len)),
+                expect: Expect::Hashed(Outcome::IcmpToBackend),
+            });
+        }
+        let mut other_port = sent.clone();
+        other_port.src_port = QUIC_PORT + 1;
+        let mut tcp = sent.clone();
+        tcp.protocol = 6;
+        let echo = if v6 { [128, 0] } else { [8, 0] };
+        for (name, frame) in [
+            (
+                "too big about another port",
+                icmp_error(v6, too_big, &other_port, 1200),
+            ),
+            ("too big about TCP", icmp_error(v6, too_big, &tcp, 1200)),
+            (
+                "too big quoting too little for the ports",
+                icmp_error(v6, too_big, &sent, if v6 { 42 } else { 22 }),
+            ),
+            ("echo request to the VIP", icmp_error(v6, echo, &sent, 64)),
+        ] {
+            all.push(Fixture {
+                name: format!("{family}: ICMP {name}"),
+                datagram: client.clone(),
+                frame: Some(frame),
+                expect: Expect::Pass(Outcome::NotListener),
+            });
+        }
+    }
+
     // Frames that are not IP, or not as the parser expects.
     let base = udp(false, short_header(&mint(0, "0a01", 27)));
     let mut arp = base.frame()[..42].to_vec();
@@ -584,6 +640,21 @@ fn fixtures() -> Vec<Fixture> {
         expect: Expect::Routed("alpha"),
     });
     all
+}
+
+/// An ICMP message of `kind` (type, code) to the VIP from a router on the path, quoting the
+/// first `quote_len` octets of `quoted` (a datagram as the VIP sent it).
+fn icmp_error(v6: bool, kind: [u8; 2], quoted: &Datagram, quote_len: usize) -> Vec<u8> {
+    let on_path: IpAddr = if v6 { "2001:db8:1::fe" } else { "198.18.1.254" }
+        .parse()
+        .unwrap();
+    let mut outer = Datagram::new(on_path, vip(v6), 0, 0, Vec::new());
+    outer.protocol = if v6 { 58 } else { 1 };
+    // Checksum left zero (the router does not look); a next-hop MTU of 1280.
+    let mut icmp = vec![kind[0], kind[1], 0, 0, 0, 0, 0x05, 0x00];
+    let packet = quoted.ip_packet();
+    icmp.extend_from_slice(&packet[..quote_len.min(packet.len())]);
+    outer.frame_around(&icmp)
 }
 
 /// The backend the fallback table gives `datagram`'s 4-tuple.

@@ -20,7 +20,7 @@ use router_common::decap::{
 };
 use router_ebpf::{
     counters::bump,
-    parse::{Packet, packet_len, write_array},
+    parse::{Packet, link_layer, packet_len, write_array},
 };
 
 /// How the decapsulator runs (GUE's port).
@@ -47,7 +47,6 @@ const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
 const IPPROTO_IPIP: u8 = 4;
 const IPPROTO_IPV6: u8 = 41;
 const IPPROTO_UDP: u8 = 17;
@@ -80,12 +79,7 @@ struct Outer {
 /// What the decapsulator did (`Ok`: the outer headers are gone) or why it did not.
 fn try_decap(ctx: &XdpContext) -> Result<DecapOutcome, DecapOutcome> {
     use DecapOutcome::*;
-    let mut l3 = ETH_HLEN;
-    let mut ethertype = be16(ctx.load_array(12).map_err(|_| NotTunnel)?);
-    if ethertype == ETH_P_8021Q {
-        ethertype = be16(ctx.load_array(16).map_err(|_| NotTunnel)?);
-        l3 += VLAN_HLEN;
-    }
+    let (l3, ethertype) = link_layer(ctx).map_err(|_| NotTunnel)?;
     let outer = match ethertype {
         ETH_P_IPV4 => outer_ipv4(ctx, l3)?,
         ETH_P_IPV6 => outer_ipv6(ctx, l3)?,
