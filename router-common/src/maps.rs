@@ -24,6 +24,7 @@
 //! | `SERVER_IDS` | hash | [`ServerIdKey`] | `u32` backend index |
 //! | `SHORT_SERVER_IDS` | array | [`short_server_id_slot`] | `u32` backend index + 1, 0: none (server IDs of at most [`MAX_SHORT_SERVER_ID_LEN`] octets; the program looks in `SERVER_IDS` only for longer ones) |
 //! | `BACKENDS` | array | [`backend_slot`] | [`BackendEntry`] |
+//! | `ENCAP_CONFIG` | array, one per generation | generation | [`EncapConfig`] |
 //! | `FALLBACK` | array | [`fallback_slot`] | `u32` backend index or [`NO_BACKEND`] |
 //! | `TX_PORTS` | devmap hash | ifindex | ifindex |
 //! | `CID_CACHE` | array | [`cid_cache_slot`] | [`CidCacheSet`]: encrypted CIDs decoded before, with their backends (a region per CPU) |
@@ -324,6 +325,13 @@ pub mod specs {
         size_of::<BackendEntry>(),
         Entries::PerBackendIndex(GENERATIONS),
     );
+    pub const ENCAP_CONFIG: MapSpec = spec(
+        "ENCAP_CONFIG",
+        MapKind::Array,
+        U32,
+        size_of::<EncapConfig>(),
+        Entries::Fixed(GENERATIONS),
+    );
     pub const FALLBACK: MapSpec = spec(
         "FALLBACK",
         MapKind::Array,
@@ -412,7 +420,7 @@ pub mod specs {
 
 /// The maps that hold the router's state, pinned so that the data path outlives the
 /// controller and a new controller adopts them.
-pub const PINNED_MAPS: [MapSpec; 18] = [
+pub const PINNED_MAPS: [MapSpec; 19] = [
     specs::CONTROL,
     specs::LISTENER_PORTS,
     specs::LISTENERS,
@@ -420,6 +428,7 @@ pub const PINNED_MAPS: [MapSpec; 18] = [
     specs::SERVER_IDS,
     specs::SHORT_SERVER_IDS,
     specs::BACKENDS,
+    specs::ENCAP_CONFIG,
     specs::FALLBACK,
     specs::TX_PORTS,
     specs::CID_CACHE,
@@ -434,8 +443,8 @@ pub const PINNED_MAPS: [MapSpec; 18] = [
 ];
 
 /// Every map of the router's object: the pinned ones and `VERDICT`.
-pub const ROUTER_MAPS: [MapSpec; 19] = {
-    let mut all = [specs::VERDICT; 19];
+pub const ROUTER_MAPS: [MapSpec; 20] = {
+    let mut all = [specs::VERDICT; 20];
     let mut i = 0;
     while i < PINNED_MAPS.len() {
         all[i] = PINNED_MAPS[i];
@@ -633,7 +642,40 @@ pub struct BackendEntry {
     /// Initial by its token (a returning client starts anew elsewhere); what names it by CID
     /// (its connections, their handshakes) still reaches it.
     pub draining: u8,
-    pub _pad: [u8; 3],
+    /// How packets reach it: [`DELIVERY_L2`], [`DELIVERY_GUE`] or [`DELIVERY_IPIP`].
+    pub delivery: u8,
+    /// The tunnel address's family (4 or 6) when `delivery` encapsulates.
+    pub tunnel_family: u8,
+    pub _pad: u8,
+    /// The backend's tunnel address (IPv4 in the first four octets), network byte order.
+    pub tunnel_address: [u8; 16],
+}
+
+/// Delivery by rewriting the Ethernet addresses (the backend is on the router's segment).
+pub const DELIVERY_L2: u8 = 0;
+/// Delivery in GUE: outer IP + UDP to the encapsulation config's port + a GUE header.
+pub const DELIVERY_GUE: u8 = 1;
+/// Delivery in IP-in-IP (protocol 4 for IPv4 inside, 41 for IPv6).
+pub const DELIVERY_IPIP: u8 = 2;
+
+/// How the router encapsulates (an `ENCAP_CONFIG` value, one per generation): the outer
+/// source addresses vary within these prefixes with each flow's hash, so that ECMP and the
+/// backends' RSS spread flows; GUE's source port varies too.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EncapConfig {
+    /// The IPv4 source prefix's address, network byte order.
+    pub source4: [u8; 4],
+    /// Its host bits, as a mask in network byte order.
+    pub source4_hosts: [u8; 4],
+    /// The IPv6 source prefix's address.
+    pub source6: [u8; 16],
+    /// Host bits of its last 32 bits, as a mask in network byte order (more would not
+    /// spread flows further).
+    pub source6_hosts: [u8; 4],
+    /// GUE's destination port, network byte order.
+    pub gue_port_be: u16,
+    pub _pad: [u8; 2],
 }
 
 impl BackendEntry {
@@ -824,6 +866,7 @@ mod pod {
     unsafe impl aya::Pod for super::TokenFlowKey {}
     unsafe impl aya::Pod for super::TokenFlow {}
     unsafe impl aya::Pod for super::BackendEntry {}
+    unsafe impl aya::Pod for super::EncapConfig {}
     unsafe impl aya::Pod for super::BackendCounters {}
     unsafe impl aya::Pod for super::Verdict {}
 }

@@ -23,6 +23,7 @@
 #![no_main]
 
 mod cid;
+mod encap;
 mod local;
 mod maps;
 mod quic;

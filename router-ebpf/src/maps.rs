@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ReusePortSockArray},
 };
 use router_common::maps::{
-    BackendCounters, BackendEntry, CidCacheSet, CidCacheWay, CidConfigEntry, Control, ListenerKey,
-    PortListeners, ServerIdKey, TokenFlow, TokenFlowKey, Verdict, specs,
+    BackendCounters, BackendEntry, CidCacheSet, CidCacheWay, CidConfigEntry, Control, EncapConfig,
+    ListenerKey, PortListeners, ServerIdKey, TokenFlow, TokenFlowKey, Verdict, specs,
 };
 
 // Routing state, in two generations (see router_common::maps): user space writes it.
@@ -47,6 +47,11 @@ pub static SHORT_SERVER_IDS: Array<u32> = Array::with_max_entries(
 #[map]
 pub static BACKENDS: Array<BackendEntry> =
     Array::with_max_entries(specs::BACKENDS.default_entries(), 0);
+
+/// How the router encapsulates, per generation.
+#[map]
+pub static ENCAP_CONFIG: Array<EncapConfig> =
+    Array::with_max_entries(specs::ENCAP_CONFIG.default_entries(), 0);
 
 /// The consistent-hashing table for packets whose DCID names no server.
 #[map]

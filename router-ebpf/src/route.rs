@@ -4,21 +4,22 @@
 //! IP, UDP and QUIC bytes are never changed.
 
 use aya_ebpf::{
-    bindings::xdp_action::{XDP_DROP, XDP_PASS},
+    bindings::xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT},
     programs::XdpContext,
 };
 use router_common::{
     counters::Outcome,
     flow_hash::flow_hash,
     maps::{
-        BackendEntry, Control, LISTENER_HASH_INITIALS, LOCAL_WORKER_IFINDEX, ListenerKey,
-        NO_BACKEND, PortMatch, backend_slot, fallback_slot, listener_port_slot,
+        BackendEntry, Control, DELIVERY_L2, LISTENER_HASH_INITIALS, LOCAL_WORKER_IFINDEX,
+        ListenerKey, NO_BACKEND, PortMatch, backend_slot, fallback_slot, listener_port_slot,
     },
 };
 use router_ebpf::parse::{Datagram, packet_len, parse_datagram, write_array};
 
 use crate::{
-    maps::{BACKENDS, CONTROL, FALLBACK, LISTENER_PORTS, LISTENERS, TX_PORTS},
+    encap::encapsulate,
+    maps::{BACKENDS, CONTROL, ENCAP_CONFIG, FALLBACK, LISTENER_PORTS, LISTENERS, TX_PORTS},
     quic::parse_header,
     stats,
     token::route_by_server_id,
@@ -66,7 +67,14 @@ pub fn try_route(ctx: &XdpContext) -> Result<u32, Outcome> {
     if datagram.icmp_error {
         return match fallback(generation, &datagram) {
             NO_BACKEND => Err(Outcome::NoBackend),
-            backend => deliver(ctx, generation, backend, Outcome::IcmpToBackend, false),
+            backend => deliver(
+                ctx,
+                &datagram,
+                generation,
+                backend,
+                Outcome::IcmpToBackend,
+                false,
+            ),
         };
     }
     let payload_len = datagram.payload_len.ok_or(Outcome::MalformedQuic)?;
@@ -104,7 +112,7 @@ pub fn try_route(ctx: &XdpContext) -> Result<u32, Outcome> {
             backend => backend,
         },
     };
-    deliver(ctx, generation, backend, outcome, decoded)
+    deliver(ctx, &datagram, generation, backend, outcome, decoded)
 }
 
 /// The flags of the listener for the datagram's destination, on a port with several
@@ -152,6 +160,7 @@ pub fn fallback_backend(generation: u32, datagram: &Datagram) -> u32 {
 #[inline(always)]
 fn deliver(
     ctx: &XdpContext,
+    datagram: &Datagram,
     generation: u32,
     backend: u32,
     outcome: Outcome,
@@ -168,14 +177,46 @@ fn deliver(
     // worker's socket by the same DCID.
     let action = if entry.ifindex == LOCAL_WORKER_IFINDEX {
         XDP_PASS
-    } else {
+    } else if entry.delivery == DELIVERY_L2 {
         redirect(ctx, entry)?
+    } else {
+        match encapsulate_and_redirect(ctx, entry, datagram, generation) {
+            XDP_REDIRECT => XDP_REDIRECT,
+            _ => return Err(Outcome::RedirectFailed),
+        }
     };
     stats::count(outcome);
     stats::count_backend(backend, packet_len(ctx) as u64);
     stats::trace(outcome, backend, decoded);
     stats::log(ctx, outcome, backend);
     Ok(action)
+}
+
+/// Encapsulates the packet for `entry` and redirects it to the backend's interface;
+/// XDP_ABORTED if it could not. A subprogram: the outer headers are
+/// built in a frame of their own.
+#[inline(never)]
+fn encapsulate_and_redirect(
+    ctx: &XdpContext,
+    entry: &BackendEntry,
+    datagram: &Datagram,
+    generation: u32,
+) -> u32 {
+    let Some(config) = ENCAP_CONFIG.get(generation) else {
+        return XDP_ABORTED;
+    };
+    let hash = flow_hash(
+        &datagram.src,
+        &datagram.dst,
+        datagram.src_port_be,
+        datagram.dst_port_be,
+    );
+    if encapsulate(ctx, entry, config, hash).is_err() {
+        return XDP_ABORTED;
+    }
+    TX_PORTS
+        .redirect(entry.ifindex, u64::from(XDP_DROP))
+        .unwrap_or(XDP_ABORTED)
 }
 
 /// Writes the next hop's and the egress interface's MACs and redirects to the interface.

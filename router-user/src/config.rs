@@ -47,6 +47,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::{
+    decap::Prefix,
     files::{self, FileError, MAX_CONFIG_LEN},
     key::load_key_file,
     netif,
@@ -58,6 +59,8 @@ pub struct RouterConfig {
     pub listeners: Vec<Listener>,
     pub cid_configs: Vec<CidConfig>,
     pub backends: Vec<Backend>,
+    /// How backends reached by GUE or IP-in-IP are encapsulated (`[encapsulation]`).
+    pub encapsulation: Encapsulation,
     /// The sizes of the maps: a running router's cannot change.
     pub limits: Limits,
 }
@@ -133,14 +136,37 @@ pub struct Backend {
 /// How the router reaches a backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reach {
-    /// A host behind `interface`: the packet's Ethernet destination becomes `next_hop_mac`.
+    /// A host behind `interface`: the packet's Ethernet destination becomes `next_hop_mac`
+    /// (the host's, or the next router's when `delivery` encapsulates).
     Host {
         interface: String,
         next_hop_mac: [u8; 6],
+        delivery: Delivery,
     },
     /// A worker on the router's own host: its socket in the listener's `SO_REUSEPORT` group
     /// gets the packets (the worker registers it, see `router_user::local`).
     LocalWorker,
+}
+
+/// How packets reach a host (`delivery`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delivery {
+    /// The packet as it came, with the next hop's MAC (`l2`): the host is on the segment.
+    #[default]
+    L2,
+    /// Inside GUE to the host's tunnel address (`gue`).
+    Gue { tunnel: IpAddr },
+    /// Inside IP-in-IP to the host's tunnel address (`ipip`).
+    Ipip { tunnel: IpAddr },
+}
+
+/// `[encapsulation]`: the outer source prefixes (each flow's source address varies within
+/// them) and GUE's port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Encapsulation {
+    pub source4: Option<Prefix>,
+    pub source6: Option<Prefix>,
+    pub gue_port: Option<u16>,
 }
 
 /// Why `address` cannot be a listener's VIP, if it cannot.
@@ -206,6 +232,15 @@ struct RawConfig {
     quic_lb: Vec<Spanned<RawQuicLb>>,
     #[serde(default)]
     backend: Vec<Spanned<RawBackend>>,
+    encapsulation: Option<Spanned<RawEncapsulation>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEncapsulation {
+    source4: Option<Spanned<String>>,
+    source6: Option<Spanned<String>>,
+    gue_port: Option<Spanned<u16>>,
 }
 
 #[derive(Deserialize)]
@@ -252,6 +287,8 @@ struct RawBackend {
     weight: Option<Spanned<u32>>,
     #[serde(default)]
     state: BackendState,
+    delivery: Option<Spanned<String>>,
+    tunnel_address: Option<Spanned<String>>,
 }
 
 /// Reads and validates the config file at `path`. Relative key file paths are taken from
@@ -280,11 +317,13 @@ pub fn parse(text: &str, path: &Path) -> Result<RouterConfig, ConfigError> {
     let limits = context.limits(raw.limits.as_ref())?;
     let listeners = context.listeners(&raw.listener, &limits)?;
     let cid_configs = context.cid_configs(&raw.quic_lb)?;
-    let backends = context.backends(&raw.backend, &cid_configs, &limits)?;
+    let encapsulation = context.encapsulation(raw.encapsulation.as_ref())?;
+    let backends = context.backends(&raw.backend, &cid_configs, &limits, &encapsulation)?;
     Ok(RouterConfig {
         listeners,
         cid_configs,
         backends,
+        encapsulation,
         limits,
     })
 }
@@ -495,6 +534,7 @@ impl Context<'_> {
         raw: &[Spanned<RawBackend>],
         cid_configs: &[CidConfig],
         limits: &Limits,
+        encapsulation: &Encapsulation,
     ) -> Result<Vec<Backend>, ConfigError> {
         let most = limits.backends as usize;
         if raw.len() > most {
@@ -587,7 +627,7 @@ impl Context<'_> {
                     ));
                 }
             };
-            let reach = self.reach(&name, entry)?;
+            let reach = self.reach(&name, entry, encapsulation)?;
             backends.push(Backend {
                 name,
                 server_ids,
@@ -599,19 +639,146 @@ impl Context<'_> {
         Ok(backends)
     }
 
-    /// A host's interface and next hop, or a local worker (which has neither).
-    fn reach(&self, name: &str, entry: &RawBackend) -> Result<Reach, ConfigError> {
+    /// `[encapsulation]`: prefixes without host bits, of their family; a GUE port from 1.
+    fn encapsulation(
+        &self,
+        raw: Option<&Spanned<RawEncapsulation>>,
+    ) -> Result<Encapsulation, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(Encapsulation::default());
+        };
+        let prefix = |field: &Option<Spanned<String>>, name: &str, v6: bool| {
+            field
+                .as_ref()
+                .map(|text| {
+                    let prefix: Prefix = text.get_ref().parse().map_err(|err| {
+                        self.error(text.span(), format!("encapsulation.{name}: {err}"))
+                    })?;
+                    if prefix.addr.is_ipv6() != v6 {
+                        return Err(self.error(
+                            text.span(),
+                            format!(
+                                "encapsulation.{name} must be an IPv{} prefix",
+                                if v6 { 6 } else { 4 }
+                            ),
+                        ));
+                    }
+                    Ok(prefix)
+                })
+                .transpose()
+        };
+        let raw_ref = raw.get_ref();
+        let gue_port = match &raw_ref.gue_port {
+            Some(port) if *port.get_ref() == 0 => {
+                return Err(self.error(port.span(), "encapsulation.gue_port must be 1 to 65535"));
+            }
+            port => port.as_ref().map(|port| *port.get_ref()),
+        };
+        Ok(Encapsulation {
+            source4: prefix(&raw_ref.source4, "source4", false)?,
+            source6: prefix(&raw_ref.source6, "source6", true)?,
+            gue_port,
+        })
+    }
+
+    /// How a host is reached: `l2` (the default), or `gue` / `ipip` to its
+    /// `tunnel_address`, which `[encapsulation]` must then provide for.
+    fn delivery(
+        &self,
+        name: &str,
+        entry: &RawBackend,
+        encapsulation: &Encapsulation,
+    ) -> Result<Delivery, ConfigError> {
+        let method = entry
+            .delivery
+            .as_ref()
+            .map_or("l2", |method| method.get_ref().as_str());
+        let span = entry
+            .delivery
+            .as_ref()
+            .map_or_else(|| entry.name.span(), Spanned::span);
+        if method == "l2" {
+            if let Some(tunnel) = &entry.tunnel_address {
+                return Err(self.error(
+                    tunnel.span(),
+                    format!("backend {name}: tunnel_address is for delivery = \"gue\" or \"ipip\""),
+                ));
+            }
+            return Ok(Delivery::L2);
+        }
+        if !matches!(method, "gue" | "ipip") {
+            return Err(self.error(
+                span,
+                format!(
+                    "backend {name}: delivery {:?} is not l2, gue or ipip",
+                    shorten(method)
+                ),
+            ));
+        }
+        let tunnel_text = entry.tunnel_address.as_ref().ok_or_else(|| {
+            self.error(
+                span.clone(),
+                format!("backend {name}: delivery = {method:?} needs a tunnel_address"),
+            )
+        })?;
+        let tunnel: IpAddr = tunnel_text
+            .get_ref()
+            .parse()
+            .ok()
+            .filter(|addr: &IpAddr| !addr.is_unspecified() && !addr.is_multicast())
+            .ok_or_else(|| {
+                self.error(
+                    tunnel_text.span(),
+                    format!(
+                        "backend {name}: tunnel_address {:?} is not a unicast IP address",
+                        shorten(tunnel_text.get_ref())
+                    ),
+                )
+            })?;
+        let (source, table_key) = if tunnel.is_ipv6() {
+            (encapsulation.source6, "source6")
+        } else {
+            (encapsulation.source4, "source4")
+        };
+        if source.is_none() {
+            return Err(self.error(
+                tunnel_text.span(),
+                format!("backend {name}: a tunnel to {tunnel} needs [encapsulation] {table_key}"),
+            ));
+        }
+        if method == "gue" {
+            if encapsulation.gue_port.is_none() {
+                return Err(self.error(
+                    span,
+                    format!("backend {name}: delivery = \"gue\" needs [encapsulation] gue_port"),
+                ));
+            }
+            Ok(Delivery::Gue { tunnel })
+        } else {
+            Ok(Delivery::Ipip { tunnel })
+        }
+    }
+
+    /// A host's interface, next hop and delivery, or a local worker (which has none).
+    fn reach(
+        &self,
+        name: &str,
+        entry: &RawBackend,
+        encapsulation: &Encapsulation,
+    ) -> Result<Reach, ConfigError> {
         if entry.local_worker == Some(true) {
             if let Some(given) = entry
                 .interface
                 .as_ref()
                 .map(Spanned::span)
                 .or_else(|| entry.next_hop_mac.as_ref().map(Spanned::span))
+                .or_else(|| entry.delivery.as_ref().map(Spanned::span))
+                .or_else(|| entry.tunnel_address.as_ref().map(Spanned::span))
             {
                 return Err(self.error(
                     given,
                     format!(
-                        "backend {name}: a local worker has no interface or next_hop_mac (its socket is on this host)"
+                        "backend {name}: a local worker has no interface, next_hop_mac, delivery or tunnel_address (its socket is on this host)"
                     ),
                 ));
             }
@@ -662,6 +829,7 @@ impl Context<'_> {
         Ok(Reach::Host {
             interface: interface_name,
             next_hop_mac: mac,
+            delivery: self.delivery(name, entry, encapsulation)?,
         })
     }
 }

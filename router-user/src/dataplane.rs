@@ -18,7 +18,7 @@ use aya::{
 use router_common::{
     counters::{LocalOutcome, Outcome},
     maps::{
-        BackendCounters, BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, Control,
+        BackendCounters, BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, Control, EncapConfig,
         LOCAL_WORKER_IFINDEX, Limits, ListenerKey, MapSpec, PORTS, PortListeners,
         SHORT_SERVER_ID_SLOTS, ServerIdKey, backend_slot, cid_config_slot, fallback_slot,
         listener_port_slot, short_server_id_slot, specs, worker_socket_slot,
@@ -119,6 +119,7 @@ pub struct Dataplane {
     server_ids: HashMap<MapData, ServerIdKey, u32>,
     short_server_ids: MappedArray,
     backends: Array<MapData, BackendEntry>,
+    encap_config: Array<MapData, EncapConfig>,
     fallback: Array<MapData, u32>,
     tx_port_map: DevMapHash<MapData>,
     stats: PerCpuArray<MapData, u64>,
@@ -188,6 +189,7 @@ impl Dataplane {
             server_ids: take(ebpf, &specs::SERVER_IDS)?,
             short_server_ids: take_mapped(ebpf, &specs::SHORT_SERVER_IDS)?,
             backends: take(ebpf, &specs::BACKENDS)?,
+            encap_config: take(ebpf, &specs::ENCAP_CONFIG)?,
             fallback: take(ebpf, &specs::FALLBACK)?,
             tx_port_map,
             stats: take(ebpf, &specs::STATS)?,
@@ -387,6 +389,11 @@ impl Dataplane {
                     .set(backend_slot(generation, index), new, 0)
                     .map_err(map_error(specs::BACKENDS.name))?;
             }
+        }
+        if previous.is_none_or(|p| p.encap != tables.encap) {
+            self.encap_config
+                .set(generation, tables.encap, 0)
+                .map_err(map_error(specs::ENCAP_CONFIG.name))?;
         }
         for (slot, &new) in tables.fallback.iter().enumerate() {
             if previous.is_none_or(|p| p.fallback[slot] != new) {

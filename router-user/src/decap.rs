@@ -150,7 +150,7 @@ impl fmt::Display for Prefix {
 }
 
 /// An address as the maps hold it: family and 16 octets (IPv4 in the first four).
-fn address(addr: IpAddr) -> (u8, [u8; 16]) {
+pub(crate) fn address(addr: IpAddr) -> (u8, [u8; 16]) {
     let mut octets = [0u8; 16];
     match addr {
         IpAddr::V4(v4) => {

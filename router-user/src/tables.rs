@@ -6,15 +6,18 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use router_common::{
     maps::{
-        BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, FALLBACK_TABLE_SIZE,
-        LISTENER_HASH_INITIALS, LOCAL_WORKER_IFINDEX, Limits, ListenerKey, MAX_SHORT_SERVER_ID_LEN,
-        NO_BACKEND, ServerIdKey, short_server_id_slot,
+        BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, DELIVERY_GUE, DELIVERY_IPIP, DELIVERY_L2,
+        EncapConfig, FALLBACK_TABLE_SIZE, LISTENER_HASH_INITIALS, LOCAL_WORKER_IFINDEX, Limits,
+        ListenerKey, MAX_SHORT_SERVER_ID_LEN, NO_BACKEND, ServerIdKey, short_server_id_slot,
     },
     quic_lb::AesRoundKeys,
 };
 
 use crate::{
-    config::{BackendState, InitialRouting, Listener, Reach, RouterConfig},
+    config::{
+        BackendState, Delivery, Encapsulation, InitialRouting, Listener, Reach, RouterConfig,
+    },
+    decap::{Prefix, address},
     fallback::{Member, maglev_table},
     netif::{Interface, NetifError},
 };
@@ -32,6 +35,8 @@ pub struct RoutingTables {
     pub tx_ports: BTreeSet<u32>,
     /// Backend names by index: not in the maps, for reports.
     pub backend_names: BTreeMap<u32, String>,
+    /// How backends behind GUE or IP-in-IP are reached.
+    pub encap: EncapConfig,
 }
 
 impl RoutingTables {
@@ -121,6 +126,7 @@ impl RoutingTables {
             fallback: vec![NO_BACKEND; FALLBACK_TABLE_SIZE as usize],
             tx_ports: BTreeSet::new(),
             backend_names: BTreeMap::new(),
+            encap: EncapConfig::default(),
         }
     }
 
@@ -133,6 +139,7 @@ impl RoutingTables {
         interface: impl Fn(&str) -> Result<Interface, NetifError>,
     ) -> Result<Self, TablesError> {
         let mut tables = Self::empty();
+        tables.encap = encap_config(&config.encapsulation);
         tables.listeners = config
             .listeners
             .iter()
@@ -168,6 +175,7 @@ impl RoutingTables {
                 Reach::Host {
                     interface: name,
                     next_hop_mac,
+                    delivery,
                 } => {
                     let Interface { ifindex, mac } =
                         interface(name).map_err(|source| TablesError::Interface {
@@ -175,10 +183,19 @@ impl RoutingTables {
                             source,
                         })?;
                     tables.tx_ports.insert(ifindex);
+                    let (method, tunnel) = match *delivery {
+                        Delivery::L2 => (DELIVERY_L2, None),
+                        Delivery::Gue { tunnel } => (DELIVERY_GUE, Some(tunnel)),
+                        Delivery::Ipip { tunnel } => (DELIVERY_IPIP, Some(tunnel)),
+                    };
+                    let (tunnel_family, tunnel_address) = tunnel.map_or((0, [0; 16]), address);
                     BackendEntry {
                         ifindex,
                         dst_mac: *next_hop_mac,
                         src_mac: mac,
+                        delivery: method,
+                        tunnel_family,
+                        tunnel_address,
                         ..BackendEntry::default()
                     }
                 }
@@ -227,4 +244,28 @@ fn listener_key(listener: &Listener) -> ListenerKey {
         family,
         generation: 0,
     }
+}
+
+/// `[encapsulation]` as the program takes it: each prefix's address and its host bits (the
+/// last 32 of an IPv6 prefix at most) as a mask.
+fn encap_config(encapsulation: &Encapsulation) -> EncapConfig {
+    let hosts = |prefix: &Prefix, bits: u32| {
+        let host_bits = (bits - u32::from(prefix.len)).min(32);
+        // No host bits: a shift by 32, which gives none.
+        u32::MAX.checked_shr(32 - host_bits).unwrap_or(0)
+    };
+    let mut config = EncapConfig {
+        gue_port_be: encapsulation.gue_port.unwrap_or(0).to_be(),
+        ..EncapConfig::default()
+    };
+    if let Some(prefix) = &encapsulation.source4 {
+        let (_, octets) = address(prefix.addr);
+        config.source4.copy_from_slice(&octets[..4]);
+        config.source4_hosts = hosts(prefix, 32).to_be_bytes();
+    }
+    if let Some(prefix) = &encapsulation.source6 {
+        config.source6 = address(prefix.addr).1;
+        config.source6_hosts = hosts(prefix, 128).to_be_bytes();
+    }
+    config
 }

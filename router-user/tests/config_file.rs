@@ -3,7 +3,7 @@
 
 use std::{fs, os::unix::fs::PermissionsExt as _, path::Path};
 
-use router_user::config::{self, BackendState, Reach};
+use router_user::config::{self, BackendState, Delivery, Reach};
 
 const EXAMPLE: &str = include_str!("../../config/router.example.toml");
 
@@ -64,9 +64,14 @@ fn the_example_config_parses() {
     assert_eq!(config.listeners.len(), 2);
     assert_eq!(config.cid_configs.len(), 2);
     assert!(config.cid_configs[0].key.is_none() && config.cid_configs[1].key.is_some());
-    assert_eq!(config.backends.len(), 3);
+    assert_eq!(config.backends.len(), 4);
     assert_eq!(config.backends[1].weight, 2);
     assert_eq!(config.backends[2].state, BackendState::Draining);
+    assert!(matches!(
+        config.backends[3].reach,
+        Reach::Host { delivery: Delivery::Gue { tunnel }, .. } if tunnel.to_string() == "198.18.50.4"
+    ));
+    assert_eq!(config.encapsulation.gue_port, Some(6080));
     assert_eq!(
         config.backends[0].server_ids,
         vec![(0, vec![0x0a, 0x01]), (1, vec![0xa0, 0, 1])]
@@ -202,7 +207,7 @@ fn every_error_names_file_line_and_problem() {
         "next_hop_mac = \"02:00:00:00:0c:01\"",
         "local_worker = true",
         52,
-        "backend gamma: a local worker has no interface or next_hop_mac",
+        "backend gamma: a local worker has no interface, next_hop_mac, delivery or tunnel_address",
     );
     assert_error(
         "initial_routing = \"cid\"",

@@ -95,6 +95,7 @@ fn assert_agree(setup: &Deployment, round: usize) {
         let Reach::Host {
             interface,
             next_hop_mac,
+            ..
         } = &backend.reach
         else {
             unreachable!("hosts only")

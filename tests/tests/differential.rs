@@ -15,7 +15,8 @@ use router_common::{
     quic_lb::{Config, ConfigParams, Decoder, Encoder, Key},
 };
 use router_user::config::{
-    Backend, BackendState, CidConfig, InitialRouting, Listener, Reach, RouterConfig,
+    Backend, BackendState, CidConfig, Delivery, Encapsulation, InitialRouting, Listener, Reach,
+    RouterConfig,
 };
 
 const PER_MODE: usize = 10_000;
@@ -115,10 +116,12 @@ fn every_length_pair_decodes_alike() {
             reach: Reach::Host {
                 interface: "lo".into(),
                 next_hop_mac: [2, 0, 0, 0, 0, 9],
+                delivery: Delivery::L2,
             },
             weight: 1,
             state: BackendState::Active,
         }],
+        encapsulation: Encapsulation::default(),
         limits: Limits::DEFAULT,
     };
     let first = ConfigParams::new(4, 1, 4);
