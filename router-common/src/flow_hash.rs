@@ -9,6 +9,18 @@
 /// An address as the hash sees it: IPv4 in the first four octets and zeros after.
 pub type FlowAddr = [u8; 16];
 
+/// `addr` as the maps hold addresses: its family (4 or 6) and its [`FlowAddr`].
+pub fn flow_addr(addr: core::net::IpAddr) -> (u8, FlowAddr) {
+    let mut octets = [0u8; 16];
+    match addr {
+        core::net::IpAddr::V4(v4) => {
+            octets[..4].copy_from_slice(&v4.octets());
+            (4, octets)
+        }
+        core::net::IpAddr::V6(v6) => (6, v6.octets()),
+    }
+}
+
 const SEED: u64 = 0x5155_4943_2d4c_4221; // "QUIC-LB!"
 const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
 

@@ -5,17 +5,12 @@
 use std::net::IpAddr;
 
 use router_common::{
-    flow_hash::{FlowAddr, flow_hash},
+    flow_hash::{FlowAddr, flow_addr, flow_hash},
     maps::FALLBACK_TABLE_SIZE,
 };
 
 fn addr(text: &str) -> FlowAddr {
-    let mut addr = [0; 16];
-    match text.parse::<IpAddr>().unwrap() {
-        IpAddr::V4(v4) => addr[..4].copy_from_slice(&v4.octets()),
-        IpAddr::V6(v6) => addr = v6.octets(),
-    }
-    addr
+    flow_addr(text.parse::<IpAddr>().unwrap()).1
 }
 
 fn hash(src: &str, dst: &str, src_port: u16, dst_port: u16) -> u32 {

@@ -21,6 +21,7 @@ use router_common::decap::{
     DecapConfig, DecapOutcome, MAX_SOURCE_PREFIXES, MAX_TUNNEL_ADDRESSES, SOURCE_FAMILY_BITS,
     SourcePrefix, TunnelAddress, specs,
 };
+use router_common::flow_hash::flow_addr;
 use serde::Serialize;
 
 use crate::{
@@ -126,7 +127,7 @@ impl Prefix {
 
     /// The `DECAP_SOURCES` key.
     fn key(&self) -> LpmKey<SourcePrefix> {
-        let (family, addr) = address(self.addr);
+        let (family, addr) = flow_addr(self.addr);
         LpmKey::new(
             SOURCE_FAMILY_BITS + u32::from(self.len),
             SourcePrefix { family, addr },
@@ -146,18 +147,6 @@ impl Prefix {
 impl fmt::Display for Prefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.len)
-    }
-}
-
-/// An address as the maps hold it: family and 16 octets (IPv4 in the first four).
-pub(crate) fn address(addr: IpAddr) -> (u8, [u8; 16]) {
-    let mut octets = [0u8; 16];
-    match addr {
-        IpAddr::V4(v4) => {
-            octets[..4].copy_from_slice(&v4.octets());
-            (4, octets)
-        }
-        IpAddr::V6(v6) => (6, v6.octets()),
     }
 }
 
@@ -241,7 +230,7 @@ impl Decapsulator {
         let mut addresses: HashMap<_, TunnelAddress, u8> =
             HashMap::try_from(ebpf.map_mut(name).ok_or(missing(name))?).map_err(map_error(name))?;
         for &addr in &settings.addresses {
-            let (family, addr) = address(addr);
+            let (family, addr) = flow_addr(addr);
             let key = TunnelAddress {
                 addr,
                 family,

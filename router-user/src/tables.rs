@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use router_common::{
+    flow_hash::flow_addr,
     maps::{
         BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, DELIVERY_GUE, DELIVERY_IPIP, DELIVERY_L2,
         EncapConfig, FALLBACK_TABLE_SIZE, LISTENER_HASH_INITIALS, LOCAL_WORKER_IFINDEX, Limits,
@@ -17,7 +18,7 @@ use crate::{
     config::{
         BackendState, Delivery, Encapsulation, InitialRouting, Listener, Reach, RouterConfig,
     },
-    decap::{Prefix, address},
+    decap::Prefix,
     fallback::{Member, maglev_table},
     netif::{Interface, NetifError},
 };
@@ -188,7 +189,7 @@ impl RoutingTables {
                         Delivery::Gue { tunnel } => (DELIVERY_GUE, Some(tunnel)),
                         Delivery::Ipip { tunnel } => (DELIVERY_IPIP, Some(tunnel)),
                     };
-                    let (tunnel_family, tunnel_address) = tunnel.map_or((0, [0; 16]), address);
+                    let (tunnel_family, tunnel_address) = tunnel.map_or((0, [0; 16]), flow_addr);
                     BackendEntry {
                         ifindex,
                         dst_mac: *next_hop_mac,
@@ -227,17 +228,7 @@ impl RoutingTables {
 
 /// The map key of a listener (generation 0).
 fn listener_key(listener: &Listener) -> ListenerKey {
-    let mut addr = [0u8; 16];
-    let family = match listener.address {
-        std::net::IpAddr::V4(v4) => {
-            addr[..4].copy_from_slice(&v4.octets());
-            4
-        }
-        std::net::IpAddr::V6(v6) => {
-            addr = v6.octets();
-            6
-        }
-    };
+    let (family, addr) = flow_addr(listener.address);
     ListenerKey {
         addr,
         port_be: listener.port.to_be(),
@@ -259,12 +250,12 @@ fn encap_config(encapsulation: &Encapsulation) -> EncapConfig {
         ..EncapConfig::default()
     };
     if let Some(prefix) = &encapsulation.source4 {
-        let (_, octets) = address(prefix.addr);
+        let (_, octets) = flow_addr(prefix.addr);
         config.source4.copy_from_slice(&octets[..4]);
         config.source4_hosts = hosts(prefix, 32).to_be_bytes();
     }
     if let Some(prefix) = &encapsulation.source6 {
-        config.source6 = address(prefix.addr).1;
+        config.source6 = flow_addr(prefix.addr).1;
         config.source6_hosts = hosts(prefix, 128).to_be_bytes();
     }
     config

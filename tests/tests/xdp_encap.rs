@@ -25,12 +25,7 @@ fn ip(text: &str) -> IpAddr {
 }
 
 fn flow_addr(addr: IpAddr) -> [u8; 16] {
-    let mut octets = [0u8; 16];
-    match addr {
-        IpAddr::V4(v4) => octets[..4].copy_from_slice(&v4.octets()),
-        IpAddr::V6(v6) => octets = v6.octets(),
-    }
-    octets
+    router_common::flow_hash::flow_addr(addr).1
 }
 
 /// The standard config with alpha behind GUE at `alpha_tunnel` and beta behind IP-in-IP at

@@ -19,7 +19,7 @@ use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
 use router_common::quic_lb::{Config, ConfigParams, Encoder, Key};
 use router_common::{
     counters::Outcome,
-    flow_hash::flow_hash,
+    flow_hash::{flow_addr, flow_hash},
     maps::{
         CidCacheSet, CidCacheWay, FALLBACK_TABLE_SIZE, Limits, MapSpec, TokenFlow, TokenFlowKey,
         cid_cache_slot, specs,
@@ -659,14 +659,7 @@ fn icmp_error(v6: bool, kind: [u8; 2], quoted: &Datagram, quote_len: usize) -> V
 
 /// The backend the fallback table gives `datagram`'s 4-tuple.
 fn hashed_backend(router: &TestRouter, datagram: &Datagram) -> String {
-    let addr = |ip: IpAddr| {
-        let mut addr = [0u8; 16];
-        match ip {
-            IpAddr::V4(v4) => addr[..4].copy_from_slice(&v4.octets()),
-            IpAddr::V6(v6) => addr = v6.octets(),
-        }
-        addr
-    };
+    let addr = |ip: IpAddr| flow_addr(ip).1;
     let hash = flow_hash(
         &addr(datagram.src),
         &addr(datagram.dst),

@@ -9,7 +9,10 @@ use router_user::{
     router::Attachment,
 };
 
-use super::{BadInput, run::ModeArg};
+use super::{
+    BadInput,
+    run::{IfaceArgs, ModeArg, StatusArgs},
+};
 
 #[derive(Debug, Subcommand)]
 pub enum DecapCommand {
@@ -37,22 +40,6 @@ pub struct AttachArgs {
     gue_port: Option<u16>,
     #[arg(long, value_enum, default_value = "auto")]
     mode: ModeArg,
-}
-
-#[derive(Debug, Args)]
-pub struct IfaceArgs {
-    /// The interface encapsulated packets arrive on.
-    #[arg(long, value_name = "IF")]
-    iface: String,
-}
-
-#[derive(Debug, Args)]
-pub struct StatusArgs {
-    #[command(flatten)]
-    iface: IfaceArgs,
-    /// One JSON object.
-    #[arg(long)]
-    json: bool,
 }
 
 pub fn run(command: DecapCommand) -> anyhow::Result<()> {

@@ -57,7 +57,7 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct IfaceArgs {
-    /// The interface the router is attached to.
+    /// The interface the program is attached to.
     #[arg(long, value_name = "IF")]
     pub iface: String,
 }
@@ -65,10 +65,10 @@ pub struct IfaceArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
-    iface: IfaceArgs,
+    pub iface: IfaceArgs,
     /// One JSON object.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {

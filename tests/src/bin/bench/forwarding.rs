@@ -616,10 +616,5 @@ fn dcid(datagram: &[u8]) -> Option<&[u8]> {
 }
 
 fn flow_addr(addr: SocketAddr) -> FlowAddr {
-    let mut flow = [0u8; 16];
-    match addr.ip() {
-        IpAddr::V4(v4) => flow[..4].copy_from_slice(&v4.octets()),
-        IpAddr::V6(v6) => flow = v6.octets(),
-    }
-    flow
+    router_common::flow_hash::flow_addr(addr.ip()).1
 }
