@@ -40,6 +40,7 @@ pub mod c_floor {
 pub mod program_names {
     pub const FLOOR_PASS: &str = "floor_pass";
     pub const FLOOR_REDIRECT: &str = "floor_redirect";
+    pub const FLOOR_ENCAP: &str = "floor_encap";
     pub const GENERATE: &str = "bench_generate";
     pub const SINK: &str = "bench_sink";
 }

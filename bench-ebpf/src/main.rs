@@ -7,6 +7,7 @@
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS},
+    helpers::generated::bpf_xdp_adjust_head,
     macros::{map, xdp},
     maps::{Array, DevMap, PerCpuArray},
     programs::XdpContext,
@@ -14,7 +15,13 @@ use aya_ebpf::{
 use bench_ebpf::{BENCH_MARKER_OFFSET, FLOOR_SLOTS, SinkCounter};
 use router_ebpf::{
     counters::bump,
-    parse::{Datagram, Packet, parse, parse_datagram, write_array},
+    headers::{
+        ETH_HLEN, ETH_P_IPV4, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP, IPV4_HLEN, UDP_HLEN,
+        ipv4_checksum,
+    },
+    parse::{
+        Aligned, Datagram, Packet, link_layer, packet_len, parse, parse_datagram, write_array,
+    },
 };
 
 /// The floor's redirect targets.
@@ -63,6 +70,68 @@ pub fn floor_redirect(ctx: XdpContext) -> u32 {
         .redirect(slot, u64::from(XDP_DROP))
         .unwrap_or(XDP_DROP)
 }
+
+/// What [`floor_redirect`] does, with the packet put inside an outer IPv4 header, UDP and
+/// a GUE header first (fixed addresses, the source port from the inner one, the IPv4
+/// checksum): the least an encapsulating router does.
+#[xdp]
+pub fn floor_encap(ctx: XdpContext) -> u32 {
+    let Ok(datagram) = parse(&ctx) else {
+        return XDP_PASS;
+    };
+    let slot = u32::from(u16::from_be(datagram.src_port_be)) % FLOOR_SLOTS;
+    match encapsulate(&ctx, slot, datagram.src_port_be, datagram.family == 6) {
+        Ok(()) => FLOOR_PORTS
+            .redirect(slot, u64::from(XDP_DROP))
+            .unwrap_or(XDP_DROP),
+        Err(_) => XDP_DROP,
+    }
+}
+
+/// The outer headers of [`floor_encap`].
+#[inline(always)]
+fn encapsulate(
+    ctx: &XdpContext,
+    slot: u32,
+    src_port_be: u16,
+    inner_v6: bool,
+) -> Result<(), router_common::counters::Outcome> {
+    use router_common::counters::Outcome;
+    let (l3, _) = link_layer(ctx)?;
+    let inner_len = packet_len(ctx) - l3;
+    let outer = IPV4_HLEN + UDP_HLEN + GUE_HLEN;
+    // SAFETY: the program's context; the helper checks the new start against the headroom.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -((ETH_HLEN + outer - l3) as i32)) } != 0 {
+        return Err(Outcome::RedirectFailed);
+    }
+    let addresses = FLOOR_MACS.get(slot).ok_or(Outcome::RedirectFailed)?;
+    let mut eth = Aligned([0u8; ETH_HLEN]);
+    eth.0[..12].copy_from_slice(addresses);
+    eth.0[12..].copy_from_slice(&ETH_P_IPV4.to_be_bytes());
+    write_array(ctx, 0, &eth.0)?;
+    let mut headers = Aligned([0u8; IPV4_HLEN + UDP_HLEN + GUE_HLEN]);
+    let ip = &mut headers.0;
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&((outer + inner_len) as u16).to_be_bytes());
+    ip[6] = 0x40;
+    ip[8] = 64;
+    ip[9] = IPPROTO_UDP;
+    ip[12..16].copy_from_slice(&[198, 18, 100, 1]);
+    ip[16..20].copy_from_slice(&[198, 18, 5, 2]);
+    let mut header = [0u8; IPV4_HLEN];
+    header.copy_from_slice(&ip[..IPV4_HLEN]);
+    ip[10..12].copy_from_slice(&ipv4_checksum(&header).to_be_bytes());
+    let udp = &mut ip[IPV4_HLEN..];
+    udp[0..2].copy_from_slice(&src_port_be.to_ne_bytes());
+    udp[2..4].copy_from_slice(&FLOOR_GUE_PORT.to_be_bytes());
+    udp[4..6].copy_from_slice(&((UDP_HLEN + GUE_HLEN + inner_len) as u16).to_be_bytes());
+    udp[UDP_HLEN + 1] = if inner_v6 { IPPROTO_IPV6 } else { IPPROTO_IPIP };
+    write_array(ctx, ETH_HLEN, &headers.0)
+}
+
+/// GUE's header (version 0, no options) and [`floor_encap`]'s port.
+const GUE_HLEN: usize = 4;
+const FLOOR_GUE_PORT: u16 = 6080;
 
 /// The benchmark's traffic generator: BPF_PROG_TEST_RUN runs it in live-frames mode on the
 /// frames the benchmark builds, and each one leaves through [`GENERATOR_PORT`]'s interface

@@ -96,6 +96,15 @@ counter_list! {
         /// time exceeded): sent to the backend that the fallback hash gives its reversed
         /// 4-tuple.
         IcmpToBackend => "icmp_to_backend",
+        /// A packet for a backend behind a tunnel that would exceed the egress MTU once
+        /// encapsulated: answered from the VIP with ICMP "fragmentation needed" or ICMPv6
+        /// "packet too big" carrying the MTU left inside the tunnel (dropped unanswered if it
+        /// is itself an ICMP error or from no unicast address).
+        TooBig => "too_big",
+        /// A packet for a backend behind a tunnel whose next hop the kernel's routes and
+        /// neighbours do not give yet (no neighbour entry, no route, forwarding off):
+        /// encapsulated and passed to the stack, which resolves or drops it.
+        NextHopUnresolved => "next_hop_unresolved",
     }
 }
 

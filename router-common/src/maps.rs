@@ -69,6 +69,9 @@ pub const NO_BACKEND: u32 = u32::MAX;
 /// program passes its packets to the stack, where the `SO_REUSEPORT` program gives them to
 /// the worker's socket.
 pub const LOCAL_WORKER_IFINDEX: u32 = u32::MAX;
+/// The `ifindex` of a [`BackendEntry`] behind a tunnel whose next hop the kernel's routes
+/// and neighbours give (`bpf_fib_lookup`), packet by packet, instead of a configured one.
+pub const ROUTED_IFINDEX: u32 = u32::MAX - 1;
 /// Listener flag: route Initial and 0-RTT packets by the 4-tuple hash only, whatever their
 /// token or DCID names (what load balancers without QUIC-LB for Initials do).
 pub const LISTENER_HASH_INITIALS: u8 = 2;

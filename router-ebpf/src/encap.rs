@@ -2,72 +2,330 @@
 //! an outer IPv4 or IPv6 header (IP-in-IP), or an outer header, UDP and a GUE header, to the
 //! backend's tunnel address. The outer source address (and GUE's source port) vary with the
 //! flow's hash; DSCP and ECN are copied from the inner header; the outer IPv4 header is
-//! checksummed, GUE's UDP checksum is zero.
+//! checksummed, GUE's UDP checksum is zero. The next hop is configured, or the kernel's
+//! routes and neighbours give it; a packet that would not fit the egress MTU once wrapped
+//! is answered (`too_big`).
 
-use aya_ebpf::{helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
+use aya_ebpf::{
+    bindings::{
+        BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_SUCCESS,
+        bpf_check_mtu_ret::BPF_MTU_CHK_RET_SUCCESS,
+        bpf_fib_lookup as FibLookup,
+        xdp_action::{XDP_ABORTED, XDP_REDIRECT},
+    },
+    helpers::generated::{bpf_check_mtu, bpf_fib_lookup, bpf_redirect, bpf_xdp_adjust_head},
+    programs::XdpContext,
+};
 use router_common::{
     counters::Outcome,
-    maps::{BackendEntry, DELIVERY_GUE, EncapConfig},
+    maps::{BackendEntry, DELIVERY_GUE, EncapConfig, ROUTED_IFINDEX},
 };
-use router_ebpf::parse::{Packet, link_layer, write_array};
+use router_ebpf::headers::{
+    ETH_HLEN, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP, IPV4_HLEN,
+    IPV6_HLEN, UDP_HLEN, ipv4_checksum,
+};
+use router_ebpf::parse::{Aligned, Packet, link_layer, write_array};
 
-const ETH_HLEN: usize = 14;
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const IPV4_HLEN: usize = 20;
-const IPV6_HLEN: usize = 40;
+use crate::{maps::TX_PORTS, too_big};
+
 /// UDP and the GUE header.
-const GUE_LEN: usize = 12;
-const IPPROTO_IPIP: u8 = 4;
-const IPPROTO_IPV6: u8 = 41;
-const IPPROTO_UDP: u8 = 17;
+const GUE_LEN: usize = UDP_HLEN + 4;
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
 
-/// Puts the frame's IP packet inside the outer headers `entry` calls for, behind a new
-/// Ethernet header from `entry`'s MACs. `hash` is the flow's.
+/// What became of a packet for a backend behind a tunnel: one scalar, for a subprogram.
+#[repr(u32)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Handoff {
+    /// Wrapped and redirected to the next hop.
+    Redirected,
+    /// Too big once wrapped: turned into an ICMP answer to the client, redirected back.
+    TooBigAnswered,
+    /// Too big once wrapped, and not to be answered: to drop.
+    TooBigDropped,
+    /// Wrapped, but the kernel gave no next hop: to pass to the stack.
+    Unresolved,
+    /// Not wrapped (no headroom, no config): to drop.
+    Failed,
+}
+
+/// The inner packet and the outer headers it gets.
+struct Wrapping {
+    /// The offset of the inner IP header.
+    l3: usize,
+    inner_v6: bool,
+    /// The inner packet's DSCP and ECN.
+    tos: u8,
+    /// The inner IP packet's length.
+    inner_len: usize,
+    gue: bool,
+    outer_v6: bool,
+    /// The flow's hash.
+    hash: u32,
+    /// The outer source address (IPv4 in the first four octets).
+    source: [u8; 16],
+    /// GUE's destination port, network byte order.
+    gue_port_be: u16,
+}
+
+impl Wrapping {
+    #[inline(always)]
+    fn new(
+        ctx: &XdpContext,
+        entry: &BackendEntry,
+        config: &EncapConfig,
+        hash: u32,
+    ) -> Result<Self, Outcome> {
+        let (l3, ethertype) = link_layer(ctx)?;
+        let inner_v6 = match ethertype {
+            ETH_P_IPV4 => false,
+            ETH_P_IPV6 => true,
+            _ => return Err(Outcome::NotListener),
+        };
+        let first: [u8; 6] = ctx.load_array(l3)?;
+        let (tos, inner_len) = if inner_v6 {
+            (
+                first[0] << 4 | first[1] >> 4,
+                IPV6_HLEN + u16::from_be_bytes([first[4], first[5]]) as usize,
+            )
+        } else {
+            (first[1], u16::from_be_bytes([first[2], first[3]]) as usize)
+        };
+        let outer_v6 = entry.tunnel_family == 6;
+        let host = hash.to_be_bytes();
+        let mut source = [0u8; 16];
+        if outer_v6 {
+            source = config.source6;
+            for i in 0..4 {
+                source[12 + i] ^= host[i] & config.source6_hosts[i];
+            }
+        } else {
+            for i in 0..4 {
+                source[i] = config.source4[i] | host[i] & config.source4_hosts[i];
+            }
+        }
+        Ok(Self {
+            l3,
+            inner_v6,
+            tos,
+            inner_len,
+            gue: entry.delivery == DELIVERY_GUE,
+            outer_v6,
+            hash,
+            source,
+            gue_port_be: config.gue_port_be,
+        })
+    }
+
+    /// The octets the outer headers add.
+    #[inline(always)]
+    fn overhead(&self) -> usize {
+        let ip = if self.outer_v6 { IPV6_HLEN } else { IPV4_HLEN };
+        ip + if self.gue { GUE_LEN } else { 0 }
+    }
+}
+
+/// Wraps the packet for `entry` and hands it to the next hop: the configured one
+/// (`entry`'s interface and MACs) or, for [`ROUTED_IFINDEX`], the one the kernel's routes and
+/// neighbours give the outer destination. A packet that would exceed the egress MTU once
+/// wrapped is answered instead ([`too_big`]). A subprogram: the lookup and the outer
+/// headers are built in a frame of their own.
 #[inline(never)]
-pub fn encapsulate(
+pub fn encapsulate_and_redirect(
     ctx: &XdpContext,
     entry: &BackendEntry,
     config: &EncapConfig,
     hash: u32,
-) -> Result<(), Outcome> {
-    let (l3, ethertype) = link_layer(ctx)?;
-    let inner_v6 = match ethertype {
-        ETH_P_IPV4 => false,
-        ETH_P_IPV6 => true,
-        _ => return Err(Outcome::NotListener),
+) -> Handoff {
+    let Ok(wrapping) = Wrapping::new(ctx, entry, config, hash) else {
+        return Handoff::Failed;
     };
-    let first: [u8; 6] = ctx.load_array(l3)?;
-    let (tos, inner_len) = if inner_v6 {
-        (
-            first[0] << 4 | first[1] >> 4,
-            IPV6_HLEN + u16::from_be_bytes([first[4], first[5]]) as usize,
-        )
+    let outer_len = wrapping.inner_len + wrapping.overhead();
+    let mut hop = NextHop {
+        macs: *entry.ethernet_addresses(),
+        ifindex: entry.ifindex,
+        mtu: outer_len as u32,
+    };
+    let resolved = if entry.ifindex == ROUTED_IFINDEX {
+        match next_hop(ctx, entry, &wrapping, &mut hop) {
+            Route::Found => true,
+            Route::TooBig => return answer_too_big(ctx, &wrapping, hop.mtu),
+            Route::Unresolved => {
+                // For the stack: the frame's own addresses (this host's as the destination),
+                // or it would not take the packet in to forward it.
+                if let Ok(macs) = ctx.load_array(0) {
+                    hop.macs = macs;
+                }
+                false
+            }
+        }
     } else {
-        (first[1], u16::from_be_bytes([first[2], first[3]]) as usize)
+        // SAFETY: the program's context and a u32 on the stack. Given a length, the helper
+        // compares it (an L3 length) with the interface's MTU and returns the MTU.
+        let fits = unsafe { bpf_check_mtu(ctx.ctx.cast(), hop.ifindex, &mut hop.mtu, 0, 0) };
+        if fits != BPF_MTU_CHK_RET_SUCCESS as i64 {
+            return answer_too_big(ctx, &wrapping, hop.mtu);
+        }
+        true
     };
-    let gue = entry.delivery == DELIVERY_GUE;
-    let outer_v6 = entry.tunnel_family == 6;
-    let protocol = match (gue, inner_v6) {
+    if encapsulate(ctx, &wrapping, entry, &hop.macs).is_err() {
+        return Handoff::Failed;
+    }
+    if !resolved {
+        return Handoff::Unresolved;
+    }
+    let redirected = if entry.ifindex == ROUTED_IFINDEX {
+        // SAFETY: a helper that only records the target.
+        unsafe { bpf_redirect(hop.ifindex, 0) as u32 }
+    } else {
+        TX_PORTS.redirect(hop.ifindex, 0).unwrap_or(XDP_ABORTED)
+    };
+    if redirected == XDP_REDIRECT {
+        Handoff::Redirected
+    } else {
+        Handoff::Failed
+    }
+}
+
+/// Where the wrapped packet goes: the next hop's and the egress interface's MACs, the
+/// interface, and the MTU (on the way in, the outer packet's length).
+struct NextHop {
+    macs: [u8; 12],
+    ifindex: u32,
+    mtu: u32,
+}
+
+/// What the kernel's routes said.
+#[repr(u32)]
+enum Route {
+    /// `NextHop` is filled in.
+    Found,
+    /// The packet exceeds the route's MTU, in `NextHop::mtu`.
+    TooBig,
+    /// No route, no neighbour entry or forwarding off.
+    Unresolved,
+}
+
+/// The next hop the kernel's FIB gives the outer destination, for a packet that came in
+/// where this one did. A subprogram: the lookup's parameters take a frame of their own.
+#[inline(never)]
+fn next_hop(
+    ctx: &XdpContext,
+    entry: &BackendEntry,
+    wrapping: &Wrapping,
+    hop: &mut NextHop,
+) -> Route {
+    // SAFETY: plain old data; all zeroes is a valid value of each union.
+    let mut params: FibLookup = unsafe { core::mem::zeroed() };
+    // Union fields are written whole: the one the family uses.
+    if wrapping.outer_v6 {
+        params.family = AF_INET6;
+        params.__bindgen_anon_3.ipv6_src = words(&wrapping.source);
+        params.__bindgen_anon_4.ipv6_dst = words(&entry.tunnel_address);
+    } else {
+        params.family = AF_INET;
+        params.__bindgen_anon_3.ipv4_src = words(&wrapping.source)[0];
+        params.__bindgen_anon_4.ipv4_dst = words(&entry.tunnel_address)[0];
+    }
+    params.__bindgen_anon_1.tot_len = hop.mtu as u16;
+    // SAFETY: the context as the helper's first argument (so `ingress_ifindex`).
+    params.ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    // SAFETY: the program's context and the parameters on the stack, with their size.
+    let found = unsafe {
+        bpf_fib_lookup(
+            ctx.ctx.cast(),
+            &mut params,
+            core::mem::size_of::<FibLookup>() as i32,
+            0,
+        )
+    };
+    if found == BPF_FIB_LKUP_RET_FRAG_NEEDED as i64 {
+        // SAFETY: the helper wrote the union's MTU on this result.
+        hop.mtu = u32::from(unsafe { params.__bindgen_anon_1.mtu_result });
+        return Route::TooBig;
+    }
+    if found != BPF_FIB_LKUP_RET_SUCCESS as i64 {
+        return Route::Unresolved;
+    }
+    hop.macs[..6].copy_from_slice(&params.dmac);
+    hop.macs[6..].copy_from_slice(&params.smac);
+    hop.ifindex = params.ifindex;
+    Route::Found
+}
+
+/// Four network-order words of an address, as the FIB lookup takes them.
+#[inline(always)]
+fn words(address: &[u8; 16]) -> [u32; 4] {
+    let mut words = [0u32; 4];
+    for (i, word) in words.iter_mut().enumerate() {
+        *word = u32::from_ne_bytes([
+            address[4 * i],
+            address[4 * i + 1],
+            address[4 * i + 2],
+            address[4 * i + 3],
+        ]);
+    }
+    words
+}
+
+/// Answers a packet that would exceed `mtu` once wrapped, with the MTU left inside the tunnel.
+#[inline(always)]
+fn answer_too_big(ctx: &XdpContext, wrapping: &Wrapping, mtu: u32) -> Handoff {
+    let inner_mtu = mtu.saturating_sub(wrapping.overhead() as u32);
+    if too_big::answer(ctx, wrapping.l3, wrapping.inner_v6, inner_mtu).is_err() {
+        return Handoff::TooBigDropped;
+    }
+    // Back out the interface it came in on: redirected, as everything the router sends (a
+    // veth peer takes redirected frames with GRO alone; XDP_TX needs a program there).
+    // SAFETY: the context's field, and a helper that only records the target.
+    let redirected = unsafe { bpf_redirect((*ctx.ctx).ingress_ifindex, 0) as u32 };
+    if redirected == XDP_REDIRECT {
+        Handoff::TooBigAnswered
+    } else {
+        Handoff::TooBigDropped
+    }
+}
+
+/// Puts the frame's IP packet inside the outer headers `wrapping` describes, behind a new
+/// Ethernet header with `macs` (destination, source).
+#[inline(never)]
+fn encapsulate(
+    ctx: &XdpContext,
+    wrapping: &Wrapping,
+    entry: &BackendEntry,
+    macs: &[u8; 12],
+) -> Result<(), Outcome> {
+    let protocol = match (wrapping.gue, wrapping.inner_v6) {
         (true, _) => IPPROTO_UDP,
         (false, true) => IPPROTO_IPV6,
         (false, false) => IPPROTO_IPIP,
     };
-    let ip_len = if outer_v6 { IPV6_HLEN } else { IPV4_HLEN };
-    let extra = if gue { GUE_LEN } else { 0 };
-    let grow = ETH_HLEN + ip_len + extra - l3;
+    let ip_len = if wrapping.outer_v6 {
+        IPV6_HLEN
+    } else {
+        IPV4_HLEN
+    };
+    let extra = if wrapping.gue { GUE_LEN } else { 0 };
+    let grow = ETH_HLEN + ip_len + extra - wrapping.l3;
     // SAFETY: the program's context; the helper checks the new start against the headroom.
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(grow as i32)) } != 0 {
         return Err(Outcome::RedirectFailed);
     }
-    let mut eth = [0u8; ETH_HLEN];
-    eth[..12].copy_from_slice(entry.ethernet_addresses());
-    let outer_ethertype = if outer_v6 { ETH_P_IPV6 } else { ETH_P_IPV4 };
+    let mut eth_header = Aligned([0u8; ETH_HLEN]);
+    let eth = &mut eth_header.0;
+    eth[..12].copy_from_slice(macs);
+    let outer_ethertype = if wrapping.outer_v6 {
+        ETH_P_IPV6
+    } else {
+        ETH_P_IPV4
+    };
     eth[12..].copy_from_slice(&outer_ethertype.to_be_bytes());
-    write_array(ctx, 0, &eth)?;
-    let payload_len = extra + inner_len;
-    if outer_v6 {
-        let mut ip = [0u8; IPV6_HLEN];
+    write_array(ctx, 0, eth)?;
+    let payload_len = extra + wrapping.inner_len;
+    let (tos, hash) = (wrapping.tos, wrapping.hash);
+    if wrapping.outer_v6 {
+        let mut header = Aligned([0u8; IPV6_HLEN]);
+        let ip = &mut header.0;
         ip[0] = 0x60 | tos >> 4;
         // Traffic class's low half, then a flow label from the hash.
         ip[1] = (tos & 0x0f) << 4 | (hash >> 16) as u8 & 0x0f;
@@ -75,15 +333,12 @@ pub fn encapsulate(
         ip[4..6].copy_from_slice(&(payload_len as u16).to_be_bytes());
         ip[6] = protocol;
         ip[7] = 64;
-        ip[8..24].copy_from_slice(&config.source6);
-        let host = hash.to_be_bytes();
-        for i in 0..4 {
-            ip[20 + i] ^= host[i] & config.source6_hosts[i];
-        }
+        ip[8..24].copy_from_slice(&wrapping.source);
         ip[24..40].copy_from_slice(&entry.tunnel_address);
-        write_array(ctx, ETH_HLEN, &ip)?;
+        write_array(ctx, ETH_HLEN, ip)?;
     } else {
-        let mut ip = [0u8; IPV4_HLEN];
+        let mut header = Aligned([0u8; IPV4_HLEN]);
+        let ip = &mut header.0;
         ip[0] = 0x45;
         ip[1] = tos;
         ip[2..4].copy_from_slice(&((IPV4_HLEN + payload_len) as u16).to_be_bytes());
@@ -91,36 +346,26 @@ pub fn encapsulate(
         ip[6] = 0x40;
         ip[8] = 64;
         ip[9] = protocol;
-        let host = hash.to_be_bytes();
-        for i in 0..4 {
-            ip[12 + i] = config.source4[i] | host[i] & config.source4_hosts[i];
-        }
+        ip[12..16].copy_from_slice(&wrapping.source[..4]);
         ip[16..20].copy_from_slice(&entry.tunnel_address[..4]);
-        let checksum = ipv4_checksum(&ip);
+        let checksum = ipv4_checksum(ip);
         ip[10..12].copy_from_slice(&checksum.to_be_bytes());
-        write_array(ctx, ETH_HLEN, &ip)?;
+        write_array(ctx, ETH_HLEN, ip)?;
     }
-    if gue {
-        let mut udp = [0u8; GUE_LEN];
+    if wrapping.gue {
+        let mut header = Aligned([0u8; GUE_LEN]);
+        let udp = &mut header.0;
         // A source port from the hash, in the dynamic range.
         udp[0..2].copy_from_slice(&(0xc000 | hash as u16 & 0x3fff).to_be_bytes());
-        udp[2..4].copy_from_slice(&config.gue_port_be.to_ne_bytes());
-        udp[4..6].copy_from_slice(&(GUE_LEN as u16 + inner_len as u16).to_be_bytes());
+        udp[2..4].copy_from_slice(&wrapping.gue_port_be.to_ne_bytes());
+        udp[4..6].copy_from_slice(&(GUE_LEN as u16 + wrapping.inner_len as u16).to_be_bytes());
         // GUE version 0, no options, the inner packet's protocol.
-        udp[9] = if inner_v6 { IPPROTO_IPV6 } else { IPPROTO_IPIP };
-        write_array(ctx, ETH_HLEN + ip_len, &udp)?;
+        udp[9] = if wrapping.inner_v6 {
+            IPPROTO_IPV6
+        } else {
+            IPPROTO_IPIP
+        };
+        write_array(ctx, ETH_HLEN + ip_len, udp)?;
     }
     Ok(())
-}
-
-/// The IPv4 header checksum of `header` (its checksum field zero).
-#[inline(always)]
-fn ipv4_checksum(header: &[u8; IPV4_HLEN]) -> u16 {
-    let mut sum = 0u32;
-    for pair in header.chunks_exact(2) {
-        sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
-    }
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    !(sum as u16)
 }

@@ -7,4 +7,5 @@
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 pub mod counters;
+pub mod headers;
 pub mod parse;

@@ -17,7 +17,8 @@ use router_common::{
 };
 use router_ebpf::{
     counters::bump,
-    parse::{Datagram, Packet as _, UDP_HLEN, load_network},
+    headers::UDP_HLEN,
+    parse::{Datagram, Packet as _, load_network},
 };
 
 use crate::{

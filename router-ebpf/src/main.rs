@@ -31,6 +31,7 @@ mod route;
 mod scalar;
 mod stats;
 mod token;
+mod too_big;
 
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 

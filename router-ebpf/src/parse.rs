@@ -1,23 +1,15 @@
 //! Ethernet (with up to one 802.1Q tag), IPv4 (options included), IPv6 and UDP.
 
+use crate::headers::{
+    ETH_HLEN, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP,
+    IPV4_HLEN, IPV6_HLEN, UDP_HLEN, VLAN_HLEN,
+};
 use aya_ebpf::{
     bindings::bpf_hdr_start_off::BPF_HDR_START_NET,
     helpers::generated::{bpf_skb_load_bytes, bpf_skb_load_bytes_relative, bpf_xdp_load_bytes},
     programs::{SkReuseportContext, XdpContext},
 };
 use router_common::{counters::Outcome, flow_hash::FlowAddr};
-
-const ETH_HLEN: usize = 14;
-const VLAN_HLEN: usize = 4;
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const IPPROTO_UDP: u8 = 17;
-const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_ICMPV6: u8 = 58;
-const IPV4_HLEN: usize = 20;
-const IPV6_HLEN: usize = 40;
-pub const UDP_HLEN: usize = 8;
 
 /// Packet data that the programs read: an XDP frame from its Ethernet header on, or the
 /// datagram that an `SO_REUSEPORT` program sees from its UDP header on.
@@ -157,7 +149,13 @@ pub fn ptr_at<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<*mut [u
     Ok((start + offset) as *mut [u8; N])
 }
 
-/// Writes `from` (any memory the program may read, such as a map value) into the frame at
+/// A stack buffer with the stack's alignment, so that whole words can be loaded from it and
+/// stored into it (the verifier requires aligned stack access): what [`write_array`] writes
+/// from the stack.
+#[repr(C, align(8))]
+pub struct Aligned<const N: usize>(pub [u8; N]);
+
+/// Writes `from` (a map value, or an [`Aligned`] buffer on the stack) into the frame at
 /// `offset`, in whole words.
 #[inline(always)]
 pub fn write_array<const N: usize>(
@@ -428,22 +426,19 @@ fn parse_udp(
 /// instruction each.
 /// On an architecture that needs alignment, the verifier refuses the program at load time.
 mod wide {
-    /// A stack buffer with the stack's alignment, so that whole words can be stored into it
-    /// (the verifier requires aligned stack access).
-    #[repr(C, align(8))]
-    struct Words<const N: usize>([u8; N]);
+    use super::Aligned;
 
     /// The `N` octets at packet address `from`, which the caller bounds-checked.
     #[inline(always)]
     pub fn copy_in<const N: usize>(from: usize) -> [u8; N] {
-        let mut words = Words([0u8; N]);
+        let mut words = Aligned([0u8; N]);
         // SAFETY: `words` holds the `N` octets, 8-aligned; the caller checked `from`'s.
         unsafe { copy_words::<false>(from, words.0.as_mut_ptr(), N) };
         words.0
     }
 
     /// Copies `len` octets from `from` to `to` in whole words: 8-octet words first, then at
-    /// most one of each smaller size, so that into an 8-aligned buffer ([`Words`]) every
+    /// most one of each smaller size, so that into an 8-aligned buffer ([`Aligned`](super::Aligned)) every
     /// store is aligned. Into packet data (`INTO_PACKET`) the stores are single instructions
     /// at any alignment; into the program's own buffer they are plain writes, which LLVM can
     /// see through (it keeps the loaded words in registers).

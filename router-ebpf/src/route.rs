@@ -4,7 +4,7 @@
 //! IP, UDP and QUIC bytes are never changed.
 
 use aya_ebpf::{
-    bindings::xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT},
+    bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_REDIRECT},
     programs::XdpContext,
 };
 use router_common::{
@@ -18,7 +18,7 @@ use router_common::{
 use router_ebpf::parse::{Datagram, packet_len, parse_datagram, write_array};
 
 use crate::{
-    encap::encapsulate,
+    encap::{Handoff, encapsulate_and_redirect},
     maps::{BACKENDS, CONTROL, ENCAP_CONFIG, FALLBACK, LISTENER_PORTS, LISTENERS, TX_PORTS},
     quic::parse_header,
     stats,
@@ -175,35 +175,38 @@ fn deliver(
     }
     // A worker on this host: the stack delivers, and the SO_REUSEPORT program picks the
     // worker's socket by the same DCID.
-    let action = if entry.ifindex == LOCAL_WORKER_IFINDEX {
-        XDP_PASS
+    let (action, outcome) = if entry.ifindex == LOCAL_WORKER_IFINDEX {
+        (XDP_PASS, outcome)
     } else if entry.delivery == DELIVERY_L2 {
-        redirect(ctx, entry)?
+        (redirect(ctx, entry)?, outcome)
     } else {
-        match encapsulate_and_redirect(ctx, entry, datagram, generation) {
-            XDP_REDIRECT => XDP_REDIRECT,
-            _ => return Err(Outcome::RedirectFailed),
+        match encapsulate(ctx, entry, datagram, generation) {
+            Handoff::Redirected => (XDP_REDIRECT, outcome),
+            Handoff::Unresolved => (XDP_PASS, Outcome::NextHopUnresolved),
+            Handoff::TooBigAnswered => (XDP_REDIRECT, Outcome::TooBig),
+            Handoff::TooBigDropped => (XDP_DROP, Outcome::TooBig),
+            Handoff::Failed => return Err(Outcome::RedirectFailed),
         }
     };
     stats::count(outcome);
-    stats::count_backend(backend, packet_len(ctx) as u64);
+    if outcome != Outcome::TooBig {
+        stats::count_backend(backend, packet_len(ctx) as u64);
+    }
     stats::trace(outcome, backend, decoded);
     stats::log(ctx, outcome, backend);
     Ok(action)
 }
 
-/// Encapsulates the packet for `entry` and redirects it to the backend's interface;
-/// XDP_ABORTED if it could not. A subprogram: the outer headers are
-/// built in a frame of their own.
-#[inline(never)]
-fn encapsulate_and_redirect(
+/// Wraps the packet for a backend behind a tunnel (`encap`), with the flow's hash.
+#[inline(always)]
+fn encapsulate(
     ctx: &XdpContext,
     entry: &BackendEntry,
     datagram: &Datagram,
     generation: u32,
-) -> u32 {
+) -> Handoff {
     let Some(config) = ENCAP_CONFIG.get(generation) else {
-        return XDP_ABORTED;
+        return Handoff::Failed;
     };
     let hash = flow_hash(
         &datagram.src,
@@ -211,12 +214,7 @@ fn encapsulate_and_redirect(
         datagram.src_port_be,
         datagram.dst_port_be,
     );
-    if encapsulate(ctx, entry, config, hash).is_err() {
-        return XDP_ABORTED;
-    }
-    TX_PORTS
-        .redirect(entry.ifindex, u64::from(XDP_DROP))
-        .unwrap_or(XDP_ABORTED)
+    encapsulate_and_redirect(ctx, entry, config, hash)
 }
 
 /// Writes the next hop's and the egress interface's MACs and redirects to the interface.

@@ -143,6 +143,9 @@ pub enum Reach {
         next_hop_mac: [u8; 6],
         delivery: Delivery,
     },
+    /// A host behind a tunnel (`delivery` is `gue` or `ipip`, never `l2`) with no configured
+    /// next hop: the kernel's routes and neighbours give it, packet by packet.
+    Routed { delivery: Delivery },
     /// A worker on the router's own host: its socket in the listener's `SO_REUSEPORT` group
     /// gets the packets (the worker registers it, see `router_user::local`).
     LocalWorker,
@@ -784,6 +787,21 @@ impl Context<'_> {
             }
             return Ok(Reach::LocalWorker);
         }
+        let delivery = self.delivery(name, entry, encapsulation)?;
+        if delivery != Delivery::L2 {
+            match (&entry.interface, &entry.next_hop_mac) {
+                (None, None) => return Ok(Reach::Routed { delivery }),
+                (Some(given), None) | (None, Some(given)) => {
+                    return Err(self.error(
+                        given.span(),
+                        format!(
+                            "backend {name}: a tunnel's next hop is interface and next_hop_mac together, or neither (the kernel's routes)"
+                        ),
+                    ));
+                }
+                (Some(_), Some(_)) => {}
+            }
+        }
         let missing = |field: &str| {
             self.error(
                 entry.name.span(),
@@ -829,7 +847,7 @@ impl Context<'_> {
         Ok(Reach::Host {
             interface: interface_name,
             next_hop_mac: mac,
-            delivery: self.delivery(name, entry, encapsulation)?,
+            delivery,
         })
     }
 }

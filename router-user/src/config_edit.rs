@@ -18,6 +18,11 @@ pub struct BackendSpec {
     /// A host's interface and next hop (none for a local worker).
     pub interface: Option<String>,
     pub next_hop_mac: Option<String>,
+    /// `l2`, `gue` or `ipip`, and the tunnel's address (as in the file).
+    #[serde(default)]
+    pub delivery: Option<String>,
+    #[serde(default)]
+    pub tunnel_address: Option<String>,
     /// A worker on the router's own host.
     #[serde(default)]
     pub local_worker: bool,
@@ -134,6 +139,12 @@ pub fn edit_text(text: &str, edit: &Edit) -> Result<String, EditError> {
             }
             if let Some(next_hop_mac) = &backend.next_hop_mac {
                 table.insert("next_hop_mac", value(next_hop_mac));
+            }
+            if let Some(delivery) = &backend.delivery {
+                table.insert("delivery", value(delivery));
+            }
+            if let Some(tunnel_address) = &backend.tunnel_address {
+                table.insert("tunnel_address", value(tunnel_address));
             }
             if backend.local_worker {
                 table.insert("local_worker", value(true));

@@ -128,13 +128,13 @@ impl RunState {
                     index: *indices.get(&b.name)?,
                     interface: match &b.reach {
                         Reach::Host { interface, .. } => Some(interface.clone()),
-                        Reach::LocalWorker => None,
+                        Reach::Routed { .. } | Reach::LocalWorker => None,
                     },
                     next_hop_mac: match &b.reach {
                         Reach::Host { next_hop_mac, .. } => {
                             Some(next_hop_mac.map(|o| format!("{o:02x}")).join(":"))
                         }
-                        Reach::LocalWorker => None,
+                        Reach::Routed { .. } | Reach::LocalWorker => None,
                     },
                     local_worker: b.reach == Reach::LocalWorker,
                     weight: b.weight,

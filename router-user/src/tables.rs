@@ -9,7 +9,8 @@ use router_common::{
     maps::{
         BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, DELIVERY_GUE, DELIVERY_IPIP, DELIVERY_L2,
         EncapConfig, FALLBACK_TABLE_SIZE, LISTENER_HASH_INITIALS, LOCAL_WORKER_IFINDEX, Limits,
-        ListenerKey, MAX_SHORT_SERVER_ID_LEN, NO_BACKEND, ServerIdKey, short_server_id_slot,
+        ListenerKey, MAX_SHORT_SERVER_ID_LEN, NO_BACKEND, ROUTED_IFINDEX, ServerIdKey,
+        short_server_id_slot,
     },
     quic_lb::AesRoundKeys,
 };
@@ -184,22 +185,17 @@ impl RoutingTables {
                             source,
                         })?;
                     tables.tx_ports.insert(ifindex);
-                    let (method, tunnel) = match *delivery {
-                        Delivery::L2 => (DELIVERY_L2, None),
-                        Delivery::Gue { tunnel } => (DELIVERY_GUE, Some(tunnel)),
-                        Delivery::Ipip { tunnel } => (DELIVERY_IPIP, Some(tunnel)),
-                    };
-                    let (tunnel_family, tunnel_address) = tunnel.map_or((0, [0; 16]), flow_addr);
                     BackendEntry {
                         ifindex,
                         dst_mac: *next_hop_mac,
                         src_mac: mac,
-                        delivery: method,
-                        tunnel_family,
-                        tunnel_address,
-                        ..BackendEntry::default()
+                        ..delivery_entry(delivery)
                     }
                 }
+                Reach::Routed { delivery } => BackendEntry {
+                    ifindex: ROUTED_IFINDEX,
+                    ..delivery_entry(delivery)
+                },
                 Reach::LocalWorker => BackendEntry {
                     ifindex: LOCAL_WORKER_IFINDEX,
                     ..BackendEntry::default()
@@ -223,6 +219,22 @@ impl RoutingTables {
         }
         tables.fallback = maglev_table(&members, FALLBACK_TABLE_SIZE);
         Ok(tables)
+    }
+}
+
+/// A backend entry's delivery method and tunnel address.
+fn delivery_entry(delivery: &Delivery) -> BackendEntry {
+    let (method, tunnel) = match *delivery {
+        Delivery::L2 => (DELIVERY_L2, None),
+        Delivery::Gue { tunnel } => (DELIVERY_GUE, Some(tunnel)),
+        Delivery::Ipip { tunnel } => (DELIVERY_IPIP, Some(tunnel)),
+    };
+    let (tunnel_family, tunnel_address) = tunnel.map_or((0, [0; 16]), flow_addr);
+    BackendEntry {
+        delivery: method,
+        tunnel_family,
+        tunnel_address,
+        ..BackendEntry::default()
     }
 }
 

@@ -4,7 +4,10 @@
 
 use std::net::IpAddr;
 
-use router_user::config::{self, Delivery, Reach};
+use router_user::{
+    config::{self, BackendState, Delivery, Reach},
+    config_edit::{BackendSpec, Edit, edit_text},
+};
 
 const HEAD: &str = r#"[[listener]]
 address = "198.18.0.10"
@@ -28,8 +31,53 @@ fn delivery(text: &str) -> Result<Delivery, String> {
     let config = config::parse(text, "router.toml".as_ref()).map_err(|err| err.to_string())?;
     match &config.backends[0].reach {
         Reach::Host { delivery, .. } => Ok(*delivery),
-        Reach::LocalWorker => panic!("a host"),
+        Reach::Routed { .. } | Reach::LocalWorker => panic!("a host"),
     }
+}
+
+/// The config with the backend's `interface` and `next_hop_mac` lines given by `hop`.
+fn with_next_hop(hop: &str, backend_extra: &str) -> String {
+    text(ENCAPSULATION, backend_extra).replace(
+        "interface = \"eth1\"\nnext_hop_mac = \"02:00:00:00:0a:01\"\n",
+        hop,
+    )
+}
+
+#[test]
+fn a_tunnel_without_a_next_hop_follows_the_kernels_routes() {
+    let config = config::parse(
+        &with_next_hop("", "delivery = \"gue\"\ntunnel_address = \"198.18.9.2\""),
+        "router.toml".as_ref(),
+    )
+    .unwrap();
+    assert_eq!(
+        config.backends[0].reach,
+        Reach::Routed {
+            delivery: Delivery::Gue {
+                tunnel: "198.18.9.2".parse().unwrap()
+            }
+        }
+    );
+    for hop in [
+        "interface = \"eth1\"\n",
+        "next_hop_mac = \"02:00:00:00:0a:01\"\n",
+    ] {
+        let message = config::parse(
+            &with_next_hop(hop, "delivery = \"ipip\"\ntunnel_address = \"198.18.9.2\""),
+            "router.toml".as_ref(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            message.contains("interface and next_hop_mac together, or neither"),
+            "{hop:?}: {message}"
+        );
+    }
+    // Without a tunnel the next hop is the host itself: both are needed.
+    let message = config::parse(&with_next_hop("", ""), "router.toml".as_ref())
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("interface is missing"), "{message}");
 }
 
 #[test]
@@ -120,4 +168,50 @@ fn what_cannot_work_is_refused_with_its_line() {
             "{extra:?} / {encapsulation:?}: {message}"
         );
     }
+}
+
+#[test]
+fn backend_add_writes_the_delivery_and_tunnel_address() {
+    let spec = |delivery: &str, tunnel: &str| BackendSpec {
+        name: "epsilon".to_owned(),
+        interface: None,
+        next_hop_mac: None,
+        delivery: Some(delivery.to_owned()),
+        tunnel_address: Some(tunnel.to_owned()),
+        local_worker: false,
+        server_ids: [("0".to_owned(), vec!["0a05".to_owned()])].into(),
+        weight: None,
+        state: BackendState::Active,
+    };
+    let edited = edit_text(
+        &text(ENCAPSULATION, ""),
+        &Edit::AddBackend {
+            backend: spec("ipip", "2001:db8:9::5"),
+        },
+    )
+    .unwrap();
+    let config = config::parse(&edited, "router.toml".as_ref()).unwrap();
+    assert_eq!(
+        config.backends[1].reach,
+        Reach::Routed {
+            delivery: Delivery::Ipip {
+                tunnel: "2001:db8:9::5".parse().unwrap()
+            }
+        }
+    );
+    // What the file cannot hold is refused by the same validation.
+    let edited = edit_text(
+        &text("", ""),
+        &Edit::AddBackend {
+            backend: spec("gue", "198.18.9.5"),
+        },
+    )
+    .unwrap();
+    let message = config::parse(&edited, "router.toml".as_ref())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("needs [encapsulation] source4"),
+        "{message}"
+    );
 }

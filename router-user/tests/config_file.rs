@@ -64,12 +64,16 @@ fn the_example_config_parses() {
     assert_eq!(config.listeners.len(), 2);
     assert_eq!(config.cid_configs.len(), 2);
     assert!(config.cid_configs[0].key.is_none() && config.cid_configs[1].key.is_some());
-    assert_eq!(config.backends.len(), 4);
+    assert_eq!(config.backends.len(), 5);
     assert_eq!(config.backends[1].weight, 2);
     assert_eq!(config.backends[2].state, BackendState::Draining);
     assert!(matches!(
         config.backends[3].reach,
         Reach::Host { delivery: Delivery::Gue { tunnel }, .. } if tunnel.to_string() == "198.18.50.4"
+    ));
+    assert!(matches!(
+        config.backends[4].reach,
+        Reach::Routed { delivery: Delivery::Ipip { tunnel } } if tunnel.to_string() == "2001:db8:50::5"
     ));
     assert_eq!(config.encapsulation.gue_port, Some(6080));
     assert_eq!(
@@ -257,4 +261,45 @@ fn a_config_without_listeners_is_refused() {
         message.ends_with(":1: no [[listener]]: the router needs at least one"),
         "{message}"
     );
+}
+
+/// The README's config for servers in other subnets is complete: it parses as it stands,
+/// one backend per kind of reach.
+#[test]
+fn the_readmes_tunnel_example_parses() {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("### Servers in other subnets")
+        .nth(1)
+        .expect("the README's section on tunnels");
+    let text = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a TOML block");
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("keys")).unwrap();
+    let key = dir.path().join("keys/cr0.key");
+    fs::write(&key, "fdf726a9893ec05c0632d3956680baf0\n").unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    let path = dir.path().join("router.toml");
+    fs::write(&path, text).unwrap();
+    let config = config::load(&path).unwrap_or_else(|err| panic!("{err}"));
+    let reaches: Vec<&Reach> = config.backends.iter().map(|b| &b.reach).collect();
+    assert!(matches!(
+        reaches[..],
+        [
+            Reach::Host {
+                delivery: Delivery::L2,
+                ..
+            },
+            Reach::Routed {
+                delivery: Delivery::Gue { .. }
+            },
+            Reach::Host {
+                delivery: Delivery::Ipip { .. },
+                ..
+            },
+        ]
+    ));
 }

@@ -315,6 +315,24 @@ fn backends_are_added_drained_and_removed_while_traffic_flows() {
     assert_eq!(status, 2, "{stderr}");
     assert!(stderr.contains("cannot be used with"), "{stderr}");
     assert_eq!(fs::read_to_string(setup.config_path()).unwrap(), text);
+    // A tunnel with no [encapsulation] to take its source from: refused, nothing written.
+    let (status, _, stderr) = setup.cli(&[
+        "backend",
+        "add",
+        "--iface",
+        "r0",
+        "--name",
+        "delta",
+        "--delivery",
+        "ipip",
+        "--tunnel-address",
+        "198.18.9.4",
+        "--server-id",
+        "0:0a04",
+    ]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.contains("needs [encapsulation] source4"), "{stderr}");
+    assert_eq!(fs::read_to_string(setup.config_path()).unwrap(), text);
 
     // A local worker joins like a host, written to the file as one.
     setup.cli_ok(&[

@@ -64,7 +64,7 @@ fn explains_a_packet_in_text_and_json() {
     assert_eq!(status, 0, "{stderr}");
     assert_eq!(
         stdout,
-        "action=redirect backend=alpha server_id=31441a reason=routed_by_server_id\n"
+        "action=redirect backend=alpha server_id=31441a reason=routed_by_server_id delivery=l2\n"
     );
 
     let (status, stdout, stderr) = quic_router(&[
@@ -74,7 +74,7 @@ fn explains_a_packet_in_text_and_json() {
     let verdict: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
         verdict,
-        serde_json::json!({"action": "redirect", "backend": "alpha", "server_id": "31441a", "reason": "routed_by_server_id"})
+        serde_json::json!({"action": "redirect", "backend": "alpha", "server_id": "31441a", "reason": "routed_by_server_id", "delivery": "l2", "outer": null})
     );
 }
 
@@ -131,9 +131,57 @@ fn a_packet_that_cannot_be_explained_is_named() {
         // The packet before it was explained.
         assert_eq!(
             stdout,
-            "action=redirect backend=alpha server_id=31441a reason=routed_by_server_id\n"
+            "action=redirect backend=alpha server_id=31441a reason=routed_by_server_id delivery=l2\n"
         );
     }
+}
+
+#[test]
+fn explains_the_method_and_outer_addresses_of_a_tunnel() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = write_key(dir.path(), "lb.key", KEY);
+    let alpha = BackendText::host("alpha", "lo", "02:00:00:00:0a:01")
+        .server_id(0, "31441a")
+        .tunnel("gue", "198.18.5.2");
+    let config = dir.path().join("router.toml");
+    let text = ConfigText::new()
+        .encapsulation("198.18.100.0/28", "2001:db8:100::/64", 6080)
+        .listener(VIP4, QUIC_PORT, None)
+        .quic_lb(0, 3, 4, 0, Some(&key))
+        .backend(&alpha)
+        .build();
+    fs::write(&config, text).unwrap();
+    let config = config.to_str().unwrap();
+    let packet = hex::encode(frame(
+        QUIC_PORT,
+        &short_header(&hex::decode(ROUTABLE_CID).unwrap()),
+    ));
+    // The outer source's host bits are the flow's hash's.
+    let addr = |ip| router_common::flow_hash::flow_addr(ip).1;
+    let hash = router_common::flow_hash::flow_hash(
+        &addr(sender(false)),
+        &addr(vip(false)),
+        40000u16.to_be(),
+        QUIC_PORT.to_be(),
+    );
+    let source = format!("198.18.100.{}", hash & 0x0f);
+    let (status, stdout, stderr) =
+        quic_router(&["explain", "--config", config, "--packet", &packet]);
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(
+        stdout,
+        format!(
+            "action=redirect backend=alpha server_id=31441a reason=routed_by_server_id delivery=gue outer={source}->198.18.5.2\n"
+        )
+    );
+    let (status, stdout, stderr) =
+        quic_router(&["explain", "--config", config, "--packet", &packet, "--json"]);
+    assert_eq!(status, 0, "{stderr}");
+    let verdict: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        verdict["outer"],
+        serde_json::json!({"source": source, "destination": "198.18.5.2"})
+    );
 }
 
 #[test]
@@ -195,13 +243,13 @@ fn explains_every_packet_of_a_capture() {
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
     let expected = [
-        serde_json::json!({"action": "redirect", "backend": "alpha", "server_id": "31441a", "reason": "routed_by_server_id"}),
-        serde_json::json!({"action": "redirect", "backend": "alpha", "server_id": null, "reason": "initial_hashed"}),
-        serde_json::json!({"action": "pass", "backend": null, "server_id": null, "reason": "not_listener"}),
-        serde_json::json!({"action": "drop", "backend": null, "server_id": null, "reason": "malformed_quic"}),
-        serde_json::json!({"action": "redirect", "backend": "alpha", "server_id": null, "reason": "unroutable_codepoint"}),
-        serde_json::json!({"action": "redirect", "backend": "alpha", "server_id": "31441a", "reason": "routed_by_token"}),
-        serde_json::json!({"action": "redirect", "backend": "alpha", "server_id": null, "reason": "routed_by_token_flow"}),
+        serde_json::json!({"action": "redirect", "backend": "alpha", "server_id": "31441a", "reason": "routed_by_server_id", "delivery": "l2", "outer": null}),
+        serde_json::json!({"action": "redirect", "backend": "alpha", "server_id": null, "reason": "initial_hashed", "delivery": "l2", "outer": null}),
+        serde_json::json!({"action": "pass", "backend": null, "server_id": null, "reason": "not_listener", "delivery": null, "outer": null}),
+        serde_json::json!({"action": "drop", "backend": null, "server_id": null, "reason": "malformed_quic", "delivery": null, "outer": null}),
+        serde_json::json!({"action": "redirect", "backend": "alpha", "server_id": null, "reason": "unroutable_codepoint", "delivery": "l2", "outer": null}),
+        serde_json::json!({"action": "redirect", "backend": "alpha", "server_id": "31441a", "reason": "routed_by_token", "delivery": "l2", "outer": null}),
+        serde_json::json!({"action": "redirect", "backend": "alpha", "server_id": null, "reason": "routed_by_token_flow", "delivery": "l2", "outer": null}),
     ];
     assert_eq!(verdicts, expected);
 }

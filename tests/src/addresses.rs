@@ -18,6 +18,8 @@ pub const QUIC_PORT: u16 = 443;
 pub const NOT_A_VIP4: &str = "198.18.0.99";
 pub const NOT_A_VIP6: &str = "2001:db8::99";
 
+/// The subnet of the client's link to the router (198.18.1.0/24, 2001:db8:1::/64).
+pub const CLIENT_NET: usize = 1;
 /// The client's addresses on `c0`.
 pub const CLIENT4: &str = "198.18.1.2";
 pub const CLIENT6: &str = "2001:db8:1::2";
@@ -66,3 +68,31 @@ pub fn backend_net(i: usize) -> usize {
 pub fn backend4(i: usize) -> String {
     format!("198.18.{}.2", backend_net(i))
 }
+
+/// The routed topology (`Topology::routed`): the subnet of the router's link to the gateway,
+/// the router's side (`rg`, .1) and the gateway's (`gr`, .2).
+pub const GATEWAY_NET: usize = 2;
+pub const ROUTER_TO_GATEWAY4: &str = "198.18.2.1";
+pub const ROUTER_TO_GATEWAY6: &str = "2001:db8:2::1";
+pub const GATEWAY4: &str = "198.18.2.2";
+pub const GATEWAY6: &str = "2001:db8:2::2";
+
+/// Backend `i`'s subnet behind the gateway: the backend is .2 / ::2 (its tunnel addresses),
+/// the gateway .1 / ::1.
+pub fn tunnel_net(i: usize) -> usize {
+    20 + i
+}
+
+/// Backend `i`'s tunnel address of one family, in the routed topology.
+pub fn tunnel_address(i: usize, v6: bool) -> String {
+    if v6 {
+        format!("2001:db8:{}::2", tunnel_net(i))
+    } else {
+        format!("198.18.{}.2", tunnel_net(i))
+    }
+}
+
+/// The router's outer source prefixes when it encapsulates, and GUE's port.
+pub const ENCAP_SOURCE4: &str = "198.18.100.0/28";
+pub const ENCAP_SOURCE6: &str = "2001:db8:100::/64";
+pub const GUE_PORT: u16 = 6080;

@@ -10,6 +10,8 @@ pub enum Reach {
         interface: String,
         next_hop_mac: String,
     },
+    /// Behind a tunnel, the next hop from the kernel's routes.
+    Routed,
     LocalWorker,
 }
 
@@ -22,6 +24,8 @@ pub struct BackendText {
     pub reach: Reach,
     pub state: &'static str,
     pub weight: Option<u32>,
+    /// `delivery` and `tunnel_address`, for a host behind a tunnel.
+    pub tunnel: Option<(&'static str, String)>,
 }
 
 impl BackendText {
@@ -36,7 +40,23 @@ impl BackendText {
             },
             state: "active",
             weight: None,
+            tunnel: None,
         }
+    }
+
+    /// An active host behind a `method` (gue, ipip) tunnel to `address`, the next hop
+    /// from the kernel's routes.
+    pub fn routed(name: &str, method: &'static str, address: &str) -> Self {
+        Self {
+            reach: Reach::Routed,
+            ..Self::host(name, "", "").tunnel(method, address)
+        }
+    }
+
+    /// Behind a `method` (gue, ipip) tunnel to `address`.
+    pub fn tunnel(mut self, method: &'static str, address: &str) -> Self {
+        self.tunnel = Some((method, address.to_owned()));
+        self
     }
 
     /// A local worker (on the router's host).
@@ -77,6 +97,15 @@ impl ConfigText {
             let _ = writeln!(self.text, "{key} = {value}");
         }
         self.text += "\n";
+        self
+    }
+
+    /// An `[encapsulation]` table: the outer source prefixes and GUE's port.
+    pub fn encapsulation(mut self, source4: &str, source6: &str, gue_port: u16) -> Self {
+        let _ = writeln!(
+            self.text,
+            "[encapsulation]\nsource4 = \"{source4}\"\nsource6 = \"{source6}\"\ngue_port = {gue_port}\n"
+        );
         self
     }
 
@@ -148,7 +177,14 @@ impl ConfigText {
                     "interface = \"{interface}\"\nnext_hop_mac = \"{next_hop_mac}\""
                 );
             }
+            Reach::Routed => {}
             Reach::LocalWorker => self.text += "local_worker = true\n",
+        }
+        if let Some((method, address)) = &backend.tunnel {
+            let _ = writeln!(
+                self.text,
+                "delivery = \"{method}\"\ntunnel_address = \"{address}\""
+            );
         }
         if let Some(weight) = backend.weight {
             let _ = writeln!(self.text, "weight = {weight}");

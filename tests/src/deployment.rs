@@ -29,9 +29,14 @@ pub struct Deployment {
 impl Deployment {
     /// A topology with `backends` backends; `binary` is the `quic-router` to run.
     pub fn new(binary: &Path, backends: usize) -> Self {
+        Self::on(binary, Topology::new(backends))
+    }
+
+    /// A deployment on `topology`.
+    pub fn on(binary: &Path, topology: Topology) -> Self {
         let mounts = PrivateMounts::enter();
         Self {
-            topology: Topology::new(backends),
+            topology,
             dir: tempfile::tempdir().expect("temporary directory"),
             binary: binary.to_owned(),
             _mounts: mounts,
@@ -70,11 +75,16 @@ impl Deployment {
             "native",
         ];
         args.extend_from_slice(extra);
+        self.start_in(&self.topology.router.name, "r0", &args)
+    }
+
+    /// `quic-router run --iface IFACE ARGS` in namespace `netns`, logging next to the config.
+    pub fn start_in(&self, netns: &str, iface: &str, args: &[&str]) -> Controller {
         let log = self.dir.path().join(format!(
             "controller-{}.log",
             NEXT_LOG.fetch_add(1, Ordering::Relaxed)
         ));
-        Controller::start(&self.binary, &self.topology.router.name, "r0", &args, log)
+        Controller::start(&self.binary, netns, iface, args, log)
     }
 
     /// `quic-router run --iface IFACE --mode native --config ...` in the router's namespace, in
@@ -135,7 +145,12 @@ impl Deployment {
 
     /// `quic-router ARGS` in the router's namespace: (status, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = quic_router(&self.binary, &self.topology.router.name, args);
+        self.cli_in(&self.topology.router.name, args)
+    }
+
+    /// `quic-router ARGS` in namespace `netns` (a backend's, say): (status, stdout, stderr).
+    pub fn cli_in(&self, netns: &str, args: &[&str]) -> (i32, String, String) {
+        let out = quic_router(&self.binary, netns, args);
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),

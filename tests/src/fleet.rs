@@ -14,7 +14,10 @@ use router_common::quic_lb::{ConfigParams, Key};
 use tokio::task::JoinSet;
 
 use crate::{
-    addresses::{CLIENT4_MOVED, QUIC_PORT, VIP4, VIP6, client, vip_socket},
+    addresses::{
+        CLIENT4_MOVED, ENCAP_SOURCE4, ENCAP_SOURCE6, GUE_PORT, QUIC_PORT, VIP4, VIP6, client,
+        tunnel_address, vip_socket,
+    },
     config_text::{BackendText, ConfigText},
     deployment::Deployment,
     process::Controller,
@@ -22,6 +25,7 @@ use crate::{
         Backend, Certificate, ClientTls, SERVER_NAME, Tickets, client_endpoint, connect_0rtt,
         open_0rtt, request, reuseport_socket_in, socket_in,
     },
+    topology::Topology,
 };
 
 pub const KEY0: &str = "8f95f09245765f80256934e50c66207f";
@@ -43,7 +47,25 @@ pub enum Servers {
     /// `SO_REUSEPORT`. `registered`: each registers its sockets with the router, which then
     /// picks the socket by CID; otherwise the kernel picks by its 4-tuple hash.
     LocalWorkers { registered: bool },
+    /// Three hosts in subnets of their own behind a gateway (`Topology::routed`), reached
+    /// in `delivery` (gue, ipip) to their IPv6 or IPv4 (`outer_v6`) tunnel address by the
+    /// kernel's routes, with `quic-router decap` attached; the router's link to the gateway
+    /// has `path_mtu`.
+    Routed {
+        delivery: &'static str,
+        outer_v6: bool,
+        path_mtu: u32,
+    },
+    /// One host behind the gateway as in `Routed` (GUE over IPv4), holding all four local
+    /// workers: `quic-router decap` on its interface and a `quic-router` of its own (on a
+    /// spare interface, `WORKER_IFACE`) whose `SO_REUSEPORT` selection gives each datagram
+    /// to its worker; the router in front lists the host with the workers' server IDs.
+    RoutedWorkers,
 }
+
+/// The interface of the routed host's own quic-router (`Servers::RoutedWorkers`): one that
+/// leads nowhere; what its workers need is the socket selection, not an XDP program.
+pub const WORKER_IFACE: &str = "qr0";
 
 /// Codepoint 0: four-pass (2 + 6 octets); codepoint 1: four-pass (3 + 5), same CID length.
 pub fn params(codepoint: u8) -> ConfigParams {
@@ -66,7 +88,7 @@ pub struct Fleet {
     pub backends: Vec<Backend>,
     pub certificate: Certificate,
     pub servers: Servers,
-    _controller: Controller,
+    _controllers: Vec<Controller>,
 }
 
 impl Fleet {
@@ -82,13 +104,15 @@ impl Fleet {
         tickets: Tickets,
         cid_lifetime: Option<Duration>,
     ) -> Self {
-        let (deployment, controller) = start_router(binary, servers);
+        let (deployment, controllers) = start_router(binary, servers);
         let router = deployment.topology.router.name.clone();
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let certificate = Certificate::new();
         let (names, server_ids): (&[&str], &[&str]) = match servers {
-            Servers::Hosts => (&NAMES, &SERVER_IDS_0),
-            Servers::LocalWorkers { .. } => (&WORKER_NAMES, &WORKER_SERVER_IDS_0),
+            Servers::Hosts | Servers::Routed { .. } => (&NAMES, &SERVER_IDS_0),
+            Servers::LocalWorkers { .. } | Servers::RoutedWorkers => {
+                (&WORKER_NAMES, &WORKER_SERVER_IDS_0)
+            }
         };
         let vips = vips();
         let backends = runtime.block_on(async {
@@ -101,20 +125,23 @@ impl Fleet {
                     let sockets = vips
                         .iter()
                         .map(|&vip| match servers {
-                            Servers::Hosts => socket_in(
+                            Servers::Hosts | Servers::Routed { .. } => socket_in(
                                 &deployment.topology.backends[i].name,
                                 (vip, QUIC_PORT).into(),
                             ),
                             Servers::LocalWorkers { registered } => {
                                 let socket = reuseport_socket_in(&router, (vip, QUIC_PORT).into());
                                 if registered {
-                                    router_user::local::register_worker(
-                                        "r0",
-                                        names[i],
-                                        socket.as_fd(),
-                                    )
-                                    .unwrap_or_else(|err| panic!("{err}"));
+                                    register(names[i], "r0", &socket);
                                 }
+                                socket
+                            }
+                            Servers::RoutedWorkers => {
+                                let socket = reuseport_socket_in(
+                                    &deployment.topology.backends[0].name,
+                                    (vip, QUIC_PORT).into(),
+                                );
+                                register(names[i], WORKER_IFACE, &socket);
                                 socket
                             }
                         })
@@ -129,7 +156,7 @@ impl Fleet {
             backends,
             certificate,
             servers,
-            _controller: controller,
+            _controllers: controllers,
         }
     }
 
@@ -151,16 +178,42 @@ impl Fleet {
     pub fn counter(&self, outcome: &str) -> u64 {
         counter(&self.deployment, outcome)
     }
+
+    /// Counter `name` of backend `i`'s decapsulator (`Servers::Routed`).
+    pub fn decap_counter(&self, i: usize, name: &str) -> u64 {
+        let (status, stdout, stderr) = self.deployment.cli_in(
+            &self.deployment.topology.backends[i].name,
+            &["decap", "status", "--iface", &format!("t{i}"), "--json"],
+        );
+        assert_eq!(status, 0, "decap status on backend {i}: {stderr}");
+        let status: serde_json::Value = serde_json::from_str(&stdout).expect("status JSON");
+        status["counters"]
+            .as_array()
+            .and_then(|pairs| pairs.iter().find(|pair| pair[0] == name))
+            .and_then(|pair| pair[1].as_u64())
+            .unwrap_or_else(|| panic!("no counter {name} in {status}"))
+    }
 }
 
 /// The router in front of `servers`, running with the fleet's config (QUIC-LB codepoint 0,
 /// Initials routed by what they carry).
-fn start_router(binary: &Path, servers: Servers) -> (Deployment, Controller) {
-    let hosts = match servers {
-        Servers::Hosts => NAMES.len(),
-        Servers::LocalWorkers { .. } => 0,
+fn start_router(binary: &Path, servers: Servers) -> (Deployment, Vec<Controller>) {
+    let deployment = match servers {
+        Servers::Hosts => Deployment::new(binary, NAMES.len()),
+        Servers::LocalWorkers { .. } => Deployment::new(binary, 0),
+        Servers::Routed { path_mtu, .. } => {
+            let deployment = Deployment::on(binary, Topology::routed(NAMES.len(), path_mtu));
+            for i in 0..NAMES.len() {
+                attach_decapsulator(&deployment, i);
+            }
+            deployment
+        }
+        Servers::RoutedWorkers => {
+            let deployment = Deployment::on(binary, Topology::routed(1, 1500));
+            attach_decapsulator(&deployment, 0);
+            deployment
+        }
     };
-    let deployment = Deployment::new(binary, hosts);
     deployment.write_key("cr0.key", KEY0);
     deployment.write_key("cr1.key", KEY1);
     let fleet_config = config_text(&deployment, servers, "cid", &[0], &[0]);
@@ -175,8 +228,77 @@ fn start_router(binary: &Path, servers: Servers) -> (Deployment, Controller) {
             .router
             .ip(&["-6", "addr", "add", &format!("{VIP6}/128"), "dev", "lo"]);
     }
-    let controller = deployment.start(&[]);
-    (deployment, controller)
+    let mut controllers = vec![deployment.start(&[])];
+    if servers == Servers::RoutedWorkers {
+        controllers.push(start_workers_router(&deployment));
+    }
+    (deployment, controllers)
+}
+
+/// The routed host's own quic-router for its local workers (`Servers::RoutedWorkers`), on
+/// a spare interface in generic mode, with the local workers' config.
+fn start_workers_router(deployment: &Deployment) -> Controller {
+    let host = &deployment.topology.backends[0];
+    // (This kernel has no dummy interfaces: a veth pair that leads nowhere.)
+    host.veth(WORKER_IFACE, [0x02, 0, 0, 0, 0x0f, 0x01]);
+    let config = deployment.dir.path().join("workers.toml");
+    let text = config_text(
+        deployment,
+        Servers::LocalWorkers { registered: true },
+        "cid",
+        &[0],
+        &[0],
+    );
+    std::fs::write(&config, text).expect("write the workers' config");
+    deployment.start_in(
+        &host.name,
+        WORKER_IFACE,
+        &[
+            "--config",
+            config.to_str().expect("UTF-8 path"),
+            "--mode",
+            "skb",
+        ],
+    )
+}
+
+/// Registers `socket` as local worker `name`'s with the router on `iface`.
+fn register(name: &str, iface: &str, socket: &std::net::UdpSocket) {
+    router_user::local::register_worker(iface, name, socket.as_fd())
+        .unwrap_or_else(|err| panic!("{err}"));
+}
+
+/// `quic-router decap attach` on backend `i` of the routed topology: its tunnel addresses,
+/// packets from the router's outer source prefixes.
+fn attach_decapsulator(deployment: &Deployment, i: usize) {
+    let (v4, v6, interface) = (
+        tunnel_address(i, false),
+        tunnel_address(i, true),
+        format!("t{i}"),
+    );
+    let port = GUE_PORT.to_string();
+    let (status, _, stderr) = deployment.cli_in(
+        &deployment.topology.backends[i].name,
+        &[
+            "decap",
+            "attach",
+            "--iface",
+            &interface,
+            "--mode",
+            "native",
+            "--address",
+            &v4,
+            "--address",
+            &v6,
+            "--from",
+            ENCAP_SOURCE4,
+            "--from",
+            ENCAP_SOURCE6,
+            "--gue-port",
+            &port,
+        ],
+    );
+    assert_eq!(status, 0, "decap attach on backend {i}: {stderr}");
 }
 
 fn vips() -> [IpAddr; 2] {
@@ -225,12 +347,12 @@ pub struct H3Fleet {
     pub servers: Vec<h3_server::Server>,
     /// The servers' certificate (for [`SERVER_NAME`]), PEM, for clients to trust.
     pub ca: std::path::PathBuf,
-    _controller: Controller,
+    _controllers: Vec<Controller>,
 }
 
 impl H3Fleet {
     pub fn new(binary: &Path, tickets: Tickets, token_prefix: bool) -> Self {
-        let (deployment, controller) = start_router(binary, Servers::Hosts);
+        let (deployment, controllers) = start_router(binary, Servers::Hosts);
         let certificate = Certificate::new();
         let ca = deployment.dir.path().join("ca.pem");
         std::fs::write(&ca, &certificate.pem).expect("write the certificate");
@@ -265,7 +387,7 @@ impl H3Fleet {
             runtime,
             servers,
             ca,
-            _controller: controller,
+            _controllers: controllers,
         }
     }
 
@@ -309,7 +431,13 @@ pub fn config_text(
     codepoints: &[u8],
     server_codepoints: &[u8],
 ) -> String {
-    let text = [VIP4, VIP6].iter().fold(ConfigText::new(), |text, vip| {
+    let head = match servers {
+        Servers::Routed { .. } | Servers::RoutedWorkers => {
+            ConfigText::new().encapsulation(ENCAP_SOURCE4, ENCAP_SOURCE6, GUE_PORT)
+        }
+        Servers::Hosts | Servers::LocalWorkers { .. } => ConfigText::new(),
+    };
+    let text = [VIP4, VIP6].iter().fold(head, |text, vip| {
         text.listener(vip, QUIC_PORT, Some(initial_routing))
     });
     let text = codepoints.iter().fold(text, |text, &codepoint| {
@@ -324,21 +452,29 @@ pub fn config_text(
         )
     });
     let backends: Vec<BackendText> = match servers {
+        Servers::RoutedWorkers => vec![WORKER_SERVER_IDS_0.iter().fold(
+            BackendText::routed("host0", "gue", &tunnel_address(0, false)),
+            |host, id| host.server_id(0, id),
+        )],
         Servers::LocalWorkers { .. } => WORKER_NAMES
             .iter()
             .zip(WORKER_SERVER_IDS_0)
             .map(|(name, id)| BackendText::local_worker(name).server_id(0, id))
             .collect(),
-        Servers::Hosts => NAMES
+        Servers::Hosts | Servers::Routed { .. } => NAMES
             .iter()
             .enumerate()
             .map(|(i, name)| {
-                server_codepoints
-                    .iter()
-                    .fold(deployment.backend(i, name), |backend, &c| {
-                        let ids = if c == 0 { SERVER_IDS_0 } else { SERVER_IDS_1 };
-                        backend.server_id(c, ids[i])
-                    })
+                let host = match servers {
+                    Servers::Routed {
+                        delivery, outer_v6, ..
+                    } => BackendText::routed(name, delivery, &tunnel_address(i, outer_v6)),
+                    _ => deployment.backend(i, name),
+                };
+                server_codepoints.iter().fold(host, |backend, &c| {
+                    let ids = if c == 0 { SERVER_IDS_0 } else { SERVER_IDS_1 };
+                    backend.server_id(c, ids[i])
+                })
             })
             .collect(),
     };

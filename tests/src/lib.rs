@@ -28,7 +28,7 @@ use aya::{
     programs::{TestRun as _, TestRunOptions, Xdp},
 };
 use router_user::{
-    config::{self, RouterConfig},
+    config::{self, Delivery, Encapsulation, Reach, RouterConfig},
     router::{Counters, LoadOptions, Mode, Router},
 };
 
@@ -225,6 +225,26 @@ pub fn load_router_from(object: &[u8], config: &RouterConfig, options: &LoadOpti
     let mut router = Router::load_object(object, options).unwrap_or_else(|err| panic!("{err}"));
     router.install(config).unwrap_or_else(|err| panic!("{err}"));
     router
+}
+
+/// `config` with backend `name` reached by `delivery` (its interface and next hop kept,
+/// or, `routed`, the kernel's routes), and the test networks' `[encapsulation]`.
+pub fn deliver_to(config: &mut RouterConfig, name: &str, delivery: Delivery, routed: bool) {
+    config.encapsulation = Encapsulation {
+        source4: Some(addresses::ENCAP_SOURCE4.parse().expect("a prefix")),
+        source6: Some(addresses::ENCAP_SOURCE6.parse().expect("a prefix")),
+        gue_port: Some(addresses::GUE_PORT),
+    };
+    let backend = config
+        .backends
+        .iter_mut()
+        .find(|b| b.name == name)
+        .unwrap_or_else(|| panic!("no backend {name}"));
+    match &mut backend.reach {
+        _ if routed => backend.reach = Reach::Routed { delivery },
+        Reach::Host { delivery: d, .. } => *d = delivery,
+        reach => panic!("{name} is {reach:?}, not a host"),
+    }
 }
 
 /// The load options for `config`: its limits, the rest as default.

@@ -16,7 +16,7 @@ use integration_tests::{
     fixtures::INTERFACES,
     load_bench_programs, load_c_floor,
     netns::Netns,
-    packet::{Datagram, short_header},
+    packet::{Datagram, checksum, short_header},
     run_once, take_map, xdp_program,
 };
 
@@ -91,6 +91,46 @@ fn floor_redirects_by_source_port_and_writes_the_slots_macs() {
         map_names::FLOOR_PORTS,
         map_names::FLOOR_MACS,
     );
+}
+
+/// The encapsulating floor writes what the router's GUE over IPv4 writes, minus what
+/// routing decides: the slot's MACs, an outer IPv4 header with its checksum, UDP to port 6080
+/// from the inner source port, GUE version 0 with the inner protocol, the packet unchanged.
+#[test]
+fn the_encapsulating_floor_wraps_in_gue_over_ipv4() {
+    let mut ebpf = load_bench_programs();
+    let netns = Netns::create("floor");
+    netns.veth(INTERFACES[0].name, INTERFACES[0].mac);
+    let _inside = netns.enter();
+    let be0 = router_user::netif::lookup(INTERFACES[0].name).unwrap();
+    let mut ports: DevMap<_> = take_map(&mut ebpf, map_names::FLOOR_PORTS);
+    let mut macs: Array<_, [u8; 12]> = take_map(&mut ebpf, map_names::FLOOR_MACS);
+    for slot in 0..FLOOR_SLOTS {
+        ports.set(slot, be0.ifindex, None, 0).unwrap();
+        macs.set(slot, [slot as u8 + 1; 12], 0).unwrap();
+    }
+    let packet = datagram(40_001, 0);
+    let (action, out) = run(&mut ebpf, program_names::FLOOR_ENCAP, &packet);
+    assert_eq!(action, XDP_REDIRECT);
+    assert_eq!(out[..12], [2; 12], "slot 1's MACs");
+    assert_eq!(out[12..14], [0x08, 0x00]);
+    let ip = &out[14..34];
+    assert_eq!(ip[0], 0x45);
+    assert_eq!(
+        usize::from(u16::from_be_bytes([ip[2], ip[3]])),
+        out.len() - 14
+    );
+    assert_eq!((ip[6], ip[9]), (0x40, 17), "don't fragment, UDP");
+    assert_eq!(checksum(&[ip]), 0, "header checksum");
+    let udp = &out[34..46];
+    assert_eq!(u16::from_be_bytes([udp[0], udp[1]]), 40_001);
+    assert_eq!(u16::from_be_bytes([udp[2], udp[3]]), 6080);
+    assert_eq!(
+        usize::from(u16::from_be_bytes([udp[4], udp[5]])),
+        out.len() - 34
+    );
+    assert_eq!(udp[8..], [0, 4, 0, 0], "GUE: IPv4 inside");
+    assert_eq!(out[46..], packet[14..], "the inner packet");
 }
 
 /// The C yardstick does the same work, so that the benchmark compares like with like.

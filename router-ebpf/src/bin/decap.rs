@@ -20,6 +20,10 @@ use router_common::decap::{
 };
 use router_ebpf::{
     counters::bump,
+    headers::{
+        ETH_HLEN, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP, IPV4_HLEN,
+        IPV6_HLEN, UDP_HLEN, VLAN_HLEN,
+    },
     parse::{Packet, link_layer, packet_len, write_array},
 };
 
@@ -43,16 +47,6 @@ static DECAP_SOURCES: LpmTrie<SourcePrefix, u8> =
 static DECAP_STATS: PerCpuArray<u64> =
     PerCpuArray::with_max_entries(specs::DECAP_STATS.default_entries(), 0);
 
-const ETH_HLEN: usize = 14;
-const VLAN_HLEN: usize = 4;
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const IPPROTO_IPIP: u8 = 4;
-const IPPROTO_IPV6: u8 = 41;
-const IPPROTO_UDP: u8 = 17;
-const IPV4_HLEN: usize = 20;
-const IPV6_HLEN: usize = 40;
-const UDP_HLEN: usize = 8;
 const GUE_HLEN: usize = 4;
 /// GUE's control bit (a control message, not a packet to deliver).
 const GUE_CONTROL: u8 = 0x20;

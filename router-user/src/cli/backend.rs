@@ -39,14 +39,21 @@ pub struct AddArgs {
     /// The backend's name.
     #[arg(long)]
     name: String,
-    /// The interface a host is reached through.
-    #[arg(long, value_name = "IF", required_unless_present = "local_worker")]
+    /// The interface a host is reached through (for a tunnel without it: the kernel's
+    /// routes).
+    #[arg(long, value_name = "IF", required_unless_present_any = ["local_worker", "tunnel_address"])]
     interface: Option<String>,
     /// The host's MAC (or the next hop's).
-    #[arg(long, value_name = "MAC", required_unless_present = "local_worker")]
+    #[arg(long, value_name = "MAC", required_unless_present_any = ["local_worker", "tunnel_address"])]
     next_hop_mac: Option<String>,
+    /// How packets reach the host: l2 (the default), gue or ipip.
+    #[arg(long, value_name = "METHOD")]
+    delivery: Option<String>,
+    /// The host's tunnel address, for gue or ipip.
+    #[arg(long, value_name = "ADDRESS", requires = "delivery")]
+    tunnel_address: Option<String>,
     /// A worker on this host (its socket registers with the router), not a host.
-    #[arg(long, conflicts_with_all = ["interface", "next_hop_mac"])]
+    #[arg(long, conflicts_with_all = ["interface", "next_hop_mac", "delivery", "tunnel_address"])]
     local_worker: bool,
     /// A server ID, as CODEPOINT:HEX; repeat for more.
     #[arg(long = "server-id", value_name = "CODEPOINT:HEX")]
@@ -97,6 +104,8 @@ pub fn run(command: BackendCommand) -> anyhow::Result<()> {
                 name: args.name,
                 interface: args.interface,
                 next_hop_mac: args.next_hop_mac,
+                delivery: args.delivery,
+                tunnel_address: args.tunnel_address,
                 local_worker: args.local_worker,
                 server_ids,
                 weight: args.weight,

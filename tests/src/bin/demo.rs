@@ -1,15 +1,23 @@
 //! `cargo xtask demo`: the router at work on a built-in topology. A client namespace, the
 //! router's namespace (quic-router with its XDP program attached in native mode) and three
 //! backend namespaces with quinn servers that mint QUIC-LB connection IDs and routable tokens,
-//! then HTTP/3 servers (h3-server) for aioquic clients. Runs short forms of the end-to-end
-//! scenarios and prints what happened. Removes everything when done.
+//! then HTTP/3 servers (h3-server) for aioquic clients, then the quinn servers in subnets of
+//! their own behind a routed hop (GUE). Runs short forms of the end-to-end scenarios and
+//! prints what happened. Removes everything when done.
 //!
 //! Usage: demo QUIC_ROUTER_BINARY
 
-use std::{collections::BTreeMap, path::PathBuf, time::Instant};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Instant,
+};
 
 use integration_tests::{
-    fleet::{Fleet, H3Fleet, Resume, Round, connections, drain, migrate, open_connections, resume},
+    fleet::{
+        Fleet, H3Fleet, Resume, Round, Servers, connections, drain, migrate, open_connections,
+        resume,
+    },
     quic::{Tickets, Tokens},
 };
 use router_common::counters::Outcome;
@@ -165,10 +173,67 @@ fn main() {
         &["routed by token", "Initials hashed"],
         &[&by_token, &hashed],
     );
+    drop(h3);
+
+    routed_hop(&binary, CLIENTS);
     println!(
         "\nDone in {:.1} s; removing the namespaces.",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// (g) The backends in subnets of their own behind a gateway, reached in GUE by the kernel's
+/// routes, each unwrapping with `quic-router decap`.
+fn routed_hop(binary: &Path, clients: u16) {
+    println!(
+        "\nSetting up again with alpha, beta and gamma in subnets of their own behind a gateway:"
+    );
+    println!(
+        "  the router reaches them in GUE over IPv4 by its kernel routes (bpf_fib_lookup), each"
+    );
+    println!(
+        "  unwraps with quic-router decap; the router's link to the gateway has an MTU of 1400"
+    );
+    let fleet = Fleet::with_servers(
+        binary,
+        Servers::Routed {
+            delivery: "gue",
+            outer_v6: false,
+            path_mtu: 1400,
+        },
+        Tickets::Stateful,
+        None,
+    );
+    let ok = |results: Vec<Result<String, String>>| results.iter().filter(|r| r.is_ok()).count();
+    let v4 = ok(connections(&fleet, false, 30, 40_000));
+    let v6 = ok(connections(&fleet, true, 30, 41_000));
+    println!("(g) 30 connections over IPv4: {v4} completed; 30 over IPv6: {v6} completed");
+    match migrate(&fleet) {
+        Ok(backends) => println!(
+            "    one connection moved to a new port, then a new address: answered by {}",
+            backends.join(" -> ")
+        ),
+        Err(e) => println!("    migration failed: {e}"),
+    }
+    let by_token = resume(&fleet, Resume::ByToken, clients, 52_000);
+    println!(
+        "    {clients} quinn default clients resumed from a new port: {} back on the first server, {} sessions resumed",
+        by_token.same_server, by_token.resumed
+    );
+    println!(
+        "    the router: {} packets routed by server ID, {} by token, {} too big for the path (answered with ICMP), {} passed to the stack until the gateway's neighbour entry was made",
+        fleet.counter("routed_by_server_id"),
+        fleet.counter("routed_by_token"),
+        fleet.counter("too_big"),
+        fleet.counter("next_hop_unresolved")
+    );
+    for (i, backend) in fleet.backends.iter().enumerate() {
+        println!(
+            "    {:<6} unwrapped {:>5} GUE packets",
+            backend.name,
+            fleet.decap_counter(i, "decapsulated_gue")
+        );
+    }
 }
 
 fn set_tokens(fleet: &Fleet, tokens: Tokens) {

@@ -8,6 +8,7 @@
 
 mod cid_cache;
 mod control;
+mod delivery;
 mod forwarding;
 mod harness;
 mod kernel;

@@ -4,6 +4,7 @@
 //! traffic an attacker can send at will. Each round runs a block of XDP_PASS calls and then a
 //! block of each scenario's; a scenario's figure is its cost above XDP_PASS in the same
 //! round, the median over the rounds. IPv4 and IPv6; the router as built (CID cache on).
+//! The delivery methods' costs (`delivery`) join these rows.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -187,7 +188,7 @@ fn scenarios(
 
 /// Mean nanoseconds per call of `calls` calls, one packet each, going round `packets` from
 /// `next` on.
-fn block(program: &Xdp, packets: &[Vec<u8>], next: &mut usize, calls: usize) -> f64 {
+pub fn block(program: &Xdp, packets: &[Vec<u8>], next: &mut usize, calls: usize) -> f64 {
     let mut total = 0u128;
     for _ in 0..calls {
         let packet = &packets[*next % packets.len()];
@@ -197,7 +198,7 @@ fn block(program: &Xdp, packets: &[Vec<u8>], next: &mut usize, calls: usize) -> 
     total as f64 / calls as f64
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
@@ -236,6 +237,7 @@ pub fn run(settings: &Settings) -> Results {
             });
         }
     }
+    rows.extend(crate::delivery::run(settings, pass, &mut pass_ns));
     Results {
         pass_ns: median(pass_ns),
         rows,
