@@ -16,8 +16,8 @@ use bench_ebpf::{BENCH_MARKER_OFFSET, FLOOR_SLOTS, SinkCounter};
 use router_ebpf::{
     counters::bump,
     headers::{
-        ETH_HLEN, ETH_P_IPV4, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP, IPV4_HLEN, UDP_HLEN,
-        ipv4_checksum,
+        ETH_HLEN, ETH_P_IPV4, GUE_HLEN, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP, IPV4_HLEN,
+        UDP_HLEN, ipv4_checksum,
     },
     parse::{
         Aligned, Datagram, Packet, link_layer, packet_len, parse, parse_datagram, write_array,
@@ -129,8 +129,7 @@ fn encapsulate(
     write_array(ctx, ETH_HLEN, &headers.0)
 }
 
-/// GUE's header (version 0, no options) and [`floor_encap`]'s port.
-const GUE_HLEN: usize = 4;
+/// [`floor_encap`]'s GUE port.
 const FLOOR_GUE_PORT: u16 = 6080;
 
 /// The benchmark's traffic generator: BPF_PROG_TEST_RUN runs it in live-frames mode on the

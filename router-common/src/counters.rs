@@ -90,7 +90,9 @@ counter_list! {
         Ipv6Extension => "ipv6_extension_headers",
         /// A fallback with no active backend: dropped.
         NoBackend => "no_backend",
-        /// The backend's interface is not in the redirect map: dropped.
+        /// The backend's interface is not in the redirect map (or gone), or a tunnel's
+        /// headers could not be written (lengths that disagree with the frame, no headroom):
+        /// dropped.
         RedirectFailed => "redirect_failed",
         /// An ICMP or ICMPv6 error about a UDP datagram a listener sent (too big, unreachable,
         /// time exceeded): sent to the backend that the fallback hash gives its reversed
@@ -98,12 +100,13 @@ counter_list! {
         IcmpToBackend => "icmp_to_backend",
         /// A packet for a backend behind a tunnel that would exceed the egress MTU once
         /// encapsulated: answered from the VIP with ICMP "fragmentation needed" or ICMPv6
-        /// "packet too big" carrying the MTU left inside the tunnel (dropped unanswered if it
-        /// is itself an ICMP error or from no unicast address).
+        /// "packet too big" carrying the MTU left inside the tunnel (dropped unanswered over
+        /// the rate limit, or if it is itself an ICMP error or from no host).
         TooBig => "too_big",
         /// A packet for a backend behind a tunnel whose next hop the kernel's routes and
         /// neighbours do not give yet (no neighbour entry, no route, forwarding off):
-        /// encapsulated and passed to the stack, which resolves or drops it.
+        /// encapsulated and passed to the stack, which resolves or drops it (dropped if it
+        /// came in with an 802.1Q tag).
         NextHopUnresolved => "next_hop_unresolved",
     }
 }

@@ -37,8 +37,9 @@
 //! | `WORKER_SOCKETS` | reuseport socket array | [`worker_socket_slot`] | a local worker's UDP socket |
 //! | `LOCAL_STATS` | per-CPU array | [`LocalOutcome`] | `u64` datagrams |
 //! | `VERDICT` | array, 1 | 0 | [`Verdict`] (written only when tracing, for `explain`) |
+//! | `ICMP_BUDGET` | per-CPU array, 1 | 0 | [`IcmpBudget`]: the answers to too-big packets a CPU may still send |
 //!
-//! Every map but `VERDICT` is pinned by the controller. The CID cache and the token flows are
+//! Every map but `VERDICT` and `ICMP_BUDGET` is pinned by the controller. The CID cache and the token flows are
 //! shared by both programs, which fill and read them, and a new controller that adopts a
 //! running program keeps them. The CID cache is per CPU, a region of one array each (a per-CPU
 //! array would add a pointer to follow per lookup): a CPU reads and writes only its own sets,
@@ -419,6 +420,13 @@ pub mod specs {
         size_of::<Verdict>(),
         Entries::Fixed(1),
     );
+    pub const ICMP_BUDGET: MapSpec = spec(
+        "ICMP_BUDGET",
+        MapKind::PerCpuArray,
+        U32,
+        size_of::<IcmpBudget>(),
+        Entries::Fixed(1),
+    );
 }
 
 /// The maps that hold the router's state, pinned so that the data path outlives the
@@ -445,16 +453,62 @@ pub const PINNED_MAPS: [MapSpec; 19] = [
     specs::LOCAL_STATS,
 ];
 
-/// Every map of the router's object: the pinned ones and `VERDICT`.
-pub const ROUTER_MAPS: [MapSpec; 20] = {
-    let mut all = [specs::VERDICT; 20];
+/// The maps that start afresh with each load of the program.
+pub const UNPINNED_MAPS: [MapSpec; 2] = [specs::VERDICT, specs::ICMP_BUDGET];
+
+/// Every map of the router's object: the pinned ones and the others.
+pub const ROUTER_MAPS: [MapSpec; 21] = {
+    let mut all = [specs::VERDICT; 21];
     let mut i = 0;
     while i < PINNED_MAPS.len() {
         all[i] = PINNED_MAPS[i];
         i += 1;
     }
+    while i < all.len() {
+        all[i] = UNPINNED_MAPS[i - PINNED_MAPS.len()];
+        i += 1;
+    }
     all
 };
+
+/// What a CPU may still answer of the packets too big for a tunnel (an `ICMP_BUDGET` value):
+/// a token bucket kept as credit in nanoseconds, so that ICMP errors are rate-limited (RFC
+/// 4443 §2.4 (f)) as the kernel limits its own (`icmp_msgs_per_sec`, `icmp_msgs_burst`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IcmpBudget {
+    /// Credit, in nanoseconds: an answer costs [`IcmpBudget::COST_NS`].
+    pub credit_ns: u64,
+    /// When the credit was last brought up to date (`bpf_ktime_get_ns`).
+    pub updated_ns: u64,
+}
+
+impl IcmpBudget {
+    /// Answers per second per CPU, at most.
+    pub const PER_SECOND: u64 = 1000;
+    /// Answers in a burst, at most.
+    pub const BURST: u64 = 50;
+    pub const COST_NS: u64 = 1_000_000_000 / Self::PER_SECOND;
+
+    /// Takes one answer's worth at `now_ns` if there is one. A budget never used (all zero)
+    /// starts full.
+    #[inline(always)]
+    pub fn take(&mut self, now_ns: u64) -> bool {
+        let earned = now_ns.saturating_sub(self.updated_ns);
+        let credit = self.credit_ns.saturating_add(earned);
+        self.credit_ns = if credit > Self::BURST * Self::COST_NS {
+            Self::BURST * Self::COST_NS
+        } else {
+            credit
+        };
+        self.updated_ns = now_ns;
+        if self.credit_ns < Self::COST_NS {
+            return false;
+        }
+        self.credit_ns -= Self::COST_NS;
+        true
+    }
+}
 
 /// Global state, written by user space only.
 #[repr(C)]

@@ -9,27 +9,33 @@
 use aya_ebpf::{
     bindings::{
         BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_SUCCESS,
-        bpf_check_mtu_ret::BPF_MTU_CHK_RET_SUCCESS,
-        bpf_fib_lookup as FibLookup,
-        xdp_action::{XDP_ABORTED, XDP_REDIRECT},
+        bpf_check_mtu_ret::BPF_MTU_CHK_RET_SUCCESS, bpf_fib_lookup as FibLookup,
     },
-    helpers::generated::{bpf_check_mtu, bpf_fib_lookup, bpf_redirect, bpf_xdp_adjust_head},
+    helpers::generated::{
+        bpf_check_mtu, bpf_fib_lookup, bpf_ktime_get_ns, bpf_redirect, bpf_xdp_adjust_head,
+        bpf_xdp_adjust_tail,
+    },
     programs::XdpContext,
 };
 use router_common::{
     counters::Outcome,
     maps::{BackendEntry, DELIVERY_GUE, EncapConfig, ROUTED_IFINDEX},
 };
-use router_ebpf::headers::{
-    ETH_HLEN, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP, IPV4_HLEN,
-    IPV6_HLEN, UDP_HLEN, ipv4_checksum,
+use router_ebpf::{
+    headers::{
+        ETH_HLEN, ETH_P_IPV4, ETH_P_IPV6, GUE_HLEN, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP,
+        IPV4_HLEN, IPV6_HLEN, UDP_HLEN, ipv4_checksum,
+    },
+    parse::{Aligned, Packet, link_layer, packet_len, write_array},
 };
-use router_ebpf::parse::{Aligned, Packet, link_layer, write_array};
 
-use crate::{maps::TX_PORTS, too_big};
+use crate::{
+    maps::{ICMP_BUDGET, TX_PORTS},
+    too_big,
+};
 
 /// UDP and the GUE header.
-const GUE_LEN: usize = UDP_HLEN + 4;
+const GUE_LEN: usize = UDP_HLEN + GUE_HLEN;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 
@@ -45,7 +51,11 @@ pub enum Handoff {
     TooBigDropped,
     /// Wrapped, but the kernel gave no next hop: to pass to the stack.
     Unresolved,
-    /// Not wrapped (no headroom, no config): to drop.
+    /// The kernel gave no next hop for a frame that came in with an 802.1Q tag: to drop
+    /// (wrapped, it would reach the stack untagged, on the wrong interface).
+    UnresolvedTagged,
+    /// Not wrapped or not sent (inconsistent lengths, no headroom, no config, an interface
+    /// gone): to drop.
     Failed,
 }
 
@@ -91,6 +101,20 @@ impl Wrapping {
         } else {
             (first[1], u16::from_be_bytes([first[2], first[3]]) as usize)
         };
+        // What is wrapped is the IP packet as its header gives it, whole, in 16 bits once
+        // wrapped: an ICMP error's datagram has not been checked against the frame.
+        let frame_len = packet_len(ctx);
+        if l3 + inner_len > frame_len || inner_len + IPV6_HLEN + GUE_LEN > 0xffff {
+            return Err(Outcome::RedirectFailed);
+        }
+        // Octets after it (Ethernet padding, or worse) do not go into the tunnel.
+        if l3 + inner_len < frame_len {
+            let trim = (l3 + inner_len) as i32 - frame_len as i32;
+            // SAFETY: the program's context; the helper checks the new length.
+            if unsafe { bpf_xdp_adjust_tail(ctx.ctx, trim) } != 0 {
+                return Err(Outcome::RedirectFailed);
+            }
+        }
         let outer_v6 = entry.tunnel_family == 6;
         let host = hash.to_be_bytes();
         let mut source = [0u8; 16];
@@ -117,11 +141,22 @@ impl Wrapping {
         })
     }
 
+    /// The outer IP header's length.
+    #[inline(always)]
+    fn outer_ip_len(&self) -> usize {
+        if self.outer_v6 { IPV6_HLEN } else { IPV4_HLEN }
+    }
+
+    /// The octets after the outer IP header before the inner packet: UDP and GUE, or none.
+    #[inline(always)]
+    fn tunnel_header_len(&self) -> usize {
+        if self.gue { GUE_LEN } else { 0 }
+    }
+
     /// The octets the outer headers add.
     #[inline(always)]
     fn overhead(&self) -> usize {
-        let ip = if self.outer_v6 { IPV6_HLEN } else { IPV4_HLEN };
-        ip + if self.gue { GUE_LEN } else { 0 }
+        self.outer_ip_len() + self.tunnel_header_len()
     }
 }
 
@@ -144,12 +179,13 @@ pub fn encapsulate_and_redirect(
     let mut hop = NextHop {
         macs: *entry.ethernet_addresses(),
         ifindex: entry.ifindex,
-        mtu: outer_len as u32,
+        mtu: 0,
     };
     let resolved = if entry.ifindex == ROUTED_IFINDEX {
-        match next_hop(ctx, entry, &wrapping, &mut hop) {
+        match next_hop(ctx, entry, &wrapping, outer_len, &mut hop) {
             Route::Found => true,
             Route::TooBig => return answer_too_big(ctx, &wrapping, hop.mtu),
+            Route::Unresolved if wrapping.l3 != ETH_HLEN => return Handoff::UnresolvedTagged,
             Route::Unresolved => {
                 // For the stack: the frame's own addresses (this host's as the destination),
                 // or it would not take the packet in to forward it.
@@ -160,9 +196,14 @@ pub fn encapsulate_and_redirect(
             }
         }
     } else {
-        // SAFETY: the program's context and a u32 on the stack. Given a length, the helper
-        // compares it (an L3 length) with the interface's MTU and returns the MTU.
+        // Given a length (L3), the helper compares it with the interface's MTU and gives
+        // the MTU back; an error (the interface gone) writes nothing.
+        hop.mtu = outer_len as u32;
+        // SAFETY: the program's context and a u32 on the stack.
         let fits = unsafe { bpf_check_mtu(ctx.ctx.cast(), hop.ifindex, &mut hop.mtu, 0, 0) };
+        if fits < 0 {
+            return Handoff::Failed;
+        }
         if fits != BPF_MTU_CHK_RET_SUCCESS as i64 {
             return answer_too_big(ctx, &wrapping, hop.mtu);
         }
@@ -174,21 +215,19 @@ pub fn encapsulate_and_redirect(
     if !resolved {
         return Handoff::Unresolved;
     }
-    let redirected = if entry.ifindex == ROUTED_IFINDEX {
-        // SAFETY: a helper that only records the target.
-        unsafe { bpf_redirect(hop.ifindex, 0) as u32 }
-    } else {
-        TX_PORTS.redirect(hop.ifindex, 0).unwrap_or(XDP_ABORTED)
-    };
-    if redirected == XDP_REDIRECT {
-        Handoff::Redirected
-    } else {
-        Handoff::Failed
+    if entry.ifindex == ROUTED_IFINDEX {
+        // SAFETY: a helper that only records the target (with no flags: XDP_REDIRECT).
+        unsafe { bpf_redirect(hop.ifindex, 0) };
+        return Handoff::Redirected;
+    }
+    match TX_PORTS.redirect(hop.ifindex, 0) {
+        Ok(_) => Handoff::Redirected,
+        Err(_) => Handoff::Failed,
     }
 }
 
 /// Where the wrapped packet goes: the next hop's and the egress interface's MACs, the
-/// interface, and the MTU (on the way in, the outer packet's length).
+/// interface, and the way's MTU when it is too small.
 struct NextHop {
     macs: [u8; 12],
     ifindex: u32,
@@ -206,13 +245,15 @@ enum Route {
     Unresolved,
 }
 
-/// The next hop the kernel's FIB gives the outer destination, for a packet that came in
-/// where this one did. A subprogram: the lookup's parameters take a frame of their own.
+/// The next hop the kernel's FIB gives the outer destination for a wrapped packet of
+/// `outer_len` octets, as for a packet that came in where this one did. A subprogram: the
+/// lookup's parameters take a frame of their own.
 #[inline(never)]
 fn next_hop(
     ctx: &XdpContext,
     entry: &BackendEntry,
     wrapping: &Wrapping,
+    outer_len: usize,
     hop: &mut NextHop,
 ) -> Route {
     // SAFETY: plain old data; all zeroes is a valid value of each union.
@@ -227,7 +268,8 @@ fn next_hop(
         params.__bindgen_anon_3.ipv4_src = words(&wrapping.source)[0];
         params.__bindgen_anon_4.ipv4_dst = words(&entry.tunnel_address)[0];
     }
-    params.__bindgen_anon_1.tot_len = hop.mtu as u16;
+    // Within 16 bits: `Wrapping::new` checked.
+    params.__bindgen_anon_1.tot_len = outer_len as u16;
     // SAFETY: the context as the helper's first argument (so `ingress_ifindex`).
     params.ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
     // SAFETY: the program's context and the parameters on the stack, with their size.
@@ -268,9 +310,20 @@ fn words(address: &[u8; 16]) -> [u32; 4] {
     words
 }
 
-/// Answers a packet that would exceed `mtu` once wrapped, with the MTU left inside the tunnel.
+/// Answers a packet that would exceed `mtu` once wrapped, with the MTU left inside the
+/// tunnel, while this CPU's budget of answers lasts.
 #[inline(always)]
 fn answer_too_big(ctx: &XdpContext, wrapping: &Wrapping, mtu: u32) -> Handoff {
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: this CPU's entry; XDP runs with bottom halves off, so nothing else on this
+    // CPU writes it meanwhile.
+    let budget = ICMP_BUDGET
+        .get_ptr_mut(0)
+        .map(|budget| unsafe { &mut *budget });
+    if !budget.is_some_and(|budget| budget.take(now)) {
+        return Handoff::TooBigDropped;
+    }
     let inner_mtu = mtu.saturating_sub(wrapping.overhead() as u32);
     if too_big::answer(ctx, wrapping.l3, wrapping.inner_v6, inner_mtu).is_err() {
         return Handoff::TooBigDropped;
@@ -278,12 +331,8 @@ fn answer_too_big(ctx: &XdpContext, wrapping: &Wrapping, mtu: u32) -> Handoff {
     // Back out the interface it came in on: redirected, as everything the router sends (a
     // veth peer takes redirected frames with GRO alone; XDP_TX needs a program there).
     // SAFETY: the context's field, and a helper that only records the target.
-    let redirected = unsafe { bpf_redirect((*ctx.ctx).ingress_ifindex, 0) as u32 };
-    if redirected == XDP_REDIRECT {
-        Handoff::TooBigAnswered
-    } else {
-        Handoff::TooBigDropped
-    }
+    unsafe { bpf_redirect((*ctx.ctx).ingress_ifindex, 0) };
+    Handoff::TooBigAnswered
 }
 
 /// Puts the frame's IP packet inside the outer headers `wrapping` describes, behind a new
@@ -300,12 +349,8 @@ fn encapsulate(
         (false, true) => IPPROTO_IPV6,
         (false, false) => IPPROTO_IPIP,
     };
-    let ip_len = if wrapping.outer_v6 {
-        IPV6_HLEN
-    } else {
-        IPV4_HLEN
-    };
-    let extra = if wrapping.gue { GUE_LEN } else { 0 };
+    let ip_len = wrapping.outer_ip_len();
+    let extra = wrapping.tunnel_header_len();
     let grow = ETH_HLEN + ip_len + extra - wrapping.l3;
     // SAFETY: the program's context; the helper checks the new start against the headroom.
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(grow as i32)) } != 0 {

@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use router_common::maps::{
     BackendCounters, BackendEntry, CidCacheSet, CidCacheWay, CidConfigEntry, Control, EncapConfig,
-    ListenerKey, PortListeners, ServerIdKey, TokenFlow, TokenFlowKey, Verdict, specs,
+    IcmpBudget, ListenerKey, PortListeners, ServerIdKey, TokenFlow, TokenFlowKey, Verdict, specs,
 };
 
 // Routing state, in two generations (see router_common::maps): user space writes it.
@@ -114,6 +114,13 @@ pub static BACKEND_STATS: PerCpuArray<BackendCounters> =
 #[map]
 pub static LOCAL_STATS: PerCpuArray<u64> =
     PerCpuArray::with_max_entries(specs::LOCAL_STATS.default_entries(), 0);
+
+// Answers the program sends itself.
+
+/// This CPU's budget of answers to packets too big for a tunnel (rate-limited ICMP).
+#[map]
+pub static ICMP_BUDGET: PerCpuArray<IcmpBudget> =
+    PerCpuArray::with_max_entries(specs::ICMP_BUDGET.default_entries(), 0);
 
 // Tracing, for `explain` only.
 

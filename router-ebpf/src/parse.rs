@@ -1,8 +1,8 @@
 //! Ethernet (with up to one 802.1Q tag), IPv4 (options included), IPv6 and UDP.
 
 use crate::headers::{
-    ETH_HLEN, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP,
-    IPV4_HLEN, IPV6_HLEN, UDP_HLEN, VLAN_HLEN,
+    ETH_HLEN, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, ICMP_HLEN, IPPROTO_ICMP, IPPROTO_ICMPV6,
+    IPPROTO_UDP, IPV4_HLEN, IPV6_HLEN, UDP_HLEN, VLAN_HLEN,
 };
 use aya_ebpf::{
     bindings::bpf_hdr_start_off::BPF_HDR_START_NET,
@@ -234,7 +234,6 @@ pub fn parse_datagram(ctx: &XdpContext, datagram: &mut Datagram) -> Result<(), O
 /// [`Outcome::NotListener`].
 #[inline(always)]
 fn parse_icmp_error(ctx: &XdpContext) -> Result<Datagram, Outcome> {
-    const ICMP_HLEN: usize = 8;
     let (l3, ethertype) = link_layer(ctx)?;
     // Where the ICMP header is, and whether it is an error that quotes a packet.
     let (icmp, v6) = match ethertype {

@@ -180,16 +180,18 @@ fn deliver(
     } else if entry.delivery == DELIVERY_L2 {
         (redirect(ctx, entry)?, outcome)
     } else {
-        match encapsulate(ctx, entry, datagram, generation) {
+        match wrap_for_backend(ctx, entry, datagram, generation) {
             Handoff::Redirected => (XDP_REDIRECT, outcome),
             Handoff::Unresolved => (XDP_PASS, Outcome::NextHopUnresolved),
+            Handoff::UnresolvedTagged => (XDP_DROP, Outcome::NextHopUnresolved),
             Handoff::TooBigAnswered => (XDP_REDIRECT, Outcome::TooBig),
             Handoff::TooBigDropped => (XDP_DROP, Outcome::TooBig),
             Handoff::Failed => return Err(Outcome::RedirectFailed),
         }
     };
     stats::count(outcome);
-    if outcome != Outcome::TooBig {
+    // What did not leave for the backend is not counted as delivered to it.
+    if action != XDP_DROP && outcome != Outcome::TooBig {
         stats::count_backend(backend, packet_len(ctx) as u64);
     }
     stats::trace(outcome, backend, decoded);
@@ -199,7 +201,7 @@ fn deliver(
 
 /// Wraps the packet for a backend behind a tunnel (`encap`), with the flow's hash.
 #[inline(always)]
-fn encapsulate(
+fn wrap_for_backend(
     ctx: &XdpContext,
     entry: &BackendEntry,
     datagram: &Datagram,

@@ -298,16 +298,19 @@ impl Router {
             .and_then(|t| t.cid_configs.get(usize::from(verdict.config_rotation)))
             .map_or(0, |entry| usize::from(entry.server_id_len));
         // What left for a backend: not a packet dropped, or answered, before it went.
+        let outcome = Outcome::from_u32(verdict.outcome);
+        let left =
+            matches!(action_name(action), "redirect" | "pass") && outcome != Some(Outcome::TooBig);
         let (delivery, outer) = tables
             .and_then(|t| t.backends.get(&verdict.backend))
-            .filter(|_| matches!(action_name(action), "redirect" | "pass"))
+            .filter(|_| left)
             .map_or((None, None), |entry| Explanation::delivery_of(entry, &out));
         Ok(Explanation {
             action: action_name(action),
             backend: tables.and_then(|t| t.backend_names.get(&verdict.backend).cloned()),
             server_id: (verdict.has_server_id != 0)
                 .then(|| hex::encode(&verdict.server_id[..server_id_len])),
-            reason: Outcome::from_u32(verdict.outcome).map_or("unknown", Outcome::name),
+            reason: outcome.map_or("unknown", Outcome::name),
             delivery,
             outer,
         })

@@ -135,8 +135,8 @@ fn client_and_router(queues: usize) -> (Netns, Netns) {
     // Packets sent by a local socket lose CHECKSUM_PARTIAL on a native redirect: let
     // the client's veth compute checksums itself (platform notes).
     client.exec("ethtool", &["-K", "c0", "tx", "off"]);
-    // What the router transmits back (XDP_TX: its ICMP answers) is delivered into a veth
-    // only with GRO on the receiving end, as for redirects.
+    // What the router redirects back out of `r0` (its ICMP answers) is delivered into a
+    // veth only with GRO (or an XDP program) on the receiving end.
     client.exec("ethtool", &["-K", "c0", "gro", "on"]);
     router.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
     router.exec("sysctl", &["-qw", "net.ipv6.conf.all.forwarding=1"]);

@@ -19,6 +19,7 @@ use router_common::{counters::Outcome, flow_hash::flow_hash};
 use router_user::{
     config::{Delivery, Reach, RouterConfig},
     decap::{DecapSettings, Decapsulator},
+    router::LoadOptions,
 };
 
 fn ip(text: &str) -> IpAddr {
@@ -227,7 +228,10 @@ fn check_too_big(what: &str, out: &[u8], inner: &Datagram, mtu: u32) {
     let frame = inner.frame();
     assert_eq!(out[..6], frame[6..12], "{what}: back to the sender's MAC");
     assert_eq!(out[6..12], frame[..6], "{what}: from the router's MAC");
-    assert_eq!(out[12..14], frame[12..14], "{what}: EtherType");
+    // The EtherType, and the 802.1Q tag before it if there was one.
+    let l2 = if inner.vlan.is_some() { 18 } else { 14 };
+    assert_eq!(out[12..l2], frame[12..l2], "{what}: tag and EtherType");
+    let out = &out[l2 - 14..];
     let quote = &inner.ip_packet()[..QUOTE_LEN];
     if inner.dst.is_ipv6() {
         let ip = &out[14..54];
@@ -340,9 +344,9 @@ fn a_packet_too_big_once_wrapped_is_answered_from_the_vip_with_the_mtu_left_in_t
     }
 }
 
-#[test]
-fn an_icmp_error_too_big_once_wrapped_is_dropped_unanswered() {
-    // Every host behind a tunnel, so that whichever backend the error hashes to wraps it.
+/// The router with every host behind GUE over IPv6 on 1400-octet interfaces, so that
+/// whichever backend the fallback hash gives a packet wraps it.
+fn every_host_tunnelled() -> TestRouter {
     let mut config = tunnel_config("2001:db8:5::2", "2001:db8:5::3", false);
     for backend in &mut config.backends {
         if let Reach::Host { delivery, .. } = &mut backend.reach
@@ -357,32 +361,59 @@ fn an_icmp_error_too_big_once_wrapped_is_dropped_unanswered() {
     for interface in ["be0", "be1"] {
         router.netns.ip(&["link", "set", interface, "mtu", "1400"]);
     }
-    // A packet too big from the path about a large datagram the VIP sent: 1400 octets,
-    // 1452 wrapped.
-    let sent = Datagram::new(vip(true), sender(true), QUIC_PORT, 40_001, vec![0; 1400]);
-    let mut icmp = vec![2, 0, 0, 0, 0, 0, 0x05, 0x00];
-    icmp.extend_from_slice(&sent.ip_packet()[..1400 - 48]);
-    let mut error = Datagram::new(ip("2001:db8:1::fe"), vip(true), 0, 0, Vec::new());
-    error.protocol = 58;
-    let (action, _) = router.run(&error.frame_around(&icmp));
-    assert_eq!(action, XDP_DROP, "no ICMP error about an ICMP error");
+    router
+}
+
+/// The frame of an ICMP error from the path (IPv6 if `v6`) about a datagram of `sent_len`
+/// octets that the VIP sent, quoting `quote_len` octets of it.
+fn icmp_error_about(v6: bool, sent_len: usize, quote_len: usize) -> Vec<u8> {
+    let sent = Datagram::new(vip(v6), sender(v6), QUIC_PORT, 40_001, vec![0; sent_len]);
+    let (kind, protocol, path) = if v6 {
+        ([2, 0], 58, "2001:db8:1::fe")
+    } else {
+        ([3, 4], 1, "198.18.1.254")
+    };
+    let mut icmp = vec![kind[0], kind[1], 0, 0, 0, 0, 0x05, 0x00];
+    icmp.extend_from_slice(&sent.ip_packet()[..quote_len]);
+    let error = Datagram {
+        protocol,
+        ..Datagram::new(ip(path), vip(v6), 0, 0, Vec::new())
+    };
+    error.frame_around(&icmp)
+}
+
+#[test]
+fn an_icmp_error_too_big_once_wrapped_is_dropped_unanswered() {
+    let router = every_host_tunnelled();
+    for v6 in [false, true] {
+        // 1400 octets, 1452 wrapped.
+        let header = if v6 { 48 } else { 28 };
+        let (action, _) = router.run(&icmp_error_about(v6, 1400, 1400 - header));
+        assert_eq!(
+            action, XDP_DROP,
+            "no ICMP error about an ICMP error (IPv6: {v6})"
+        );
+    }
     let counters = router.counters();
-    assert_eq!(counters.outcome(Outcome::TooBig), 1);
+    assert_eq!(counters.outcome(Outcome::TooBig), 2);
     assert_eq!(counters.outcome(Outcome::IcmpToBackend), 0);
 }
 
 #[test]
+fn an_icmp_error_whose_length_the_frame_does_not_hold_is_not_wrapped() {
+    let router = every_host_tunnelled();
+    let mut frame = icmp_error_about(false, 100, 128);
+    // The outer IPv4 header's total length.
+    frame[16..18].copy_from_slice(&65_000u16.to_be_bytes());
+    let (action, _) = router.run(&frame);
+    assert_ne!(action, XDP_REDIRECT, "a length the frame does not hold");
+    assert_eq!(router.counters().outcome(Outcome::IcmpToBackend), 0);
+}
+
+#[test]
 fn routed_backends_follow_the_kernels_routes_and_neighbours() {
-    let router = TestRouter::new(&tunnel_config("198.18.9.2", "2001:db8:9::3", true));
+    let router = routed_router();
     let netns = &router.netns;
-    for sysctl in [
-        "net.ipv4.conf.all.forwarding=1",
-        "net.ipv6.conf.all.forwarding=1",
-    ] {
-        netns.exec("sysctl", &["-qw", sysctl]);
-    }
-    netns.ip(&["addr", "add", "198.18.5.1/24", "dev", "be0"]);
-    netns.ip(&["addr", "add", "2001:db8:5::1/64", "dev", "be0", "nodad"]);
     let be0_mac = mac_octets(&netns.mac("be0"));
     let routes = [
         ("198.18.9.0/24", "198.18.5.254"),
@@ -446,13 +477,252 @@ fn routed_backends_follow_the_kernels_routes_and_neighbours() {
         let (action, out) = router.run(&inner.frame());
         assert_eq!(action, XDP_REDIRECT, "{backend}: over the route's MTU");
         check_too_big(backend, &out, &inner, largest as u32);
-        let (action, _) = router.run(&sized(false, server_id, largest).frame());
+        let inner = sized(false, server_id, largest);
+        let (action, out) = router.run(&inner.frame());
         assert_eq!(action, XDP_REDIRECT, "{backend}: within the route's MTU");
+        check_outer(backend, &out, &inner, ip(tunnel), gue);
     }
     assert_eq!(router.counters().outcome(Outcome::TooBig), 2);
+}
+
+/// The router with alpha (GUE to 198.18.9.2) and beta (IP-in-IP to 2001:db8:9::3) at the
+/// kernel's next hops, in a namespace that forwards and has `be0` on 198.18.5.0/24 and
+/// 2001:db8:5::/64; no routes to the tunnels yet.
+fn routed_router() -> TestRouter {
+    let router = TestRouter::new(&tunnel_config("198.18.9.2", "2001:db8:9::3", true));
+    let netns = &router.netns;
+    for sysctl in [
+        "net.ipv4.conf.all.forwarding=1",
+        "net.ipv6.conf.all.forwarding=1",
+    ] {
+        netns.exec("sysctl", &["-qw", sysctl]);
+    }
+    netns.ip(&["addr", "add", "198.18.5.1/24", "dev", "be0"]);
+    netns.ip(&["addr", "add", "2001:db8:5::1/64", "dev", "be0", "nodad"]);
+    router
+}
+
+#[test]
+fn routed_backends_spread_flows_over_the_routes_ecmp_next_hops() {
+    let router = routed_router();
+    let netns = &router.netns;
+    let gateways = [
+        (
+            "198.18.5.253",
+            "2001:db8:5::fd",
+            [0x02, 0, 0, 0, 0x05, 0xfd],
+        ),
+        (
+            "198.18.5.254",
+            "2001:db8:5::fe",
+            [0x02, 0, 0, 0, 0x05, 0xfe],
+        ),
+    ];
+    for (v4, v6, mac) in gateways {
+        let mac = mac.map(|o| format!("{o:02x}")).join(":");
+        for gateway in [v4, v6] {
+            netns.ip(&[
+                "neigh",
+                "replace",
+                gateway,
+                "lladdr",
+                &mac,
+                "nud",
+                "permanent",
+                "dev",
+                "be0",
+            ]);
+        }
+    }
+    // A fixed multipath hash seed (random otherwise): the same flows take the same paths in
+    // every run.
+    netns.exec("sysctl", &["-qw", "net.ipv4.fib_multipath_hash_seed=1"]);
+    let (first, second) = (gateways[0], gateways[1]);
+    netns.ip(&[
+        "route",
+        "add",
+        "198.18.9.0/24",
+        "nexthop",
+        "via",
+        first.0,
+        "nexthop",
+        "via",
+        second.0,
+    ]);
+    netns.ip(&[
+        "-6",
+        "route",
+        "add",
+        "2001:db8:9::/64",
+        "nexthop",
+        "via",
+        first.1,
+        "nexthop",
+        "via",
+        second.1,
+    ]);
+    for (backend, server_id, tunnel, _) in tunnelled("198.18.9.2", "2001:db8:9::3") {
+        let mut seen = Vec::new();
+        for port in 40_000..40_064u16 {
+            let mut inner = sized(false, server_id, 200);
+            inner.src_port = port;
+            let (action, out) = router.run(&inner.frame());
+            assert_eq!(action, XDP_REDIRECT, "{backend} from port {port}");
+            // A flow keeps its next hop.
+            assert_eq!(
+                router.run(&inner.frame()).1[..6],
+                out[..6],
+                "{backend}: {port}"
+            );
+            seen.push(out[..6].to_vec());
+        }
+        for (_, _, mac) in gateways {
+            let flows = seen.iter().filter(|m| m[..] == mac).count();
+            assert!(
+                flows >= 8,
+                "{backend} (tunnel {tunnel}): {flows} of 64 flows by {mac:02x?}"
+            );
+        }
+    }
 }
 
 /// `aa:bb:cc:dd:ee:ff` as octets.
 fn mac_octets(text: &str) -> [u8; 6] {
     router_user::config::parse_mac(text).expect("a MAC")
+}
+
+/// The standard router with alpha behind GUE over IPv4 and beta behind IP-in-IP over IPv6,
+/// configured next hops on interfaces of 1400 octets.
+fn small_mtu_router() -> TestRouter {
+    let router = router("198.18.5.2", "2001:db8:5::3");
+    for interface in ["be0", "be1"] {
+        router.netns.ip(&["link", "set", interface, "mtu", "1400"]);
+    }
+    router
+}
+
+/// A packet for alpha one octet too big for GUE over IPv4 on a 1400-octet way out.
+fn too_big_for_alpha(v6: bool) -> Datagram {
+    sized(v6, "0a01", 1400 - 32 + 1)
+}
+
+#[test]
+fn answers_go_to_hosts_only() {
+    let router = small_mtu_router();
+    let mut refused = 0;
+    for source in [
+        "0.1.2.3",
+        "127.0.0.1",
+        "224.0.0.1",
+        "255.255.255.255",
+        "::",
+        "::1",
+        "::198.18.1.7",
+        "::ffff:198.18.1.7",
+        "ff02::1",
+    ] {
+        let mut packet = too_big_for_alpha(ip(source).is_ipv6());
+        packet.src = ip(source);
+        assert_eq!(router.run(&packet.frame()).0, XDP_DROP, "from {source}");
+        refused += 1;
+    }
+    // A frame sent to a group MAC (broadcast here), or from one.
+    for at in [0, 6] {
+        let mut frame = too_big_for_alpha(false).frame();
+        frame[at..at + 6].copy_from_slice(&[0xff; 6]);
+        assert_eq!(router.run(&frame).0, XDP_DROP, "group MAC at {at}");
+        refused += 1;
+    }
+    assert_eq!(router.counters().outcome(Outcome::TooBig), refused);
+    // A host from the same subnets is answered.
+    assert_eq!(
+        router.run(&too_big_for_alpha(false).frame()).0,
+        XDP_REDIRECT
+    );
+    assert_eq!(router.run(&too_big_for_alpha(true).frame()).0, XDP_REDIRECT);
+}
+
+#[test]
+fn answers_keep_the_vlan_tag_and_take_ipv4_options_into_the_quote() {
+    let router = small_mtu_router();
+    for v6 in [false, true] {
+        let mut tagged = too_big_for_alpha(v6);
+        tagged.vlan = Some(7);
+        let (action, out) = router.run(&tagged.frame());
+        assert_eq!(action, XDP_REDIRECT, "tagged, IPv6: {v6}");
+        check_too_big(&format!("tagged, IPv6: {v6}"), &out, &tagged, 1368);
+    }
+    let mut options = too_big_for_alpha(false);
+    options.ipv4_options = vec![1, 1, 1, 1];
+    let (action, out) = router.run(&options.frame());
+    assert_eq!(action, XDP_REDIRECT, "IPv4 options");
+    check_too_big("IPv4 options", &out, &options, 1368);
+}
+
+#[test]
+fn answers_are_rate_limited_per_cpu() {
+    let router = small_mtu_router();
+    // One CPU's budget.
+    integration_tests::pin_to_cpu(0, 0);
+    let frame = too_big_for_alpha(false).frame();
+    let started = std::time::Instant::now();
+    let answered = (0..200)
+        .filter(|_| router.run(&frame).0 == XDP_REDIRECT)
+        .count() as u64;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    // A burst of 50, then one a millisecond.
+    assert!(
+        (50..=50 + elapsed_ms + 1).contains(&answered),
+        "{answered} of 200 answered in {elapsed_ms} ms"
+    );
+    assert_eq!(router.counters().outcome(Outcome::TooBig), 200);
+}
+
+#[test]
+fn what_a_tunnel_cannot_carry_is_not_wrapped() {
+    let router = router("198.18.5.2", "2001:db8:5::3");
+    // Octets after the IP packet (Ethernet padding) stay out of the tunnel.
+    let inner = sized(false, "0a01", 200);
+    let mut padded = inner.frame();
+    padded.extend_from_slice(&[0xee; 20]);
+    let (action, out) = router.run(&padded);
+    assert_eq!(action, XDP_REDIRECT);
+    check_outer("padded", &out, &inner, ip("198.18.5.2"), true);
+    // A configured interface that is gone.
+    router.netns.ip(&["link", "del", "be0"]);
+    let (action, _) = router.run(&inner.frame());
+    assert_eq!(action, XDP_DROP, "be0 gone");
+    assert!(router.counters().outcome(Outcome::RedirectFailed) >= 1);
+}
+
+#[test]
+fn an_unresolved_next_hop_for_a_tagged_frame_is_dropped() {
+    let router = routed_router();
+    let mut tagged = sized(false, "0a01", 200);
+    tagged.vlan = Some(7);
+    let (action, _) = router.run(&tagged.frame());
+    assert_eq!(action, XDP_DROP);
+    assert_eq!(router.counters().outcome(Outcome::NextHopUnresolved), 1);
+}
+
+#[test]
+fn explain_shows_the_tunnel_of_what_left_and_none_for_an_answer() {
+    let config = tunnel_config("198.18.5.2", "2001:db8:5::3", false);
+    let mut router = TestRouter::with_options(
+        &config,
+        LoadOptions {
+            trace_verdicts: true,
+            ..integration_tests::options_for(&config)
+        },
+    );
+    router.netns.ip(&["link", "set", "be0", "mtu", "1400"]);
+    let fits = sized(false, "0a01", 1000);
+    let explanation = router.explain(&fits.frame()).unwrap();
+    assert_eq!(explanation.delivery, Some("gue"));
+    let outer = explanation.outer.expect("outer addresses");
+    assert_eq!(outer.destination, ip("198.18.5.2"));
+    let too_big = too_big_for_alpha(false);
+    let explanation = router.explain(&too_big.frame()).unwrap();
+    assert_eq!(explanation.reason, "too_big");
+    assert_eq!((explanation.delivery, explanation.outer), (None, None));
 }

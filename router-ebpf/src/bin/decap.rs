@@ -21,8 +21,8 @@ use router_common::decap::{
 use router_ebpf::{
     counters::bump,
     headers::{
-        ETH_HLEN, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP, IPV4_HLEN,
-        IPV6_HLEN, UDP_HLEN, VLAN_HLEN,
+        ETH_HLEN, ETH_P_IPV4, ETH_P_IPV6, GUE_HLEN, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP,
+        IPV4_HLEN, IPV6_HLEN, UDP_HLEN, VLAN_HLEN,
     },
     parse::{Packet, link_layer, packet_len, write_array},
 };
@@ -47,7 +47,6 @@ static DECAP_SOURCES: LpmTrie<SourcePrefix, u8> =
 static DECAP_STATS: PerCpuArray<u64> =
     PerCpuArray::with_max_entries(specs::DECAP_STATS.default_entries(), 0);
 
-const GUE_HLEN: usize = 4;
 /// GUE's control bit (a control message, not a packet to deliver).
 const GUE_CONTROL: u8 = 0x20;
 
