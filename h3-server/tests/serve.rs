@@ -176,7 +176,12 @@ async fn connections_beyond_the_limit_are_refused() {
     // The first connection still works.
     let (status, ..) = request(&mut first, Method::GET, "/").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(server.counters().refused, 1);
+    // The server counts the refusal after it sends it: wait for the count itself.
+    let counters = server
+        .wait_for(|c| c.refused == 1, WITHIN)
+        .await
+        .expect("the refusal counted");
+    assert_eq!(counters.connections, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,8 @@ use std::{
 use integration_tests::{
     addresses::{client, vip_socket},
     fleet::{
-        Fleet, NAMES, Resume, Servers, WORKER_IFACE, connections, migrate, migrate_each, resume,
+        Fleet, H3Fleet, NAMES, Resume, Round, Servers, WORKER_IFACE, connections, migrate,
+        migrate_each, resume,
     },
     quic::{Backend, ClientTls, SERVER_NAME, Tickets, client_endpoint, request},
 };
@@ -140,6 +141,27 @@ fn packets_too_big_for_the_path_are_answered_and_connections_complete() {
         }
     }
     assert_eq!(fleet.counter("redirect_failed"), 0);
+}
+
+/// aioquic, a QUIC stack we did not write, as an HTTP/3 client of h3-server behind IP-in-IP
+/// over IPv6: each client resumes from a new port with its NEW_TOKEN token and session
+/// ticket, and lands on the server that issued them.
+#[test]
+fn aioquic_clients_resume_on_their_server_across_a_routed_hop() {
+    let fleet = H3Fleet::with_servers(
+        Path::new(BINARY),
+        Servers::Routed {
+            delivery: "ipip",
+            outer_v6: true,
+            path_mtu: 1500,
+        },
+        Tickets::Stateful,
+        true,
+    );
+    let round = Round::of_aioquic(&fleet.aioquic_rounds(10, 45_000));
+    assert_eq!(round.same_server, 10, "back on the first server");
+    assert_eq!(round.resumed, 10, "sessions resumed");
+    assert!(fleet.counter("routed_by_token") >= 10);
 }
 
 /// Four local workers on one host behind the tunnel: the decapsulator hands each inner

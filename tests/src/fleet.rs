@@ -347,12 +347,27 @@ pub struct H3Fleet {
     pub servers: Vec<h3_server::Server>,
     /// The servers' certificate (for [`SERVER_NAME`]), PEM, for clients to trust.
     pub ca: std::path::PathBuf,
+    servers_kind: Servers,
     _controllers: Vec<Controller>,
 }
 
 impl H3Fleet {
     pub fn new(binary: &Path, tickets: Tickets, token_prefix: bool) -> Self {
-        let (deployment, controllers) = start_router(binary, Servers::Hosts);
+        Self::with_servers(binary, Servers::Hosts, tickets, token_prefix)
+    }
+
+    /// HTTP/3 servers on the three hosts of `servers` (`Hosts` or `Routed`).
+    pub fn with_servers(
+        binary: &Path,
+        servers_kind: Servers,
+        tickets: Tickets,
+        token_prefix: bool,
+    ) -> Self {
+        assert!(
+            matches!(servers_kind, Servers::Hosts | Servers::Routed { .. }),
+            "HTTP/3 servers run on hosts"
+        );
+        let (deployment, controllers) = start_router(binary, servers_kind);
         let certificate = Certificate::new();
         let ca = deployment.dir.path().join("ca.pem");
         std::fs::write(&ca, &certificate.pem).expect("write the certificate");
@@ -387,6 +402,7 @@ impl H3Fleet {
             runtime,
             servers,
             ca,
+            servers_kind,
             _controllers: controllers,
         }
     }
@@ -394,7 +410,7 @@ impl H3Fleet {
     pub fn reconfigure(&self, initial_routing: &str) {
         reconfigure(
             &self.deployment,
-            Servers::Hosts,
+            self.servers_kind,
             initial_routing,
             &[0],
             &[0],
