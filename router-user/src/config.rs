@@ -65,6 +65,65 @@ pub struct RouterConfig {
     pub limits: Limits,
 }
 
+impl RouterConfig {
+    /// A digest of what decides which backend each packet goes to: the listeners, the
+    /// QUIC-LB configs' parameters and modes (not their keys), and the backends in file
+    /// order (the fallback table depends on it) with their server IDs, weights and states.
+    /// Routers whose digests (and key files) agree route every packet alike; how each
+    /// reaches a backend (interface, MAC, tunnel, outer sources) and its map sizes are its
+    /// own. 32 hex digits (SipHash-1-3, 128 bits, over a canonical text).
+    pub fn routing_digest(&self) -> String {
+        use std::fmt::Write as _;
+        let mut text = String::new();
+        let mut listeners = self.listeners.clone();
+        listeners.sort();
+        for l in &listeners {
+            let routing = match l.initial_routing {
+                InitialRouting::Cid => "cid",
+                InitialRouting::Hash => "hash",
+            };
+            let _ = writeln!(text, "listener {} {} {routing}", l.address, l.port);
+        }
+        let mut codepoints: Vec<&CidConfig> = self.cid_configs.iter().collect();
+        codepoints.sort_by_key(|c| c.params.config_rotation);
+        for c in codepoints {
+            let p = &c.params;
+            let _ = writeln!(
+                text,
+                "quic_lb {} {} {} {} {} {}",
+                p.config_rotation,
+                p.server_id_len,
+                p.nonce_len,
+                p.length_self_description,
+                p.server_use_len,
+                c.mode().name()
+            );
+        }
+        for b in &self.backends {
+            let mut ids: Vec<String> = b
+                .server_ids
+                .iter()
+                .map(|(codepoint, id)| format!("{codepoint}:{}", hex::encode(id)))
+                .collect();
+            ids.sort();
+            let _ = writeln!(
+                text,
+                "backend {} {} {} {}",
+                b.name,
+                b.weight,
+                b.state.name(),
+                ids.join(",")
+            );
+        }
+        let mut hasher = siphasher::sip128::SipHasher13::new();
+        std::hash::Hasher::write(&mut hasher, text.as_bytes());
+        format!(
+            "{:032x}",
+            siphasher::sip128::Hasher128::finish128(&hasher).as_u128()
+        )
+    }
+}
+
 /// A VIP and UDP port that QUIC arrives on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Listener {

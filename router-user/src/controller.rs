@@ -263,6 +263,7 @@ impl Controller {
             limits: config.limits,
             codepoints: Vec::new(),
             backends: Vec::new(),
+            routing_digest: String::new(),
         };
         state.record_config(config, prepared.epoch(), prepared.backend_indices());
         // Recorded before the point of no return (the flip of a running router's maps, or
@@ -301,6 +302,7 @@ impl Controller {
             program_id,
             epoch,
             backends = config.backends.len(),
+            routing_digest = %state.routing_digest,
             "router running"
         );
         Ok(TakenOver {
@@ -421,7 +423,12 @@ impl Controller {
             .map_err(|err| err.to_string())
             .and_then(|config| self.install(&config).map_err(|err| err.to_string()));
         match &result {
-            Ok(epoch) => info!(why, epoch, "config applied"),
+            Ok(epoch) => info!(
+                why,
+                epoch,
+                routing_digest = %self.state.routing_digest,
+                "config applied"
+            ),
             Err(err) => error!(why, %err, "config not applied; the running one stays"),
         }
         result
@@ -484,7 +491,12 @@ impl Controller {
         let write = |text: &str| config_edit::write(&path, text).map_err(ControllerError::from);
         match self.install_with(&prepared.config, || write(&edited), || write(&original)) {
             Ok(epoch) => {
-                info!(?edit, epoch, "config edited and applied");
+                info!(
+                    ?edit,
+                    epoch,
+                    routing_digest = %self.state.routing_digest,
+                    "config edited and applied"
+                );
                 Ok(format!("{} and applied", describe(edit)))
             }
             Err(err @ ControllerError::NotUndone { .. }) => Err(format!(

@@ -50,9 +50,18 @@ impl Collector for RouterCollector {
             let labels = [("outcome", outcome.name())];
             ConstCounter::new(counters.local(outcome)).encode(family.encode_family(&labels)?)?;
         }
-        let names = RunState::load(&self.paths.state())
-            .map(|s| s.backends)
-            .unwrap_or_default();
+        let state = RunState::load(&self.paths.state()).ok();
+        if let Some(state) = &state {
+            let mut family = encoder.encode_descriptor(
+                "quic_router_routing_digest",
+                "The applied config's routing digest (listeners, QUIC-LB parameters, backends; keys excluded), as a label",
+                None,
+                MetricType::Gauge,
+            )?;
+            let digest = escape_label(&state.routing_digest);
+            ConstGauge::new(1).encode(family.encode_family(&[("digest", digest.as_str())])?)?;
+        }
+        let names = state.map(|s| s.backends).unwrap_or_default();
         for (metric, help) in [
             (
                 "quic_router_backend_packets",

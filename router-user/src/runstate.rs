@@ -54,6 +54,10 @@ pub struct RunState {
     pub limits: Limits,
     pub codepoints: Vec<CodepointRecord>,
     pub backends: Vec<BackendRecord>,
+    /// [`RouterConfig::routing_digest`] of the config applied (empty in a run state written
+    /// before there was one).
+    #[serde(default)]
+    pub routing_digest: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +113,7 @@ impl RunState {
     ) {
         self.epoch = epoch;
         self.limits = config.limits;
+        self.routing_digest = config.routing_digest();
         self.codepoints = config
             .cid_configs
             .iter()

@@ -374,6 +374,16 @@ fn reloads_apply_new_codepoints_and_refuse_invalid_configs() {
     setup.write_config(&setup.config_text(false, &plain));
     let mut controller = setup.start(&["--metrics-addr", "127.0.0.1:19464", "--debug"]);
     let epoch = setup.status()["epoch"].as_u64().unwrap();
+    let first_digest = setup.status()["routing_digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let applied_digest = || {
+        router_user::config::load(&setup.config_path())
+            .unwrap()
+            .routing_digest()
+    };
+    assert_eq!(first_digest, applied_digest());
 
     // Codepoint 1 is added by editing the file: the controller notices without a signal.
     let with_codepoint1 = [
@@ -404,6 +414,10 @@ fn reloads_apply_new_codepoints_and_refuse_invalid_configs() {
         thread::sleep(Duration::from_millis(100));
     };
     assert!(applied["epoch"].as_u64().unwrap() > epoch, "{applied}");
+    // The new codepoint changed what decides a packet's backend: a new digest, the file's.
+    let digest = applied["routing_digest"].as_str().unwrap().to_owned();
+    assert_ne!(digest, first_digest);
+    assert_eq!(digest, applied_digest());
     let four_pass_cid = {
         use router_common::quic_lb::{Config, ConfigParams, Encoder, Key};
         let params = ConfigParams::new(1, 3, 5);
@@ -478,6 +492,21 @@ fn reloads_apply_new_codepoints_and_refuse_invalid_configs() {
     assert!(
         metrics.contains("quic_router_packets_total{outcome=\"routed_by_server_id\"}"),
         "{metrics}"
+    );
+    // The refused file changed nothing: status, the metrics and the log show the applied
+    // digest.
+    assert_eq!(setup.status()["routing_digest"], digest.as_str());
+    assert!(
+        metrics.contains(&format!(
+            "quic_router_routing_digest{{digest=\"{digest}\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        controller
+            .log_text()
+            .contains(&format!("routing_digest={digest}")),
+        "the digest was not logged"
     );
     assert!(
         metrics.contains("quic_router_backend_packets_total{backend=\"beta\"}"),

@@ -198,6 +198,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
             "kernel_epoch": kernel_epoch,
             "controller_pid": pid,
             "config": state.config,
+            "routing_digest": state.routing_digest,
             "limits": state.limits,
             "codepoints": state.codepoints,
             "backends": state.backends,
@@ -221,6 +222,10 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         None => println!("controller  not running (the data path runs on)"),
     }
     println!("config      {}", state.config);
+    println!(
+        "digest      {} (what decides each packet's backend; keys excluded)",
+        state.routing_digest
+    );
     let limits = &state.limits;
     println!(
         "limits      {} backends, {} server IDs, {} listeners, {} cached CIDs",
