@@ -39,6 +39,7 @@ mod ebpf;
 mod explain;
 pub mod fallback;
 pub mod files;
+pub mod health;
 pub mod key;
 pub mod local;
 mod mapped;

@@ -37,7 +37,12 @@ pub fn python() -> PathBuf {
     python
 }
 
-/// The resume client script.
+/// The bare aioquic server script (`tests/python/quic_server.py`).
+pub fn quic_server_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("python/quic_server.py")
+}
+
+/// The HTTP/3 resumption client script.
 pub fn resume_client_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("python/h3_resume_client.py")
 }

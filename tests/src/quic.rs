@@ -32,6 +32,8 @@ pub struct Certificate {
     key: Vec<u8>,
     /// The certificate in PEM, for clients that read a file.
     pub pem: String,
+    /// Its private key in PEM, for servers that read a file.
+    pub key_pem: String,
 }
 
 impl Certificate {
@@ -42,6 +44,7 @@ impl Certificate {
             cert: certified.cert.der().clone(),
             key: certified.key_pair.serialize_der(),
             pem: certified.cert.pem(),
+            key_pem: certified.key_pair.serialize_pem(),
         }
     }
 
