@@ -99,9 +99,14 @@ pub fn action_name(action: u32) -> &'static str {
     match action {
         0 => "aborted",
         1 => "drop",
-        2 => "pass",
+        XDP_PASS => "pass",
         3 => "tx",
-        4 => "redirect",
+        XDP_REDIRECT => "redirect",
         _ => "unknown",
     }
 }
+
+/// The XDP actions by which a packet leaves for a backend (to the stack for a local worker
+/// or an unresolved next hop, redirected otherwise).
+pub const XDP_PASS: u32 = 2;
+pub const XDP_REDIRECT: u32 = 4;

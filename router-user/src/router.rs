@@ -46,7 +46,7 @@ pub use crate::{
     attach::{AttachError, Attachment},
     dataplane::{Counters, DataplaneError, Prepared},
     ebpf::{CidCacheMode, LoadError, LoadOptions, cpu_slots},
-    explain::{Explanation, action_name},
+    explain::{Explanation, XDP_PASS, XDP_REDIRECT, action_name},
 };
 
 /// The router's eBPF object as this build embeds it (ELF).
@@ -299,8 +299,7 @@ impl Router {
             .map_or(0, |entry| usize::from(entry.server_id_len));
         // What left for a backend: not a packet dropped, or answered, before it went.
         let outcome = Outcome::from_u32(verdict.outcome);
-        let left =
-            matches!(action_name(action), "redirect" | "pass") && outcome != Some(Outcome::TooBig);
+        let left = matches!(action, XDP_PASS | XDP_REDIRECT) && outcome != Some(Outcome::TooBig);
         let (delivery, outer) = tables
             .and_then(|t| t.backends.get(&verdict.backend))
             .filter(|_| left)

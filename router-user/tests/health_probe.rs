@@ -148,8 +148,16 @@ fn aioquic_answers_a_probe() {
     }
     let stdout = child.stdout.take().unwrap();
     let child = Kill(child);
-    let mut ready = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ready).unwrap();
+    // Its "ready", read on a thread of its own, so that a server that hangs fails the test.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        let _ = tx.send(line);
+    });
+    let ready = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the aioquic server's ready line within 30 s");
     assert_eq!(ready.trim(), "ready", "the server did not start");
     assert_answers_a_probe(&netns, server);
     drop(child);

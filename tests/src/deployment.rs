@@ -29,14 +29,15 @@ pub struct Deployment {
 impl Deployment {
     /// A topology with `backends` backends; `binary` is the `quic-router` to run.
     pub fn new(binary: &Path, backends: usize) -> Self {
-        Self::on(binary, Topology::new(backends))
+        Self::on(binary, || Topology::new(backends))
     }
 
-    /// A deployment on `topology`.
-    pub fn on(binary: &Path, topology: Topology) -> Self {
+    /// A deployment on the topology `topology` makes, inside the deployment's private mounts
+    /// (where the namespaces' mounts then live, and go).
+    pub fn on(binary: &Path, topology: impl FnOnce() -> Topology) -> Self {
         let mounts = PrivateMounts::enter();
         Self {
-            topology,
+            topology: topology(),
             dir: tempfile::tempdir().expect("temporary directory"),
             binary: binary.to_owned(),
             _mounts: mounts,

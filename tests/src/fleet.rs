@@ -202,14 +202,14 @@ fn start_router(binary: &Path, servers: Servers) -> (Deployment, Vec<Controller>
         Servers::Hosts => Deployment::new(binary, NAMES.len()),
         Servers::LocalWorkers { .. } => Deployment::new(binary, 0),
         Servers::Routed { path_mtu, .. } => {
-            let deployment = Deployment::on(binary, Topology::routed(NAMES.len(), path_mtu));
+            let deployment = Deployment::on(binary, || Topology::routed(NAMES.len(), path_mtu));
             for i in 0..NAMES.len() {
                 attach_decapsulator(&deployment, i);
             }
             deployment
         }
         Servers::RoutedWorkers => {
-            let deployment = Deployment::on(binary, Topology::routed(1, 1500));
+            let deployment = Deployment::on(binary, || Topology::routed(1, 1500));
             attach_decapsulator(&deployment, 0);
             deployment
         }

@@ -24,7 +24,7 @@ use router_ebpf::{
         ETH_HLEN, ETH_P_IPV4, ETH_P_IPV6, GUE_HLEN, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP,
         IPV4_HLEN, IPV6_HLEN, UDP_HLEN, VLAN_HLEN,
     },
-    parse::{Packet, link_layer, packet_len, write_array},
+    parse::{Aligned, Packet, link_layer, packet_len, write_array},
 };
 
 /// How the decapsulator runs (GUE's port).
@@ -79,14 +79,15 @@ fn try_decap(ctx: &XdpContext) -> Result<DecapOutcome, DecapOutcome> {
         _ => return Err(NotTunnel),
     };
     let gue_port_be = DECAP_CONFIG.get(0).map_or(0, |config| config.gue_port_be);
-    let gue = match outer.protocol {
-        IPPROTO_IPIP | IPPROTO_IPV6 => false,
+    // GUE: its UDP length, read with the port.
+    let gue_udp_len = match outer.protocol {
+        IPPROTO_IPIP | IPPROTO_IPV6 => None,
         IPPROTO_UDP if gue_port_be != 0 => {
             let udp: [u8; UDP_HLEN] = ctx.load_array(outer.payload).map_err(|_| NotTunnel)?;
             if u16::from_ne_bytes([udp[2], udp[3]]) != gue_port_be {
                 return Err(NotTunnel);
             }
-            true
+            Some(be16([udp[4], udp[5]]) as usize)
         }
         _ => return Err(NotTunnel),
     };
@@ -108,14 +109,13 @@ fn try_decap(ctx: &XdpContext) -> Result<DecapOutcome, DecapOutcome> {
     if DECAP_SOURCES.get(&source).is_none() {
         return Err(ForeignSource);
     }
-    let (inner, inner_end, ipv6) = if gue {
-        gue_payload(ctx, &outer)?
-    } else {
-        (outer.payload, outer.end, outer.protocol == IPPROTO_IPV6)
+    let (inner, inner_end, ipv6) = match gue_udp_len {
+        Some(udp_len) => gue_payload(ctx, &outer, udp_len)?,
+        None => (outer.payload, outer.end, outer.protocol == IPPROTO_IPV6),
     };
     check_inner(ctx, inner, inner_end, ipv6, gue_port_be)?;
     strip(ctx, l3, inner, ipv6)?;
-    Ok(if gue {
+    Ok(if gue_udp_len.is_some() {
         DecapsulatedGue
     } else {
         DecapsulatedIpip
@@ -183,12 +183,14 @@ fn outer_ipv6(ctx: &XdpContext, l3: usize) -> Result<Outer, DecapOutcome> {
     })
 }
 
-/// The inner packet of a GUE datagram: its offset, where the UDP payload ends, and whether it
-/// is IPv6.
-fn gue_payload(ctx: &XdpContext, outer: &Outer) -> Result<(usize, usize, bool), DecapOutcome> {
+/// The inner packet of a GUE datagram of UDP length `udp_len`: its offset, where the UDP
+/// payload ends, and whether it is IPv6.
+fn gue_payload(
+    ctx: &XdpContext,
+    outer: &Outer,
+    udp_len: usize,
+) -> Result<(usize, usize, bool), DecapOutcome> {
     use DecapOutcome::Malformed;
-    let udp: [u8; UDP_HLEN] = ctx.load_array(outer.payload).map_err(|_| Malformed)?;
-    let udp_len = be16([udp[4], udp[5]]) as usize;
     let end = outer.payload + udp_len;
     if udp_len < UDP_HLEN + GUE_HLEN || end > outer.end {
         return Err(Malformed);
@@ -273,27 +275,33 @@ fn check_inner(
 /// inner packet's EtherType.
 fn strip(ctx: &XdpContext, l3: usize, inner: usize, ipv6: bool) -> Result<(), DecapOutcome> {
     use DecapOutcome::Malformed;
-    let link: [u8; ETH_HLEN + VLAN_HLEN] = if l3 == ETH_HLEN {
-        let mut link = [0u8; ETH_HLEN + VLAN_HLEN];
-        link[..12].copy_from_slice(&ctx.load_array::<12>(0).map_err(|_| Malformed)?);
-        link
+    // Read before the move, written after it from aligned stack buffers (`write_array`
+    // stores whole words from them).
+    let ethertype = if ipv6 { ETH_P_IPV6 } else { ETH_P_IPV4 };
+    if l3 == ETH_HLEN {
+        let mut eth = Aligned(ctx.load_array::<ETH_HLEN>(0).map_err(|_| Malformed)?);
+        shift_head(ctx, l3, inner)?;
+        eth.0[ETH_HLEN - 2..].copy_from_slice(&ethertype.to_be_bytes());
+        write_array(ctx, 0, &eth.0).map_err(|_| Malformed)
     } else {
-        ctx.load_array(0).map_err(|_| Malformed)?
-    };
+        let mut tagged = Aligned(
+            ctx.load_array::<{ ETH_HLEN + VLAN_HLEN }>(0)
+                .map_err(|_| Malformed)?,
+        );
+        shift_head(ctx, l3, inner)?;
+        tagged.0[ETH_HLEN + VLAN_HLEN - 2..].copy_from_slice(&ethertype.to_be_bytes());
+        write_array(ctx, 0, &tagged.0).map_err(|_| Malformed)
+    }
+}
+
+/// Moves the frame's start forward by what lies between the link layer and the inner packet.
+#[inline(always)]
+fn shift_head(ctx: &XdpContext, l3: usize, inner: usize) -> Result<(), DecapOutcome> {
     // SAFETY: the program's context; the helper checks the new start against the frame.
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, (inner - l3) as i32) } != 0 {
-        return Err(Malformed);
+        return Err(DecapOutcome::Malformed);
     }
-    let ethertype = if ipv6 { ETH_P_IPV6 } else { ETH_P_IPV4 };
-    let mut head = link;
-    head[l3 - 2..l3].copy_from_slice(&ethertype.to_be_bytes());
-    if l3 == ETH_HLEN {
-        let mut eth = [0u8; ETH_HLEN];
-        eth.copy_from_slice(&head[..ETH_HLEN]);
-        write_array(ctx, 0, &eth).map_err(|_| Malformed)
-    } else {
-        write_array(ctx, 0, &head).map_err(|_| Malformed)
-    }
+    Ok(())
 }
 
 #[inline(always)]
