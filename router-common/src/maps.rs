@@ -735,6 +735,34 @@ pub struct EncapConfig {
     pub _pad: [u8; 2],
 }
 
+impl EncapConfig {
+    /// The outer source address of the flow with `hash`: the prefix's address with the
+    /// hash in its host bits (IPv4 in the first four octets).
+    #[inline(always)]
+    pub fn outer_source(&self, outer_v6: bool, hash: u32) -> [u8; 16] {
+        let host = hash.to_be_bytes();
+        let mut source = [0u8; 16];
+        if outer_v6 {
+            source = self.source6;
+            for i in 0..4 {
+                source[12 + i] ^= host[i] & self.source6_hosts[i];
+            }
+        } else {
+            for i in 0..4 {
+                source[i] = self.source4[i] | host[i] & self.source4_hosts[i];
+            }
+        }
+        source
+    }
+}
+
+/// GUE's UDP source port for the flow with `hash`: in the dynamic range, varying with the
+/// flow for the receivers' RSS.
+#[inline(always)]
+pub const fn gue_source_port(hash: u32) -> u16 {
+    0xc000 | hash as u16 & 0x3fff
+}
+
 impl BackendEntry {
     /// The Ethernet destination and source that the program writes, as they lie in the
     /// entry: 12 octets from `dst_mac` on.

@@ -19,7 +19,7 @@ use aya_ebpf::{
 };
 use router_common::{
     counters::Outcome,
-    maps::{BackendEntry, DELIVERY_GUE, EncapConfig, ROUTED_IFINDEX},
+    maps::{BackendEntry, DELIVERY_GUE, EncapConfig, ROUTED_IFINDEX, gue_source_port},
 };
 use router_ebpf::{
     headers::{
@@ -116,18 +116,7 @@ impl Wrapping {
             }
         }
         let outer_v6 = entry.tunnel_family == 6;
-        let host = hash.to_be_bytes();
-        let mut source = [0u8; 16];
-        if outer_v6 {
-            source = config.source6;
-            for i in 0..4 {
-                source[12 + i] ^= host[i] & config.source6_hosts[i];
-            }
-        } else {
-            for i in 0..4 {
-                source[i] = config.source4[i] | host[i] & config.source4_hosts[i];
-            }
-        }
+        let source = config.outer_source(outer_v6, hash);
         Ok(Self {
             l3,
             inner_v6,
@@ -400,8 +389,7 @@ fn encapsulate(
     if wrapping.gue {
         let mut header = Aligned([0u8; GUE_LEN]);
         let udp = &mut header.0;
-        // A source port from the hash, in the dynamic range.
-        udp[0..2].copy_from_slice(&(0xc000 | hash as u16 & 0x3fff).to_be_bytes());
+        udp[0..2].copy_from_slice(&gue_source_port(hash).to_be_bytes());
         udp[2..4].copy_from_slice(&wrapping.gue_port_be.to_ne_bytes());
         udp[4..6].copy_from_slice(&(GUE_LEN as u16 + wrapping.inner_len as u16).to_be_bytes());
         // GUE version 0, no options, the inner packet's protocol.

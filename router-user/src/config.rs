@@ -49,6 +49,7 @@ use toml::Spanned;
 use crate::{
     decap::Prefix,
     files::{self, FileError, MAX_CONFIG_LEN},
+    health::HealthSettings,
     key::load_key_file,
     netif,
 };
@@ -63,6 +64,8 @@ pub struct RouterConfig {
     pub encapsulation: Encapsulation,
     /// The sizes of the maps: a running router's cannot change.
     pub limits: Limits,
+    /// Backend health checks (`[health]`): none without the section.
+    pub health: Option<HealthSettings>,
 }
 
 impl RouterConfig {
@@ -295,6 +298,7 @@ struct RawConfig {
     #[serde(default)]
     backend: Vec<Spanned<RawBackend>>,
     encapsulation: Option<Spanned<RawEncapsulation>>,
+    health: Option<RawHealth>,
 }
 
 #[derive(Deserialize)]
@@ -303,6 +307,14 @@ struct RawEncapsulation {
     source4: Option<Spanned<String>>,
     source6: Option<Spanned<String>>,
     gue_port: Option<Spanned<u16>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    interval_ms: Option<Spanned<u64>>,
+    rise: Option<Spanned<u64>>,
+    fall: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -381,12 +393,18 @@ pub fn parse(text: &str, path: &Path) -> Result<RouterConfig, ConfigError> {
     let cid_configs = context.cid_configs(&raw.quic_lb)?;
     let encapsulation = context.encapsulation(raw.encapsulation.as_ref())?;
     let backends = context.backends(&raw.backend, &cid_configs, &limits, &encapsulation)?;
+    let health = raw
+        .health
+        .as_ref()
+        .map(|raw| context.health(raw))
+        .transpose()?;
     Ok(RouterConfig {
         listeners,
         cid_configs,
         backends,
         encapsulation,
         limits,
+        health,
     })
 }
 
@@ -702,6 +720,41 @@ impl Context<'_> {
     }
 
     /// `[encapsulation]`: prefixes without host bits, of their family; a GUE port from 1.
+    /// `[health]`: each within its range; the defaults where it is silent.
+    fn health(&self, raw: &RawHealth) -> Result<HealthSettings, ConfigError> {
+        let value = |field: &Option<Spanned<u64>>, name: &str, range: Range<u64>, default: u64| {
+            let Some(given) = field else {
+                return Ok(default);
+            };
+            let value = *given.get_ref();
+            if range.contains(&value) {
+                Ok(value)
+            } else {
+                Err(self.error(
+                    given.span(),
+                    format!(
+                        "health.{name} = {value} is out of range {}..={}",
+                        range.start,
+                        range.end - 1
+                    ),
+                ))
+            }
+        };
+        let defaults = HealthSettings::default();
+        let interval_ms = value(
+            &raw.interval_ms,
+            "interval_ms",
+            HealthSettings::INTERVALS_MS,
+            defaults.interval.as_millis() as u64,
+        )?;
+        let counts = HealthSettings::COUNTS;
+        Ok(HealthSettings {
+            interval: std::time::Duration::from_millis(interval_ms),
+            rise: value(&raw.rise, "rise", counts.clone(), defaults.rise.into())? as u32,
+            fall: value(&raw.fall, "fall", counts, defaults.fall.into())? as u32,
+        })
+    }
+
     fn encapsulation(
         &self,
         raw: Option<&Spanned<RawEncapsulation>>,

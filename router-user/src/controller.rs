@@ -7,6 +7,7 @@ use std::{
     net::SocketAddr,
     os::unix::fs::{MetadataExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -15,7 +16,7 @@ use tokio::{
     io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader, unix::AsyncFd},
     net::UnixListener,
     signal::unix::{SignalKind, signal},
-    sync::{mpsc, oneshot},
+    sync::{mpsc, oneshot, watch},
 };
 use tracing::{error, info, warn};
 
@@ -23,6 +24,7 @@ use crate::{
     config::{self, ConfigError, RouterConfig},
     config_edit,
     control::{Request, Response},
+    health,
     metrics::{self, RouterCollector},
     netif,
     pin::{ControllerLock, PinError, RouterPaths},
@@ -117,6 +119,11 @@ pub struct Controller {
     watched: Vec<(PathBuf, FileStamp)>,
     state: RunState,
     attachment: Attachment,
+    /// The config applied, as its file gives it (health checks may take backends out of
+    /// the tables' fallback on top of it).
+    config: RouterConfig,
+    /// What the health checks probe; set while the controller serves.
+    health_plans: Option<watch::Sender<Option<health::Plan>>>,
 }
 
 /// The listeners a controller serves on, bound before it changes anything: an address in
@@ -210,6 +217,8 @@ impl Controller {
                 router,
                 state,
                 attachment,
+                config,
+                health_plans: None,
             }),
             Err(err) => {
                 if fresh {
@@ -251,7 +260,6 @@ impl Controller {
         })?;
         router.pin_worker_program(&paths.worker_program())?;
         router.adopt_indices(previous.as_ref().map(RunState::indices).unwrap_or_default());
-        let prepared = router.prepare(config)?;
         let mut state = RunState {
             iface: options.iface.clone(),
             mode: options.mode,
@@ -259,12 +267,18 @@ impl Controller {
             config: options.config.display().to_string(),
             pid: Some(std::process::id()),
             program_id: previous.as_ref().map_or(0, |p| p.program_id),
-            epoch: prepared.epoch(),
+            epoch: 0,
             limits: config.limits,
             codepoints: Vec::new(),
             backends: Vec::new(),
             routing_digest: String::new(),
+            // A backend that failed its checks stays out until it answers again.
+            health: previous
+                .as_ref()
+                .map(|p| p.health.clone())
+                .unwrap_or_default(),
         };
+        let prepared = router.prepare(&effective(config, &state))?;
         state.record_config(config, prepared.epoch(), prepared.backend_indices());
         // Recorded before the point of no return (the flip of a running router's maps, or
         // the attach of a new one).
@@ -338,6 +352,11 @@ impl Controller {
             info!(%addr, "serving metrics");
         }
 
+        let (plans, plan) = watch::channel(self.health_plan());
+        self.health_plans = Some(plans);
+        let (changes, mut health_changes) = mpsc::channel(64);
+        tokio::spawn(health::run(plan, changes));
+
         let mut logger = self.debug_logger()?;
         let mut hangup = signal(SignalKind::hangup()).map_err(ControllerError::Signal)?;
         let mut interrupt = signal(SignalKind::interrupt()).map_err(ControllerError::Signal)?;
@@ -355,6 +374,7 @@ impl Controller {
                         let _ = self.reload("the config or a key file changed");
                     }
                 }
+                Some(change) = health_changes.recv() => self.health_changed(change),
                 Some((request, reply)) = incoming.recv() => {
                     let stop = request == Request::Shutdown;
                     let _ = reply.send(self.handle(request));
@@ -423,12 +443,15 @@ impl Controller {
             .map_err(|err| err.to_string())
             .and_then(|config| self.install(&config).map_err(|err| err.to_string()));
         match &result {
-            Ok(epoch) => info!(
-                why,
-                epoch,
-                routing_digest = %self.state.routing_digest,
-                "config applied"
-            ),
+            Ok(epoch) => {
+                info!(
+                    why,
+                    epoch,
+                    routing_digest = %self.state.routing_digest,
+                    "config applied"
+                );
+                self.publish_health_plan();
+            }
             Err(err) => error!(why, %err, "config not applied; the running one stays"),
         }
         result
@@ -449,8 +472,8 @@ impl Controller {
         before: impl FnOnce() -> Result<(), ControllerError>,
         undo: impl FnOnce() -> Result<(), ControllerError>,
     ) -> Result<u32, ControllerError> {
-        let prepared = self.router.prepare(config)?;
         let mut state = self.state.clone();
+        let prepared = self.router.prepare(&effective(config, &state))?;
         state.record_config(config, prepared.epoch(), prepared.backend_indices());
         state.store(&self.paths.state())?;
         let restore_state = |state: &RunState| {
@@ -466,6 +489,7 @@ impl Controller {
             Ok(epoch) => {
                 self.state = state;
                 self.watched = watched_files(&self.options.config, config);
+                self.config = config.clone();
                 Ok(epoch)
             }
             Err(err) => {
@@ -497,12 +521,75 @@ impl Controller {
                     routing_digest = %self.state.routing_digest,
                     "config edited and applied"
                 );
+                self.publish_health_plan();
                 Ok(format!("{} and applied", describe(edit)))
             }
             Err(err @ ControllerError::NotUndone { .. }) => Err(format!(
                 "not applied, and the config file keeps the edit: {err}"
             )),
             Err(err) => Err(format!("nothing was changed: {err}")),
+        }
+    }
+
+    /// What the health checks are to probe under the config applied: nothing without
+    /// `[health]`.
+    fn health_plan(&self) -> Option<health::Plan> {
+        let settings = self.config.health?;
+        Some(health::Plan {
+            settings,
+            config: Arc::new(self.config.clone()),
+            known: self
+                .state
+                .health
+                .iter()
+                .map(|(name, record)| (name.clone(), record.health))
+                .collect(),
+        })
+    }
+
+    fn publish_health_plan(&self) {
+        if let Some(plans) = &self.health_plans {
+            plans.send_replace(self.health_plan());
+        }
+    }
+
+    /// Records a backend's health; when it comes up or goes down, the tables follow (it
+    /// takes new connections or not). If they cannot, the health is recorded back.
+    fn health_changed(&mut self, change: health::Change) {
+        let health::Change {
+            backend,
+            health,
+            detail,
+        } = change;
+        match health {
+            health::Health::Down => warn!(backend, %detail, "backend down: no new connections"),
+            health::Health::Up => info!(backend, %detail, "backend up"),
+            health::Health::Unchecked => warn!(backend, %detail, "backend not checked"),
+        }
+        let since = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let before = self.state.health.insert(
+            backend.clone(),
+            health::HealthRecord {
+                health,
+                detail,
+                since,
+            },
+        );
+        let config = self.config.clone();
+        if health::without_new_connections(&config, &self.state.down()).1 {
+            warn!("every active backend is down: all keep taking new connections (failing open)");
+        }
+        if let Err(err) = self.install(&config) {
+            error!(backend, %err, "cannot apply the backend's health; it is recorded as before");
+            match before {
+                Some(before) => self.state.health.insert(backend, before),
+                None => self.state.health.remove(&backend),
+            };
+            if let Err(err) = self.state.store(&self.paths.state()) {
+                warn!(%err, "cannot record the run state back");
+            }
         }
     }
 
@@ -524,6 +611,12 @@ impl Controller {
             epoch: self.router.epoch(),
         }
     }
+}
+
+/// `config` as the tables are to hold it, with the backends that `state` has down taking no
+/// new connection.
+fn effective(config: &RouterConfig, state: &RunState) -> RouterConfig {
+    health::without_new_connections(config, &state.down()).0
 }
 
 fn describe(edit: &config_edit::Edit) -> String {

@@ -15,7 +15,7 @@ use prometheus_client::{
 use router_common::counters::{LocalOutcome, Outcome};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::{pin::RouterPaths, router::PinnedRouter, runstate::RunState};
+use crate::{health::Health, pin::RouterPaths, router::PinnedRouter, runstate::RunState};
 
 /// Reads the router's pinned maps (and run state, for backend names) at each scrape.
 #[derive(Debug)]
@@ -60,6 +60,23 @@ impl Collector for RouterCollector {
             )?;
             let digest = escape_label(&state.routing_digest);
             ConstGauge::new(1).encode(family.encode_family(&[("digest", digest.as_str())])?)?;
+        }
+        if let Some(state) = state.as_ref().filter(|s| !s.health.is_empty()) {
+            let mut family = encoder.encode_descriptor(
+                "quic_router_backend_up",
+                "1 while a checked backend answers its health checks, 0 while it is down (unchecked backends are not listed)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (name, record) in &state.health {
+                let up = match record.health {
+                    Health::Up => 1,
+                    Health::Down => 0,
+                    Health::Unchecked => continue,
+                };
+                let name = escape_label(name);
+                ConstGauge::new(up).encode(family.encode_family(&[("backend", name.as_str())])?)?;
+            }
         }
         let names = state.map(|s| s.backends).unwrap_or_default();
         for (metric, help) in [

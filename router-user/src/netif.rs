@@ -1,7 +1,11 @@
 //! Network interfaces by name: index and MAC address, asked of the kernel in the calling
 //! thread's network namespace (sysfs would show the namespace it was mounted in).
 
-use std::{ffi::CString, os::fd::FromRawFd as _};
+use std::{
+    ffi::{CStr, CString},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::FromRawFd as _,
+};
 
 /// An interface the router redirects to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,4 +82,64 @@ pub fn lookup(name: &str) -> Result<Interface, NetifError> {
         *octet = byte as u8;
     }
     Ok(Interface { ifindex, mac })
+}
+
+/// The first address of family IPv6 (`v6`) or IPv4 on interface `name`; none if it has
+/// none or does not exist.
+pub fn address(name: &str, v6: bool) -> Option<IpAddr> {
+    addresses()
+        .into_iter()
+        .find(|(interface, address)| interface == name && address.is_ipv6() == v6)
+        .map(|(_, address)| address)
+}
+
+/// The interface that holds `address`, if one does.
+pub fn holder(address: IpAddr) -> Option<String> {
+    addresses()
+        .into_iter()
+        .find(|&(_, held)| held == address)
+        .map(|(interface, _)| interface)
+}
+
+/// Every interface's IPv4 and IPv6 addresses (link-local IPv6 ones left out), in the
+/// kernel's order.
+fn addresses() -> Vec<(String, IpAddr)> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a list that freeifaddrs frees below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    let mut entry = list;
+    while !entry.is_null() {
+        // SAFETY: a node of the list getifaddrs made, alive until freeifaddrs.
+        let node = unsafe { &*entry };
+        entry = node.ifa_next;
+        if node.ifa_addr.is_null() || node.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_addr points to a sockaddr whose family says what it is.
+        let address = match i32::from(unsafe { (*node.ifa_addr).sa_family }) {
+            libc::AF_INET => {
+                // SAFETY: an AF_INET address is a sockaddr_in.
+                let sin = unsafe { &*node.ifa_addr.cast::<libc::sockaddr_in>() };
+                IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
+            }
+            libc::AF_INET6 => {
+                // SAFETY: an AF_INET6 address is a sockaddr_in6.
+                let sin6 = unsafe { &*node.ifa_addr.cast::<libc::sockaddr_in6>() };
+                IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr))
+            }
+            _ => continue,
+        };
+        if matches!(address, IpAddr::V6(v6) if v6.is_unicast_link_local()) {
+            continue;
+        }
+        // SAFETY: getifaddrs gives each node's name NUL-terminated.
+        let name = unsafe { CStr::from_ptr(node.ifa_name) };
+        found.push((name.to_string_lossy().into_owned(), address));
+    }
+    // SAFETY: the list getifaddrs made, freed once; nothing borrowed from it outlives this.
+    unsafe { libc::freeifaddrs(list) };
+    found
 }

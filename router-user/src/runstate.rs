@@ -1,7 +1,10 @@
 //! The controller's run state (`/run/quic-router/<iface>/state.json`): what the maps do not
 //! say, for the next controller and for the operator's commands. Written atomically.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+};
 
 use router_common::{maps::Limits, quic_lb::Mode as CipherMode};
 use serde::{Deserialize, Serialize};
@@ -9,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::{BackendState, Reach, RouterConfig},
     files,
+    health::{Health, HealthRecord},
     router::Mode,
 };
 
@@ -58,6 +62,9 @@ pub struct RunState {
     /// before there was one).
     #[serde(default)]
     pub routing_digest: String,
+    /// Each checked backend's health (none without `[health]`).
+    #[serde(default)]
+    pub health: BTreeMap<String, HealthRecord>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +111,15 @@ impl RunState {
             .collect()
     }
 
+    /// The backends that fail their health checks.
+    pub fn down(&self) -> BTreeSet<String> {
+        self.health
+            .iter()
+            .filter(|(_, record)| record.health == Health::Down)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// Records `config` as applied, to `epoch`, with these backend indices.
     pub fn record_config(
         &mut self,
@@ -114,6 +130,12 @@ impl RunState {
         self.epoch = epoch;
         self.limits = config.limits;
         self.routing_digest = config.routing_digest();
+        // Health is kept for the backends still checked.
+        if config.health.is_none() {
+            self.health.clear();
+        }
+        self.health
+            .retain(|name, _| config.backends.iter().any(|b| &b.name == name));
         self.codepoints = config
             .cid_configs
             .iter()

@@ -251,7 +251,7 @@ fn listener_key(listener: &Listener) -> ListenerKey {
 
 /// `[encapsulation]` as the program takes it: each prefix's address and its host bits (the
 /// last 32 of an IPv6 prefix at most) as a mask.
-fn encap_config(encapsulation: &Encapsulation) -> EncapConfig {
+pub(crate) fn encap_config(encapsulation: &Encapsulation) -> EncapConfig {
     let hosts = |prefix: &Prefix, bits: u32| {
         let host_bits = (bits - u32::from(prefix.len)).min(32);
         // No host bits: a shift by 32, which gives none.

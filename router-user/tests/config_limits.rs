@@ -1,6 +1,6 @@
-//! `[limits]` in the router config: defaults when absent, each value within its range, and
-//! the file's listeners, backends and server IDs counted against them; every error one line
-//! naming the file and the line.
+//! `[limits]` and `[health]` in the router config: defaults when absent, each value within
+//! its range, and the file's listeners, backends and server IDs counted against the limits;
+//! every error one line naming the file and the line.
 
 use integration_tests::{
     addresses::{QUIC_PORT, VIP4, VIP6},
@@ -8,6 +8,8 @@ use integration_tests::{
     load_config_text,
 };
 use router_common::maps::Limits;
+use router_user::health::HealthSettings;
+use std::time::Duration;
 
 fn base() -> ConfigText {
     ConfigText::new()
@@ -131,4 +133,51 @@ fn the_file_must_fit_in_its_limits() {
         "{message}"
     );
     assert!(load_config_text(three(&[("backends", 3), ("server_ids", 3)])).is_ok());
+}
+
+#[test]
+fn health_checks_are_off_without_the_section_and_take_defaults_within_it() {
+    let backend = host("alpha", "0a01");
+    let config = load_config_text(base().backend(&backend)).unwrap();
+    assert_eq!(config.health, None);
+    let config = load_config_text(base().health(&[]).backend(&backend)).unwrap();
+    assert_eq!(config.health, Some(HealthSettings::default()));
+    let config = load_config_text(
+        base()
+            .health(&[("interval_ms", 250), ("rise", 1), ("fall", 5)])
+            .backend(&backend),
+    )
+    .unwrap();
+    assert_eq!(
+        config.health,
+        Some(HealthSettings {
+            interval: Duration::from_millis(250),
+            rise: 1,
+            fall: 5,
+        })
+    );
+}
+
+#[test]
+fn each_health_setting_is_checked_against_its_range() {
+    for (key, value, range) in [
+        ("interval_ms", 99, "100..=60000"),
+        ("interval_ms", 60_001, "100..=60000"),
+        ("rise", 0, "1..=100"),
+        ("fall", 101, "1..=100"),
+        ("fall", u64::from(u32::MAX) + 1, "1..=100"),
+    ] {
+        let message = load_config_text(base().health(&[(key, value)])).unwrap_err();
+        assert!(
+            message.ends_with(&format!(
+                ":11: health.{key} = {value} is out of range {range}"
+            )),
+            "{key} = {value}: {message}"
+        );
+    }
+    let message = load_config_text(base().health(&[("timeout_ms", 5)])).unwrap_err();
+    assert!(
+        message.contains(":11: unknown field `timeout_ms`"),
+        "{message}"
+    );
 }

@@ -5,7 +5,6 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs,
-    io::{Read as _, Write as _},
     os::unix::fs::PermissionsExt as _,
     path::Path,
     thread,
@@ -17,8 +16,8 @@ use integration_tests::{
     config_text::{BackendText, ConfigText},
     deployment::Deployment,
     fixtures::mint,
-    netns,
     packet::{QUIC_V1, initial, short_header, v1},
+    process::scrape,
     traffic::{self, Receiver, Sender, Tag},
 };
 use serde_json::Value;
@@ -488,7 +487,7 @@ fn reloads_apply_new_codepoints_and_refuse_invalid_configs() {
         stats["backends"]["beta"]["packets"].as_u64().unwrap() > 0,
         "{stats}"
     );
-    let metrics = scrape(&setup.topology.router.name, "127.0.0.1:19464");
+    let metrics = scrape(&setup.topology.router.name, "127.0.0.1:19464").unwrap();
     assert!(
         metrics.contains("quic_router_packets_total{outcome=\"routed_by_server_id\"}"),
         "{metrics}"
@@ -550,24 +549,6 @@ fn run_refuses_bad_input_and_touches_nothing() {
         stderr.contains("no controller is running for r0"),
         "{stderr}"
     );
-}
-
-/// GET /metrics from inside `netns`.
-fn scrape(netns: &str, addr: &str) -> String {
-    let netns = netns.to_owned();
-    let addr = addr.to_owned();
-    thread::spawn(move || {
-        let _inside = netns::enter(&netns);
-        let mut stream = std::net::TcpStream::connect(&addr).expect("metrics endpoint");
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        response
-    })
-    .join()
-    .unwrap()
 }
 
 #[test]

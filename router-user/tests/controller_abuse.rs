@@ -16,6 +16,7 @@ use integration_tests::{
     config_text::ConfigText,
     deployment::Deployment,
     netns,
+    process::scrape,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_quic-router");
@@ -51,28 +52,6 @@ fn limit_descriptors(pid: u32, limit: u64) {
     let status =
         unsafe { libc::prlimit(pid as i32, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) };
     assert_eq!(status, 0, "prlimit: {}", std::io::Error::last_os_error());
-}
-
-/// A scrape of the metrics port from inside `netns`, or why it failed.
-fn scrape(netns: &str) -> Result<String, String> {
-    let netns = netns.to_owned();
-    thread::spawn(move || {
-        let _inside = netns::enter(&netns);
-        let mut stream = TcpStream::connect(METRICS).map_err(|e| e.to_string())?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .map_err(|e| e.to_string())?;
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .map_err(|e| e.to_string())?;
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .map_err(|e| e.to_string())?;
-        Ok(response)
-    })
-    .join()
-    .unwrap()
 }
 
 /// A change refused before anything was written: exit status 2, one line that says so and
@@ -115,7 +94,7 @@ fn descriptor_exhaustion_does_not_stop_the_metrics_or_the_control_socket() {
     let mut controller = setup.start(&["--metrics-addr", METRICS]);
     let netns = setup.topology.router.name.clone();
     assert!(
-        scrape(&netns)
+        scrape(&netns, METRICS)
             .unwrap()
             .contains("quic_router_packets_total")
     );
@@ -161,7 +140,7 @@ fn descriptor_exhaustion_does_not_stop_the_metrics_or_the_control_socket() {
         setup.cli(&["reload", "--iface", "r0"]).0 == 0
     });
     eventually(Duration::from_secs(60), "a scrape is answered", || {
-        scrape(&netns).is_ok_and(|body| body.contains("quic_router_packets_total"))
+        scrape(&netns, METRICS).is_ok_and(|body| body.contains("quic_router_packets_total"))
     });
     assert!(controller.running(), "{}", controller.log_text());
     assert!(
@@ -464,7 +443,7 @@ fn bad_names_fifos_and_garbage_reach_the_running_controller_and_change_nothing()
         "{garbage:?}"
     );
     assert!(
-        scrape(&netns)
+        scrape(&netns, METRICS)
             .unwrap()
             .contains("quic_router_packets_total")
     );

@@ -3,7 +3,8 @@
 //! IPv6; each server's decapsulator (`quic-router decap`) unwraps. Connections over both
 //! families, migration to a new port and address, resumption by token; and a path whose MTU
 //! is too small for some packets, answered by the router; and local workers on a host behind
-//! the tunnel, whose own quic-router gives each datagram to its worker. Needs root.
+//! the tunnel, whose own quic-router gives each datagram to its worker; health probes to the
+//! servers through the tunnels. Needs root.
 
 use std::{
     net::IpAddr,
@@ -40,6 +41,9 @@ fn routed_fleet(delivery: &'static str, outer_v6: bool, path_mtu: u32) -> Fleet 
 /// `delivery` to the servers' tunnel addresses of one family.
 fn across_a_routed_hop(delivery: &'static str, outer_v6: bool) {
     let fleet = routed_fleet(delivery, outer_v6, 1500);
+    // Health probes go the packets' way: wrapped, by the kernel's routes, and answered.
+    fleet.check_health("interval_ms = 200");
+    fleet.wait_for_health(&[("alpha", "up"), ("beta", "up"), ("gamma", "up")]);
     for (v6, port_base) in [(false, 40_000), (true, 41_000)] {
         for result in connections(&fleet, v6, 30, port_base) {
             result.unwrap_or_else(|err| panic!("a connection failed (IPv6: {v6}): {err}"));

@@ -100,6 +100,16 @@ impl ConfigText {
         self
     }
 
+    /// A `[health]` table with these `(key, value)` pairs (none: the defaults).
+    pub fn health(mut self, settings: &[(&str, u64)]) -> Self {
+        self.text += "[health]\n";
+        for (key, value) in settings {
+            let _ = writeln!(self.text, "{key} = {value}");
+        }
+        self.text += "\n";
+        self
+    }
+
     /// An `[encapsulation]` table: the outer source prefixes and GUE's port.
     pub fn encapsulation(mut self, source4: &str, source6: &str, gue_port: u16) -> Self {
         let _ = writeln!(

@@ -3,10 +3,11 @@
 //! client-side steps of the scenarios.
 
 use std::{
+    collections::BTreeMap,
     net::{IpAddr, SocketAddr},
     os::fd::AsFd as _,
     path::Path,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use quic_lb_quinn::{CidIssuer, IssuerConfig};
@@ -88,7 +89,8 @@ pub struct Fleet {
     pub backends: Vec<Backend>,
     pub certificate: Certificate,
     pub servers: Servers,
-    _controllers: Vec<Controller>,
+    /// The router's controller (and, `Servers::RoutedWorkers`, the host's).
+    pub controllers: Vec<Controller>,
 }
 
 impl Fleet {
@@ -156,7 +158,7 @@ impl Fleet {
             backends,
             certificate,
             servers,
-            _controllers: controllers,
+            controllers,
         }
     }
 
@@ -177,6 +179,53 @@ impl Fleet {
 
     pub fn counter(&self, outcome: &str) -> u64 {
         counter(&self.deployment, outcome)
+    }
+
+    /// Rewrites the config with `[health]` (`health`: the table's text) and applies it.
+    pub fn check_health(&self, health: &str) {
+        let text = config_text(&self.deployment, self.servers, "cid", &[0], &[0]);
+        self.deployment
+            .write_config(&format!("{text}\n[health]\n{health}\n"));
+        self.deployment.cli_ok(&["reload", "--iface", "r0"]);
+    }
+
+    /// Each checked backend's health, as `status --json` gives it.
+    pub fn health(&self) -> BTreeMap<String, String> {
+        self.deployment.status()["health"]
+            .as_object()
+            .map(|records| {
+                records
+                    .iter()
+                    .map(|(name, record)| {
+                        (
+                            name.clone(),
+                            record["health"].as_str().unwrap_or("?").into(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits until the backends' health is `expected` (name, health), for 20 s at most;
+    /// how long that took.
+    pub fn wait_for_health(&self, expected: &[(&str, &str)]) -> Duration {
+        let expected: BTreeMap<String, String> = expected
+            .iter()
+            .map(|&(name, health)| (name.into(), health.into()))
+            .collect();
+        let start = Instant::now();
+        loop {
+            let now = self.health();
+            if now == expected {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "health {now:?}, expected {expected:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Counter `name` of backend `i`'s decapsulator (`Servers::Routed`).
@@ -301,12 +350,13 @@ fn attach_decapsulator(deployment: &Deployment, i: usize) {
     assert_eq!(status, 0, "decap attach on backend {i}: {stderr}");
 }
 
-fn vips() -> [IpAddr; 2] {
+/// Both VIPs, IPv4 first.
+pub fn vips() -> [IpAddr; 2] {
     [VIP4.parse().unwrap(), VIP6.parse().unwrap()]
 }
 
 /// The QUIC-LB issuer of the server with `hex_id` under codepoint 0.
-fn issuer(hex_id: &str) -> CidIssuer {
+pub fn issuer(hex_id: &str) -> CidIssuer {
     CidIssuer::new(IssuerConfig {
         params: params(0),
         key: Some(key(KEY0)),

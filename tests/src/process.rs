@@ -168,3 +168,26 @@ pub fn assert_bad_input(binary: &Path, args: &[&str], needle: &str) {
         out.stderr
     );
 }
+
+/// GET /metrics from `addr` inside `netns` (10 s at most): the whole response, or why not.
+pub fn scrape(netns: &str, addr: &str) -> Result<String, String> {
+    use std::io::{Read as _, Write as _};
+    let (netns, addr) = (netns.to_owned(), addr.to_owned());
+    std::thread::spawn(move || {
+        let _inside = crate::netns::enter(&netns);
+        let mut stream = std::net::TcpStream::connect(&addr).map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .map_err(|e| e.to_string())?;
+        Ok(response)
+    })
+    .join()
+    .expect("scrape thread")
+}

@@ -238,6 +238,17 @@ impl Backend {
         }
     }
 
+    /// Stops serving, as a server process that exits: every connection closed, the
+    /// endpoints idle and dropped (their sockets close once quinn's drivers see that).
+    pub async fn stop(self) {
+        for endpoint in &self.endpoints {
+            endpoint.close(0u32.into(), b"stopped");
+        }
+        for endpoint in &self.endpoints {
+            endpoint.wait_idle().await;
+        }
+    }
+
     /// Issues `tokens` from now on (a new server config: sessions and tokens issued before
     /// are forgotten).
     pub fn set_tokens(&self, tokens: Tokens) {

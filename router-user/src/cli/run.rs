@@ -9,6 +9,7 @@ use router_user::{
     config::BackendState,
     control::{self, Request},
     controller::{Controller, ControllerError, RunOptions},
+    health::{self, Health},
     pin::{PinError, RouterPaths},
     router::{Mode, PinnedRouter},
     runstate::RunState,
@@ -202,6 +203,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
             "limits": state.limits,
             "codepoints": state.codepoints,
             "backends": state.backends,
+            "health": state.health,
         });
         println!("{status}");
         return Ok(());
@@ -251,5 +253,37 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         backends.len(),
         backends.len() - draining
     );
+    if !state.health.is_empty() {
+        // "N up", "N down (names)", "N unchecked (names)".
+        let count = |health: Health| {
+            let names: Vec<&str> = state
+                .health
+                .iter()
+                .filter(|(_, record)| record.health == health)
+                .map(|(name, _)| name.as_str())
+                .collect();
+            match names.as_slice() {
+                names if names.is_empty() || health == Health::Up => {
+                    format!("{} {}", names.len(), health.name())
+                }
+                names => format!("{} {} ({})", names.len(), health.name(), names.join(", ")),
+            }
+        };
+        println!(
+            "health      {}, {}, {}",
+            count(Health::Up),
+            count(Health::Down),
+            count(Health::Unchecked),
+        );
+        let active = backends
+            .iter()
+            .filter(|b| b.state == BackendState::Active)
+            .map(|b| b.name.as_str());
+        if health::fails_open(active, &state.down()) {
+            println!(
+                "            every active backend is down: all take new connections (failing open)"
+            );
+        }
+    }
     Ok(())
 }

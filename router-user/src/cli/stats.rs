@@ -37,9 +37,23 @@ const MAX_WATCH: f64 = 86_400.0;
 
 pub fn run(args: StatsArgs) -> anyhow::Result<()> {
     let paths = paths(&args.iface.iface)?;
-    let names: BTreeMap<u32, String> = RunState::load(&paths.state())
-        .map(|s| s.backends.into_iter().map(|b| (b.index, b.name)).collect())
+    let state = RunState::load(&paths.state()).ok();
+    let names: BTreeMap<u32, String> = state
+        .as_ref()
+        .map(|s| {
+            s.backends
+                .iter()
+                .map(|b| (b.index, b.name.clone()))
+                .collect()
+        })
         .unwrap_or_default();
+    // Each checked backend's health; none without health checks.
+    let health = |name: &str| {
+        state
+            .as_ref()
+            .and_then(|s| s.health.get(name))
+            .map(|record| record.health.name())
+    };
     let interval = match args.watch {
         Some(secs) if (MIN_WATCH..=MAX_WATCH).contains(&secs) => {
             Some(Duration::from_secs_f64(secs))
@@ -93,7 +107,7 @@ pub fn run(args: StatsArgs) -> anyhow::Result<()> {
                 .map(|(index, name)| {
                     let d = counters.backend(*index);
                     let old_packets = old.map(|c| c.backend(*index).packets);
-                    (name.clone(), json!({ "packets": d.packets, "bytes": d.bytes, "per_second": rate(d.packets, old_packets) }))
+                    (name.clone(), json!({ "packets": d.packets, "bytes": d.bytes, "per_second": rate(d.packets, old_packets), "health": health(name) }))
                 })
                 .collect();
             println!("{}", json!({ "outcomes": outcomes, "backends": backends }));
@@ -109,18 +123,19 @@ pub fn run(args: StatsArgs) -> anyhow::Result<()> {
                 );
             }
             println!(
-                "{:<24} {:>14} {:>14} {:>12}",
+                "{:<24} {:>14} {:>14} {:>12}  health",
                 "backend", "packets", "bytes", "per second"
             );
             for (index, name) in &names {
                 let d = counters.backend(*index);
                 let old_packets = old.map(|c| c.backend(*index).packets);
                 println!(
-                    "{:<24} {:>14} {:>14} {:>12}",
+                    "{:<24} {:>14} {:>14} {:>12}  {}",
                     name,
                     d.packets,
                     d.bytes,
-                    show(rate(d.packets, old_packets))
+                    show(rate(d.packets, old_packets)),
+                    health(name).unwrap_or("-")
                 );
             }
         }
