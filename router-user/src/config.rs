@@ -47,6 +47,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::{
+    announce::{self, AnnounceSettings},
     decap::Prefix,
     files::{self, FileError, MAX_CONFIG_LEN},
     health::HealthSettings,
@@ -66,6 +67,8 @@ pub struct RouterConfig {
     pub limits: Limits,
     /// Backend health checks (`[health]`): none without the section.
     pub health: Option<HealthSettings>,
+    /// The VIPs' routes for the BGP daemon (`[announce]`): none without the section.
+    pub announce: Option<AnnounceSettings>,
 }
 
 impl RouterConfig {
@@ -299,6 +302,14 @@ struct RawConfig {
     backend: Vec<Spanned<RawBackend>>,
     encapsulation: Option<Spanned<RawEncapsulation>>,
     health: Option<RawHealth>,
+    announce: Option<RawAnnounce>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnnounce {
+    table: Spanned<u64>,
+    drain_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -398,6 +409,11 @@ pub fn parse(text: &str, path: &Path) -> Result<RouterConfig, ConfigError> {
         .as_ref()
         .map(|raw| context.health(raw))
         .transpose()?;
+    let announce = raw
+        .announce
+        .as_ref()
+        .map(|raw| context.announce(raw))
+        .transpose()?;
     Ok(RouterConfig {
         listeners,
         cid_configs,
@@ -405,6 +421,7 @@ pub fn parse(text: &str, path: &Path) -> Result<RouterConfig, ConfigError> {
         encapsulation,
         limits,
         health,
+        announce,
     })
 }
 
@@ -753,6 +770,39 @@ impl Context<'_> {
             rise: value(&raw.rise, "rise", counts.clone(), defaults.rise.into())? as u32,
             fall: value(&raw.fall, "fall", counts, defaults.fall.into())? as u32,
         })
+    }
+
+    /// `[announce]`: a table that is not the kernel's own, and a drain within its range.
+    fn announce(&self, raw: &RawAnnounce) -> Result<AnnounceSettings, ConfigError> {
+        let table = *raw.table.get_ref();
+        let table = u32::try_from(table)
+            .ok()
+            .filter(|&table| !announce::reserved_table(table))
+            .ok_or_else(|| {
+                self.error(
+                    raw.table.span(),
+                    format!(
+                        "announce.table = {table} is not a table of the router's own (1..=4294967295, not 253, 254 or 255: default, main, local)"
+                    ),
+                )
+            })?;
+        let drain = match &raw.drain_ms {
+            None => AnnounceSettings::DEFAULT_DRAIN,
+            Some(given) if *given.get_ref() <= AnnounceSettings::MAX_DRAIN_MS => {
+                std::time::Duration::from_millis(*given.get_ref())
+            }
+            Some(given) => {
+                return Err(self.error(
+                    given.span(),
+                    format!(
+                        "announce.drain_ms = {} is out of range 0..={}",
+                        given.get_ref(),
+                        AnnounceSettings::MAX_DRAIN_MS
+                    ),
+                ));
+            }
+        };
+        Ok(AnnounceSettings { table, drain })
     }
 
     fn encapsulation(

@@ -21,6 +21,10 @@ pub enum Request {
     Reload,
     /// Stop the controller (the data path stays).
     Shutdown,
+    /// Announce the VIPs again (`[announce]`) after a `Withdraw`.
+    Announce,
+    /// Withdraw the VIPs' routes until `Announce`: a drain for maintenance.
+    Withdraw,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,8 +3,9 @@
 //! leaves the data path running when it stops.
 
 use std::{
+    collections::BTreeSet,
     fs,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     os::unix::fs::{MetadataExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
     sync::Arc,
@@ -21,6 +22,7 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use crate::{
+    announce,
     config::{self, ConfigError, RouterConfig},
     config_edit,
     control::{Request, Response},
@@ -29,7 +31,7 @@ use crate::{
     netif,
     pin::{ControllerLock, PinError, RouterPaths},
     router::{Attachment, LoadOptions, Mode, PinnedRouter, Router, RouterError},
-    runstate::{RunState, RunStateError},
+    runstate::{AnnounceRecord, RunState, RunStateError},
     serve,
 };
 
@@ -277,6 +279,9 @@ impl Controller {
                 .as_ref()
                 .map(|p| p.health.clone())
                 .unwrap_or_default(),
+            // What the previous controller announced, to take over (and the operator's
+            // withdrawal, to keep).
+            announce: previous.as_ref().and_then(|p| p.announce.clone()),
         };
         let prepared = router.prepare(&effective(config, &state))?;
         state.record_config(config, prepared.epoch(), prepared.backend_indices());
@@ -361,6 +366,7 @@ impl Controller {
         let mut hangup = signal(SignalKind::hangup()).map_err(ControllerError::Signal)?;
         let mut interrupt = signal(SignalKind::interrupt()).map_err(ControllerError::Signal)?;
         let mut terminate = signal(SignalKind::terminate()).map_err(ControllerError::Signal)?;
+        self.announce_vips();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -373,6 +379,7 @@ impl Controller {
                     if self.files_changed() {
                         let _ = self.reload("the config or a key file changed");
                     }
+                    self.announce_vips();
                 }
                 Some(change) = health_changes.recv() => self.health_changed(change),
                 Some((request, reply)) = incoming.recv() => {
@@ -451,6 +458,7 @@ impl Controller {
                     "config applied"
                 );
                 self.publish_health_plan();
+                self.announce_vips();
             }
             Err(err) => error!(why, %err, "config not applied; the running one stays"),
         }
@@ -522,6 +530,7 @@ impl Controller {
                     "config edited and applied"
                 );
                 self.publish_health_plan();
+                self.announce_vips();
                 Ok(format!("{} and applied", describe(edit)))
             }
             Err(err @ ControllerError::NotUndone { .. }) => Err(format!(
@@ -593,8 +602,135 @@ impl Controller {
         }
     }
 
+    /// Why the data path cannot route, if it cannot: the interface gone or down, or the
+    /// program no longer the one attached.
+    fn data_path_broken(&self) -> Option<String> {
+        let iface = &self.options.iface;
+        if netif::lookup(iface).is_err() {
+            return Some(format!("interface {iface} is gone"));
+        }
+        if !netif::running(iface) {
+            return Some(format!("interface {iface} is down"));
+        }
+        match PinnedRouter::new(&self.paths).program_id() {
+            Ok(Some(id)) if id == self.state.program_id => None,
+            _ => Some(format!(
+                "the router's program is no longer attached to {iface}"
+            )),
+        }
+    }
+
+    /// Keeps the VIPs' routes as `[announce]`, the operator and the data path say: each VIP
+    /// announced while the config has `[announce]`, the operator has not withdrawn them and
+    /// the data path works; none otherwise. Routes are put back if something removed them;
+    /// each change is logged and recorded in the run state.
+    fn announce_vips(&mut self) {
+        let previous = self.state.announce.clone();
+        let withdrawn = previous.as_ref().is_some_and(|p| p.withdrawn);
+        let broken = self.data_path_broken();
+        let settings = self.config.announce;
+        let wanted: BTreeSet<IpAddr> = match settings {
+            Some(_) if !withdrawn && broken.is_none() => {
+                self.config.listeners.iter().map(|l| l.address).collect()
+            }
+            _ => BTreeSet::new(),
+        };
+        let table = settings.map(|s| s.table);
+        let mut routes = BTreeSet::new();
+        if let Some(previous) = &previous {
+            for &vip in &previous.routes {
+                if table == Some(previous.table) && wanted.contains(&vip) {
+                    continue;
+                }
+                match announce::withdraw(previous.table, vip) {
+                    Ok(()) => info!(%vip, table = previous.table, "VIP withdrawn"),
+                    Err(err) => {
+                        error!(%err, "cannot withdraw a VIP");
+                        if table == Some(previous.table) {
+                            routes.insert(vip);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(table) = table {
+            let had = previous
+                .as_ref()
+                .filter(|p| p.table == table)
+                .map(|p| p.routes.clone())
+                .unwrap_or_default();
+            for &vip in &wanted {
+                match announce::announce(table, vip) {
+                    Ok(()) => {
+                        if !had.contains(&vip) {
+                            info!(%vip, table, "VIP announced");
+                        }
+                        routes.insert(vip);
+                    }
+                    Err(err) => error!(%err, "cannot announce a VIP"),
+                }
+            }
+        }
+        if broken != previous.as_ref().and_then(|p| p.broken.clone()) {
+            match &broken {
+                Some(why) => error!(why, "the data path is broken: its VIPs are withdrawn"),
+                None => info!("the data path works again"),
+            }
+        }
+        let record = settings.map(|settings| AnnounceRecord {
+            table: settings.table,
+            drain_ms: settings.drain.as_millis() as u64,
+            routes: routes.into_iter().collect(),
+            withdrawn,
+            broken,
+        });
+        if record != self.state.announce {
+            self.state.announce = record;
+            if let Err(err) = self.state.store(&self.paths.state()) {
+                warn!(%err, "cannot record the VIPs announced");
+            }
+        }
+    }
+
+    /// The operator's `announce` (`withdrawn` false) or `withdraw`.
+    fn set_withdrawn(&mut self, withdrawn: bool) -> Result<String, String> {
+        let Some(record) = self.state.announce.as_mut() else {
+            return Err("the config has no [announce]: nothing is announced".to_owned());
+        };
+        record.withdrawn = withdrawn;
+        if withdrawn {
+            info!("the operator withdraws the VIPs");
+        } else {
+            info!("the operator announces the VIPs");
+        }
+        self.announce_vips();
+        let record = self
+            .state
+            .announce
+            .as_ref()
+            .expect("kept while the config has [announce]");
+        Ok(match (&record.broken, withdrawn) {
+            (_, true) => format!("VIPs withdrawn from table {}", record.table),
+            (Some(why), false) => {
+                format!("not announced while the data path is broken: {why}")
+            }
+            (None, false) => format!(
+                "VIPs announced in table {}: {}",
+                record.table,
+                record
+                    .routes
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+    }
+
     fn handle(&mut self, request: Request) -> Response {
         let outcome = match request {
+            Request::Announce => self.set_withdrawn(false),
+            Request::Withdraw => self.set_withdrawn(true),
             Request::Reload => self
                 .reload("reload request")
                 .map(|_| "config applied".to_owned()),

@@ -27,6 +27,7 @@
 //! # }
 //! ```
 
+pub mod announce;
 mod attach;
 pub mod cid;
 pub mod config;

@@ -78,6 +78,15 @@ impl Collector for RouterCollector {
                 ConstGauge::new(up).encode(family.encode_family(&[("backend", name.as_str())])?)?;
             }
         }
+        if let Some(record) = state.as_ref().and_then(|s| s.announce.as_ref()) {
+            let family = encoder.encode_descriptor(
+                "quic_router_vips_announced",
+                "VIPs whose routes the controller keeps for the BGP daemon ([announce]); 0 while withdrawn",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(record.routes.len() as i64).encode(family)?;
+        }
         let names = state.map(|s| s.backends).unwrap_or_default();
         for (metric, help) in [
             (

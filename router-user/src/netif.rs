@@ -48,33 +48,11 @@ pub fn lookup(name: &str) -> Result<Interface, NetifError> {
     if ifindex == 0 {
         return Err(missing());
     }
-    let mac_error = |source| NetifError::Mac {
-        name: name.to_owned(),
-        source,
-    };
-    // SAFETY: plain socket call; the descriptor is owned right away.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(mac_error(std::io::Error::last_os_error()));
-    }
-    // SAFETY: `fd` is a new descriptor that nothing else owns.
-    let socket = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-    // SAFETY: ifreq is plain data; zero is a valid value.
-    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (slot, &byte) in request.ifr_name.iter_mut().zip(c_name.as_bytes()) {
-        *slot = byte as libc::c_char;
-    }
-    // SAFETY: SIOCGIFHWADDR fills the ifreq it is given.
-    let status = unsafe {
-        libc::ioctl(
-            std::os::fd::AsRawFd::as_raw_fd(&socket),
-            libc::SIOCGIFHWADDR,
-            &mut request,
-        )
-    };
-    if status != 0 {
-        return Err(mac_error(std::io::Error::last_os_error()));
-    }
+    let request =
+        interface_request(&c_name, libc::SIOCGIFHWADDR).map_err(|source| NetifError::Mac {
+            name: name.to_owned(),
+            source,
+        })?;
     // SAFETY: SIOCGIFHWADDR set the hardware-address member of the union.
     let address = unsafe { request.ifr_ifru.ifru_hwaddr.sa_data };
     let mut mac = [0u8; 6];
@@ -82,6 +60,49 @@ pub fn lookup(name: &str) -> Result<Interface, NetifError> {
         *octet = byte as u8;
     }
     Ok(Interface { ifindex, mac })
+}
+
+/// Whether interface `name` is up and has its carrier (`IFF_UP` and `IFF_RUNNING`).
+pub fn running(name: &str) -> bool {
+    let Ok(c_name) = CString::new(name) else {
+        return false;
+    };
+    interface_request(&c_name, libc::SIOCGIFFLAGS).is_ok_and(|request| {
+        // SAFETY: SIOCGIFFLAGS set the flags member of the union.
+        let flags = i32::from(unsafe { request.ifr_ifru.ifru_flags });
+        flags & libc::IFF_UP != 0 && flags & libc::IFF_RUNNING != 0
+    })
+}
+
+/// The `ifreq` that the interface ioctl `request` fills for interface `name`.
+fn interface_request(name: &CString, request: libc::Ioctl) -> std::io::Result<libc::ifreq> {
+    if name.as_bytes_with_nul().len() > libc::IFNAMSIZ {
+        return Err(std::io::Error::from_raw_os_error(libc::ENODEV));
+    }
+    // SAFETY: plain socket call; the descriptor is owned right away.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    let socket = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; zero is a valid value.
+    let mut ifreq: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, &byte) in ifreq.ifr_name.iter_mut().zip(name.as_bytes()) {
+        *slot = byte as libc::c_char;
+    }
+    // SAFETY: the interface ioctls fill the ifreq they are given.
+    let status = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            request,
+            &mut ifreq,
+        )
+    };
+    if status != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(ifreq)
 }
 
 /// The first address of family IPv6 (`v6`) or IPv4 on interface `name`; none if it has

@@ -3,6 +3,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
     path::Path,
 };
 
@@ -65,6 +66,23 @@ pub struct RunState {
     /// Each checked backend's health (none without `[health]`).
     #[serde(default)]
     pub health: BTreeMap<String, HealthRecord>,
+    /// The VIPs' routes for the BGP daemon (none without `[announce]`).
+    #[serde(default)]
+    pub announce: Option<AnnounceRecord>,
+}
+
+/// What the controller announces (`[announce]`, `crate::announce`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnounceRecord {
+    pub table: u32,
+    /// How long `detach` waits after withdrawing the routes.
+    pub drain_ms: u64,
+    /// The VIPs whose routes are in the table.
+    pub routes: Vec<IpAddr>,
+    /// The operator withdrew them (`quic-router withdraw`), until `quic-router announce`.
+    pub withdrawn: bool,
+    /// Why the controller withdrew them (the data path is broken), until it works again.
+    pub broken: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -124,6 +124,7 @@ fn every_length_pair_decodes_alike() {
         encapsulation: Encapsulation::default(),
         limits: Limits::DEFAULT,
         health: None,
+        announce: None,
     };
     let first = ConfigParams::new(4, 1, 4);
     let mut explainer = explaining_router(&config_for(first, None));

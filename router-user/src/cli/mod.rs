@@ -9,6 +9,7 @@ mod stats;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use router_user::control::Request;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,6 +35,11 @@ enum Command {
     Detach(run::IfaceArgs),
     /// Make the controller read its config file again.
     Reload(run::IfaceArgs),
+    /// Announce the VIPs again (`[announce]`) after `withdraw`.
+    Announce(run::IfaceArgs),
+    /// Withdraw the VIPs' routes (BGP moves the traffic to the other routers) until
+    /// `announce`: a drain for maintenance. The data path keeps routing what still comes.
+    Withdraw(run::IfaceArgs),
     /// Manage backends through the running controller.
     #[command(subcommand)]
     Backend(backend::BackendCommand),
@@ -53,6 +59,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => run::run(args),
         Command::Detach(args) => run::detach(args),
         Command::Reload(args) => run::reload(args),
+        Command::Announce(args) => run::send(&args.iface, &Request::Announce).map(drop),
+        Command::Withdraw(args) => run::send(&args.iface, &Request::Withdraw).map(drop),
         Command::Backend(command) => backend::run(command),
         Command::Stats(args) => stats::run(args),
         Command::Status(args) => run::status(args),

@@ -6,6 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use router_user::{
+    announce,
     config::BackendState,
     control::{self, Request},
     controller::{Controller, ControllerError, RunOptions},
@@ -148,6 +149,7 @@ pub fn detach(args: IfaceArgs) -> anyhow::Result<()> {
         .exists()
         .then(|| paths.lock(DETACH_WAIT))
         .transpose()?;
+    withdraw_before_detach(&paths);
     let had_link = PinnedRouter::new(&paths).detach()?;
     let _ = std::fs::remove_dir_all(&paths.run_dir);
     drop(lock);
@@ -156,6 +158,32 @@ pub fn detach(args: IfaceArgs) -> anyhow::Result<()> {
     }
     println!("detached the router from {}", args.iface);
     Ok(())
+}
+
+/// Withdraws the VIPs the run state says are announced, and waits the drain it records for
+/// BGP to move the traffic away while the data path still routes it.
+fn withdraw_before_detach(paths: &RouterPaths) {
+    let Some(record) = RunState::load(&paths.state())
+        .ok()
+        .and_then(|state| state.announce)
+    else {
+        return;
+    };
+    if record.routes.is_empty() {
+        return;
+    }
+    for &vip in &record.routes {
+        match announce::withdraw(record.table, vip) {
+            Ok(()) => println!("withdrew {vip} (table {})", record.table),
+            Err(err) => eprintln!("{err}"),
+        }
+    }
+    let drain = Duration::from_millis(record.drain_ms);
+    println!(
+        "draining for {} ms before the data path goes",
+        drain.as_millis()
+    );
+    std::thread::sleep(drain);
 }
 
 /// How long `status` waits for a change in flight to land.
@@ -204,6 +232,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
             "codepoints": state.codepoints,
             "backends": state.backends,
             "health": state.health,
+            "announce": state.announce,
         });
         println!("{status}");
         return Ok(());
@@ -253,6 +282,15 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         backends.len(),
         backends.len() - draining
     );
+    if let Some(record) = &state.announce {
+        let vips: Vec<String> = record.routes.iter().map(ToString::to_string).collect();
+        let said = match (&record.broken, record.withdrawn) {
+            (_, true) => "withdrawn by the operator (quic-router announce to undo)".to_owned(),
+            (Some(why), false) => format!("withdrawn: {why}"),
+            (None, false) => format!("announced: {}", vips.join(", ")),
+        };
+        println!("bgp         table {}, {said}", record.table);
+    }
     if !state.health.is_empty() {
         // "N up", "N down (names)", "N unchecked (names)".
         let count = |health: Health| {
