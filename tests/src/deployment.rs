@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::{
     config_text::BackendText,
     mounts::PrivateMounts,
-    process::{Controller, quic_router},
+    process::{Controller, quic_router_text},
     topology::Topology,
 };
 
@@ -151,12 +151,7 @@ impl Deployment {
 
     /// `quic-router ARGS` in namespace `netns` (a backend's, say): (status, stdout, stderr).
     pub fn cli_in(&self, netns: &str, args: &[&str]) -> (i32, String, String) {
-        let out = quic_router(&self.binary, netns, args);
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        quic_router_text(&self.binary, netns, args)
     }
 
     pub fn cli_ok(&self, args: &[&str]) -> String {

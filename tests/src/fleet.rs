@@ -82,6 +82,26 @@ pub fn server_id(hex_id: &str) -> Vec<u8> {
     hex::decode(hex_id).expect("a hex server ID")
 }
 
+/// What the client-side steps need of a fleet: its runtime, the clients' namespace and the
+/// servers' certificate.
+pub trait Clients {
+    fn runtime(&self) -> &tokio::runtime::Runtime;
+    fn clients_netns(&self) -> String;
+    fn certificate(&self) -> &Certificate;
+}
+
+impl Clients for Fleet {
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.runtime
+    }
+    fn clients_netns(&self) -> String {
+        self.client_netns()
+    }
+    fn certificate(&self) -> &Certificate {
+        &self.certificate
+    }
+}
+
 /// Servers behind the router, serving QUIC on both VIPs.
 pub struct Fleet {
     pub deployment: Deployment,
@@ -662,19 +682,19 @@ pub fn resume(fleet: &Fleet, how: Resume, clients: u16, port_base: u16) -> Round
 /// `count` connections from consecutive client ports from `port_base`, 25 at a time: the
 /// backend that answered each, or why it failed.
 pub fn connections(
-    fleet: &Fleet,
+    fleet: &impl Clients,
     v6: bool,
     count: u16,
     port_base: u16,
 ) -> Vec<Result<String, String>> {
-    let tls = ClientTls::new(&fleet.certificate);
-    fleet.runtime.block_on(async {
+    let tls = ClientTls::new(fleet.certificate());
+    fleet.runtime().block_on(async {
         let mut results = Vec::new();
         for batch in (0..count).collect::<Vec<_>>().chunks(25) {
             let mut set = JoinSet::new();
             for &i in batch {
                 set.spawn(one_exchange(
-                    fleet.client_netns(),
+                    fleet.clients_netns(),
                     client(v6, port_base + i),
                     vip_socket(v6),
                     tls.clone(),
@@ -771,7 +791,7 @@ pub fn migrate_each(fleet: &Fleet, count: u16, port_base: u16) -> Vec<Result<Str
 
 /// A connection kept open.
 pub struct OpenConnection {
-    _endpoint: quinn::Endpoint,
+    pub endpoint: quinn::Endpoint,
     pub connection: quinn::Connection,
     /// The backend that answered its first request.
     pub backend: String,
@@ -779,13 +799,13 @@ pub struct OpenConnection {
 
 /// `count` connections from ports from `port_base`, each with one request done, left open.
 pub fn open_connections(
-    fleet: &Fleet,
+    fleet: &impl Clients,
     count: u16,
     port_base: u16,
 ) -> Result<Vec<OpenConnection>, String> {
-    let netns = fleet.client_netns();
-    let tls = ClientTls::new(&fleet.certificate);
-    fleet.runtime.block_on(async {
+    let netns = fleet.clients_netns();
+    let tls = ClientTls::new(fleet.certificate());
+    fleet.runtime().block_on(async {
         let mut open = Vec::new();
         for i in 0..count {
             let endpoint = client_endpoint(&netns, client(false, port_base + i));
@@ -796,7 +816,7 @@ pub fn open_connections(
                 .map_err(|e| e.to_string())?;
             let backend = request(&connection).await?.backend;
             open.push(OpenConnection {
-                _endpoint: endpoint,
+                endpoint,
                 connection,
                 backend,
             });
@@ -807,8 +827,8 @@ pub fn open_connections(
 
 /// One more request on each open connection; an error names the first that failed or
 /// changed backends.
-pub fn exchange_on(fleet: &Fleet, open: &[OpenConnection]) -> Result<(), String> {
-    fleet.runtime.block_on(async {
+pub fn exchange_on(fleet: &impl Clients, open: &[OpenConnection]) -> Result<(), String> {
+    fleet.runtime().block_on(async {
         for connection in open {
             let answer = request(&connection.connection)
                 .await

@@ -12,6 +12,7 @@ pub mod netns;
 pub mod packet;
 pub mod process;
 pub mod quic;
+pub mod router_fleet;
 pub mod topology;
 pub mod traffic;
 

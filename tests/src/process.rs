@@ -34,6 +34,16 @@ pub fn quic_router(binary: &Path, netns: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|err| panic!("run {}: {err}", binary.display()))
 }
 
+/// Runs `quic-router ARGS` in `netns` to completion: (status, stdout, stderr).
+pub fn quic_router_text(binary: &Path, netns: &str, args: &[&str]) -> (i32, String, String) {
+    let output = quic_router(binary, netns, args);
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// A running `quic-router run`, killed on drop if still running.
 pub struct Controller {
     child: Child,

@@ -38,7 +38,7 @@ impl Topology {
                 link(&backend, "b0", &router, &router_if, queues);
                 let net = backend_net(i);
                 add_subnet(&backend, "b0", net, 2);
-                route_through(&backend, net);
+                route_through(&backend, net, 1);
                 add_subnet(&router, &router_if, net, 1);
                 // Native redirects into a veth are delivered only with GRO (or an XDP
                 // program) on the receiving end.
@@ -102,7 +102,7 @@ impl Topology {
                     "via",
                     GATEWAY6,
                 ]);
-                route_through(&backend, net);
+                route_through(&backend, net, 1);
                 hold_vips(&backend, &backend_if);
                 backend
             })
@@ -144,7 +144,7 @@ fn client_and_router(queues: usize) -> (Netns, Netns) {
 }
 
 /// Adds 198.18.`net`.`host`/24 and 2001:db8:`net`::`host`/64 to `interface` of `netns`.
-fn add_subnet(netns: &Netns, interface: &str, net: usize, host: u8) {
+pub(crate) fn add_subnet(netns: &Netns, interface: &str, net: usize, host: u8) {
     netns.ip(&[
         "addr",
         "add",
@@ -163,22 +163,28 @@ fn add_subnet(netns: &Netns, interface: &str, net: usize, host: u8) {
     ]);
 }
 
-/// A backend's default routes through .1 / ::1 of its subnet `net`.
-fn route_through(backend: &Netns, net: usize) {
-    backend.ip(&["route", "add", "default", "via", &format!("198.18.{net}.1")]);
-    backend.ip(&[
+/// Default routes of `netns` through .`host` / ::`host` of its subnet `net`.
+pub(crate) fn route_through(netns: &Netns, net: usize, host: u8) {
+    netns.ip(&[
+        "route",
+        "add",
+        "default",
+        "via",
+        &format!("198.18.{net}.{host}"),
+    ]);
+    netns.ip(&[
         "-6",
         "route",
         "add",
         "default",
         "via",
-        &format!("2001:db8:{net}::1"),
+        &format!("2001:db8:{net}::{host}"),
     ]);
 }
 
 /// A backend's VIPs on loopback, and no reverse-path filter on `interface`: the clients'
 /// packets are for an address that is not the interface's.
-fn hold_vips(backend: &Netns, interface: &str) {
+pub(crate) fn hold_vips(backend: &Netns, interface: &str) {
     backend.ip(&["addr", "add", &format!("{VIP4}/32"), "dev", "lo"]);
     backend.ip(&["-6", "addr", "add", &format!("{VIP6}/128"), "dev", "lo"]);
     backend.exec("sysctl", &["-qw", "net.ipv4.conf.all.rp_filter=0"]);

@@ -18,13 +18,14 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// ethtool: the namespace tests switch veth offloads (see platform notes); systemd: the tests
 /// check the shipped unit file with `systemd-analyze verify`; python3-venv: Debian's python3
 /// makes virtual environments only with it (aioquic's); clang-16 and libbpf-dev: the
-/// benchmark's C yardstick floor (bench-ebpf/c/floor.c).
+/// benchmark's C yardstick floor (bench-ebpf/c/floor.c); bird2: the fleet's BGP daemon.
 const DEBIAN_PACKAGES: &[&str] = &[
     "ethtool",
     "systemd",
     "python3-venv",
     "clang-16",
     "libbpf-dev",
+    "bird2",
 ];
 /// aioquic from PyPI: the HTTP/3 client the interop tests run against the project's servers.
 const AIOQUIC_VERSION: &str = "1.7.2";

@@ -1,0 +1,136 @@
+//! A fleet of three routers behind ECMP and BGP (BIRD 2), serving 300 live quinn connections
+//! (tests/src/router_fleet.rs has the topology): the connections spread over the routers; a
+//! router's controller killed changes nothing; connections migrate; a rolling upgrade swaps
+//! every router's program; a planned drain (`withdraw`, `detach`) and a router losing power
+//! move its flows to the others. Not one connection breaks. Needs root and bird2.
+
+use std::{
+    collections::BTreeSet,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use integration_tests::{
+    addresses::{VIP4, client},
+    fleet::{OpenConnection, exchange_on, open_connections},
+    quic::socket_in,
+    router_fleet::{LossMeter, ROUTERS, RouterFleet, uplink},
+};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_quic-router");
+/// The loss meter's pace: a datagram a millisecond.
+const PACE: Duration = Duration::from_millis(1);
+
+/// Every open connection makes one more exchange with its own server.
+fn all_alive(fleet: &RouterFleet, open: &[OpenConnection], when: &str) {
+    exchange_on(fleet, open).unwrap_or_else(|err| panic!("{when}: {err}"));
+}
+
+#[test]
+fn routers_fail_drain_and_upgrade_without_breaking_a_connection() {
+    let mut fleet = RouterFleet::new(Path::new(BINARY));
+
+    // One config everywhere: one routing digest.
+    let digests: BTreeSet<String> = (0..ROUTERS)
+        .map(|k| {
+            let status = fleet.cli_ok(k, &["status", "--iface", &uplink(k), "--json"]);
+            let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+            status["routing_digest"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(digests.len(), 1, "{digests:?}");
+
+    // (a) 300 connections, spread over the three routers by the upstream's ECMP.
+    let before: Vec<u64> = (0..ROUTERS).map(|k| fleet.routed(k)).collect();
+    let open = open_connections(&fleet, 300, 30_000).unwrap_or_else(|err| panic!("{err}"));
+    let carried: Vec<u64> = (0..ROUTERS).map(|k| fleet.routed(k) - before[k]).collect();
+    eprintln!("packets each router carried for 300 connections: {carried:?}");
+    let total: u64 = carried.iter().sum();
+    for (k, &packets) in carried.iter().enumerate() {
+        assert!(
+            packets * 10 > total,
+            "router{k} carried {packets} of {total} packets"
+        );
+    }
+    all_alive(&fleet, &open, "with three routers");
+
+    // (b) A router's controller killed: its data path and its announcement stay.
+    fleet.routers[0].controller.take().unwrap().kill();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(fleet.paths(VIP4), ROUTERS);
+    all_alive(&fleet, &open, "router0's controller killed");
+
+    // Migrations: 30 connections move to new ports, and so (by the 4-tuple hash) to
+    // whichever router ECMP picks for them now.
+    fleet.runtime.block_on(async {
+        for (i, connection) in open.iter().take(30).enumerate() {
+            let socket = socket_in(&fleet.client.name, client(false, 40_000 + i as u16));
+            connection.endpoint.rebind(socket).unwrap();
+        }
+    });
+    all_alive(&fleet, &open, "after 30 migrations");
+
+    // (d) A rolling upgrade: each router in turn withdraws, waits, restarts with the new
+    // binary (its program swapped in: `--debug` makes it another), announces again.
+    let upgraded = fleet.dir.path().join("quic-router-new");
+    std::fs::copy(BINARY, &upgraded).unwrap();
+    for k in 0..ROUTERS {
+        if k != 0 {
+            fleet.cli_ok(k, &["withdraw", "--iface", &uplink(k)]);
+            fleet.wait_for_paths(ROUTERS - 1);
+            fleet.routers[k].controller.take().unwrap().terminate();
+        }
+        let program_before = program_id(&fleet, k);
+        fleet.start_controller(k, &upgraded, &["--debug"]);
+        assert_ne!(
+            program_id(&fleet, k),
+            program_before,
+            "router{k}'s program swapped"
+        );
+        if k != 0 {
+            fleet.cli_ok(k, &["announce", "--iface", &uplink(k)]);
+        }
+        fleet.wait_for_paths(ROUTERS);
+        all_alive(&fleet, &open, &format!("router{k} upgraded"));
+    }
+
+    // (c) A planned drain: router1 withdraws (BGP takes its flows elsewhere), then detaches.
+    let meter = LossMeter::start(&fleet, PACE);
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    fleet.cli_ok(1, &["withdraw", "--iface", &uplink(1)]);
+    fleet.wait_for_paths(ROUTERS - 1);
+    let drained_in = start.elapsed();
+    all_alive(&fleet, &open, "router1 withdrawn");
+    std::thread::sleep(Duration::from_millis(300));
+    let loss = meter.stop();
+    eprintln!(
+        "planned drain: routes moved in {} ms; {loss:?}",
+        drained_in.as_millis()
+    );
+    assert_eq!(loss.lost, 0, "a planned drain loses nothing: {loss:?}");
+    fleet.cli_ok(1, &["detach", "--iface", &uplink(1)]);
+    all_alive(&fleet, &open, "router1 detached");
+
+    // Router2 loses power: its link and daemons gone at once.
+    let meter = LossMeter::start(&fleet, PACE);
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    fleet.power_off(2);
+    fleet.wait_for_paths(1);
+    let converged_in = start.elapsed();
+    std::thread::sleep(Duration::from_millis(300));
+    all_alive(&fleet, &open, "router2 powered off");
+    let loss = meter.stop();
+    eprintln!(
+        "power off: routes moved in {} ms; {loss:?}",
+        converged_in.as_millis()
+    );
+}
+
+/// The ID of the program attached to router `k`'s uplink.
+fn program_id(fleet: &RouterFleet, k: usize) -> u64 {
+    let status = fleet.cli_ok(k, &["status", "--iface", &uplink(k), "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    status["program_id"].as_u64().unwrap()
+}
