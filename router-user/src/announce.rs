@@ -53,17 +53,20 @@ pub enum AnnounceError {
     },
 }
 
-/// Puts the route that announces `vip` in `table` (again, if it is there).
+/// Puts the route that announces `vip` in `table`, unless one is there: a route that is
+/// there is left alone, for a route written again is news to the BGP daemon (an update to
+/// its peers, and their ECMP groups made again: flows could move between routers).
 pub fn announce(table: u32, vip: IpAddr) -> Result<(), AnnounceError> {
-    const CREATE_OR_REPLACE: u16 = (libc::NLM_F_CREATE | libc::NLM_F_REPLACE) as u16;
-    change(libc::RTM_NEWROUTE, CREATE_OR_REPLACE, table, vip).map_err(|source| {
-        AnnounceError::Route {
+    const CREATE_NEW: u16 = (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
+    match change(libc::RTM_NEWROUTE, CREATE_NEW, table, vip) {
+        Err(err) if err.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+        result => result.map_err(|source| AnnounceError::Route {
             action: "add",
             vip,
             table,
             source,
-        }
-    })
+        }),
+    }
 }
 
 /// Removes the route that announces `vip` from `table`, if it is there (only the

@@ -2,7 +2,9 @@
 //! (tests/src/router_fleet.rs has the topology): the connections spread over the routers; a
 //! router's controller killed changes nothing; connections migrate; a rolling upgrade swaps
 //! every router's program; a planned drain (`withdraw`, `detach`) and a router losing power
-//! move its flows to the others. Not one connection breaks. Needs root and bird2.
+//! move its flows to the others. Not one connection breaks; side by side, where each router
+//! hashes the 4-tuple its own way (no QUIC-LB), the same failure breaks connections. A dead
+//! server leaves every router's new connections. Needs root and bird2.
 
 use std::{
     collections::BTreeSet,
@@ -12,9 +14,12 @@ use std::{
 
 use integration_tests::{
     addresses::{VIP4, client},
-    fleet::{OpenConnection, exchange_on, open_connections},
-    quic::socket_in,
-    router_fleet::{LossMeter, ROUTERS, RouterFleet, uplink},
+    fleet::{
+        OpenConnection, SERVER_IDS_0, connections, exchange_each, exchange_on, issuer,
+        open_connections, vips,
+    },
+    quic::{Backend, Tickets, socket_in},
+    router_fleet::{LossMeter, ROUTERS, RouterFleet, Routing, uplink},
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_quic-router");
@@ -28,14 +33,15 @@ fn all_alive(fleet: &RouterFleet, open: &[OpenConnection], when: &str) {
 
 #[test]
 fn routers_fail_drain_and_upgrade_without_breaking_a_connection() {
-    let mut fleet = RouterFleet::new(Path::new(BINARY));
+    let mut fleet = RouterFleet::new(Path::new(BINARY), Routing::QuicLb);
 
     // One config everywhere: one routing digest.
     let digests: BTreeSet<String> = (0..ROUTERS)
         .map(|k| {
-            let status = fleet.cli_ok(k, &["status", "--iface", &uplink(k), "--json"]);
-            let status: serde_json::Value = serde_json::from_str(&status).unwrap();
-            status["routing_digest"].as_str().unwrap().to_owned()
+            fleet.status(k)["routing_digest"]
+                .as_str()
+                .unwrap()
+                .to_owned()
         })
         .collect();
     assert_eq!(digests.len(), 1, "{digests:?}");
@@ -120,12 +126,116 @@ fn routers_fail_drain_and_upgrade_without_breaking_a_connection() {
     fleet.wait_for_paths(1);
     let converged_in = start.elapsed();
     std::thread::sleep(Duration::from_millis(300));
-    all_alive(&fleet, &open, "router2 powered off");
+    let broken = broken(&fleet, &open);
     let loss = meter.stop();
     eprintln!(
-        "power off: routes moved in {} ms; {loss:?}",
-        converged_in.as_millis()
+        "QUIC-LB, power off: routes moved in {} ms; {loss:?}; {broken} of {} connections broken",
+        converged_in.as_millis(),
+        open.len()
     );
+    assert_eq!(broken, 0);
+}
+
+/// Side by side: the same failure where the fleet routes by a 4-tuple hash that differs
+/// per router (servers without QUIC-LB, each router's table its own): the flows that move
+/// to another router land on another server, and their connections break.
+#[test]
+fn with_a_4_tuple_hash_per_router_a_router_failure_breaks_connections() {
+    let mut fleet = RouterFleet::new(Path::new(BINARY), Routing::HashPerRouter);
+    let digests: BTreeSet<String> = (0..ROUTERS)
+        .map(|k| {
+            fleet.status(k)["routing_digest"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        digests.len(),
+        ROUTERS,
+        "the routers' digests tell them apart"
+    );
+    let open = open_connections(&fleet, 300, 30_000).unwrap_or_else(|err| panic!("{err}"));
+    all_alive(&fleet, &open, "with three routers");
+    let start = Instant::now();
+    fleet.power_off(2);
+    fleet.wait_for_paths(ROUTERS - 1);
+    let converged_in = start.elapsed();
+    let broken = broken(&fleet, &open);
+    eprintln!(
+        "4-tuple hash per router, power off: routes moved in {} ms; {broken} of {} connections broken",
+        converged_in.as_millis(),
+        open.len()
+    );
+    assert!(broken > 0, "no connection moved to another server");
+}
+
+/// A server dies: within the health checks' time no router gives it a new connection, its
+/// own connections end, the others carry on; back, it takes new connections again.
+#[test]
+fn a_dead_server_takes_no_new_connection_from_any_router_until_it_is_back() {
+    let mut fleet = RouterFleet::new(Path::new(BINARY), Routing::QuicLb);
+    let up = [("alpha", "up"), ("beta", "up"), ("gamma", "up")];
+    fleet.wait_for_health(&up);
+    let open = open_connections(&fleet, 90, 30_000).unwrap_or_else(|err| panic!("{err}"));
+    let on_beta = open.iter().filter(|c| c.backend == "beta").count();
+    assert!(on_beta > 0);
+
+    let beta = fleet.servers.remove(1);
+    let stopped = Instant::now();
+    fleet.runtime.block_on(beta.stop());
+    fleet.wait_for_health(&[("alpha", "up"), ("beta", "down"), ("gamma", "up")]);
+    let down_in = stopped.elapsed();
+    for (connection, result) in open.iter().zip(exchange_each(&fleet, &open, WITHIN)) {
+        match result {
+            Ok(server) => assert_eq!(server, connection.backend),
+            Err(err) => assert_eq!(connection.backend, "beta", "{err}"),
+        }
+    }
+    let new = connections(&fleet, false, 60, 31_000);
+    assert!(
+        new.iter()
+            .all(|r| r.as_ref().is_ok_and(|server| server != "beta")),
+        "{new:?}"
+    );
+
+    let netns = fleet.backends[1].name.clone();
+    let beta = fleet.runtime.block_on(async {
+        Backend::start(
+            &netns,
+            "beta",
+            &vips(),
+            issuer(SERVER_IDS_0[1]),
+            Tickets::Stateful,
+            &fleet.certificate,
+        )
+    });
+    fleet.servers.insert(1, beta);
+    let started = Instant::now();
+    fleet.wait_for_health(&up);
+    let up_in = started.elapsed();
+    let new = connections(&fleet, false, 60, 32_000);
+    assert!(
+        new.iter()
+            .any(|r| r.as_ref().is_ok_and(|server| server == "beta")),
+        "{new:?}"
+    );
+    eprintln!(
+        "server death: every router had beta down {} ms after it stopped ({on_beta} connections ended with it), up {} ms after it started",
+        down_in.as_millis(),
+        up_in.as_millis()
+    );
+}
+
+/// How long a request on a live connection may take.
+const WITHIN: Duration = Duration::from_secs(5);
+
+/// The open connections whose next request fails or reaches another server.
+fn broken(fleet: &RouterFleet, open: &[OpenConnection]) -> usize {
+    open.iter()
+        .zip(exchange_each(fleet, open, WITHIN))
+        .filter(|(connection, result)| result.as_ref() != Ok(&connection.backend))
+        .count()
 }
 
 /// The ID of the program attached to router `k`'s uplink.

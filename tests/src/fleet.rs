@@ -102,6 +102,24 @@ impl Clients for Fleet {
     }
 }
 
+/// Each checked backend's health in a router's `status --json`.
+pub fn health_in(status: &serde_json::Value) -> BTreeMap<String, String> {
+    status["health"]
+        .as_object()
+        .map(|records| {
+            records
+                .iter()
+                .map(|(name, record)| {
+                    (
+                        name.clone(),
+                        record["health"].as_str().unwrap_or("?").into(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Servers behind the router, serving QUIC on both VIPs.
 pub struct Fleet {
     pub deployment: Deployment,
@@ -211,20 +229,7 @@ impl Fleet {
 
     /// Each checked backend's health, as `status --json` gives it.
     pub fn health(&self) -> BTreeMap<String, String> {
-        self.deployment.status()["health"]
-            .as_object()
-            .map(|records| {
-                records
-                    .iter()
-                    .map(|(name, record)| {
-                        (
-                            name.clone(),
-                            record["health"].as_str().unwrap_or("?").into(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        health_in(&self.deployment.status())
     }
 
     /// Waits until the backends' health is `expected` (name, health), for 20 s at most;
@@ -841,6 +846,34 @@ pub fn exchange_on(fleet: &impl Clients, open: &[OpenConnection]) -> Result<(), 
             }
         }
         Ok(())
+    })
+}
+
+/// One more request on every open connection at once, each within `within`: for each, its
+/// server's name, or why it failed.
+pub fn exchange_each(
+    fleet: &impl Clients,
+    open: &[OpenConnection],
+    within: Duration,
+) -> Vec<Result<String, String>> {
+    fleet.runtime().block_on(async {
+        let mut set = JoinSet::new();
+        for (i, open) in open.iter().enumerate() {
+            let connection = open.connection.clone();
+            set.spawn(async move {
+                let answer = tokio::time::timeout(within, request(&connection))
+                    .await
+                    .map_err(|_| format!("no answer within {within:?}"))
+                    .and_then(|answer| answer);
+                (i, answer.map(|answer| answer.backend))
+            });
+        }
+        let mut results: Vec<Result<String, String>> = vec![Err(String::new()); open.len()];
+        while let Some(joined) = set.join_next().await {
+            let (i, result) = joined.expect("a request task");
+            results[i] = result;
+        }
+        results
     })
 }
 

@@ -193,6 +193,24 @@ impl Backend {
         Self::on_sockets(name, sockets, issuer, tickets, certificate)
     }
 
+    /// Serves on each of `vips` as [`start`](Self::start) does, but with quinn's own random
+    /// connection IDs and tokens, which name no server: what a server without QUIC-LB gives
+    /// a router (the answers still carry the CID `issuer` mints).
+    pub fn start_without_quic_lb(
+        netns: &str,
+        name: &str,
+        vips: &[IpAddr],
+        issuer: CidIssuer,
+        tickets: Tickets,
+        certificate: &Certificate,
+    ) -> Self {
+        let sockets = vips
+            .iter()
+            .map(|&vip| socket_in(netns, SocketAddr::new(vip, QUIC_PORT)))
+            .collect();
+        Self::serving(name, sockets, issuer, tickets, certificate, false)
+    }
+
     /// Serves on `sockets`, bound already. Call inside the runtime.
     pub fn on_sockets(
         name: &str,
@@ -201,15 +219,33 @@ impl Backend {
         tickets: Tickets,
         certificate: &Certificate,
     ) -> Self {
+        Self::serving(name, sockets, issuer, tickets, certificate, true)
+    }
+
+    /// Serves on `sockets`; `quic_lb`: with `issuer`'s connection IDs and routable tokens.
+    fn serving(
+        name: &str,
+        sockets: Vec<UdpSocket>,
+        issuer: CidIssuer,
+        tickets: Tickets,
+        certificate: &Certificate,
+        quic_lb: bool,
+    ) -> Self {
+        let tokens = if quic_lb {
+            Tokens::Routable
+        } else {
+            Tokens::Plain
+        };
         let counters = Arc::new(BackendCounters::default());
         let retry = Arc::new(AtomicBool::new(false));
         let endpoints = sockets
             .into_iter()
             .map(|socket| {
                 let mut endpoint_config = EndpointConfig::default();
-                endpoint_config.cid_generator(issuer.factory());
-                let config =
-                    server_config(certificate, tickets, Tokens::Routable, &issuer, &counters);
+                if quic_lb {
+                    endpoint_config.cid_generator(issuer.factory());
+                }
+                let config = server_config(certificate, tickets, tokens, &issuer, &counters);
                 let endpoint = Endpoint::new(
                     endpoint_config,
                     Some(config),

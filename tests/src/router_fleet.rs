@@ -11,7 +11,7 @@
 //! ```
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     fs::File,
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -27,7 +27,7 @@ use std::{
 use crate::{
     addresses::{CLIENT_NET, QUIC_PORT, VIP4, VIP6, client},
     config_text::{BackendText, ConfigText},
-    fleet::{Clients, KEY0, NAMES, SERVER_IDS_0, issuer, params, vips},
+    fleet::{Clients, KEY0, NAMES, SERVER_IDS_0, health_in, issuer, params, vips},
     mounts::PrivateMounts,
     netns::{Netns, link},
     packet::{QUIC_V1, initial},
@@ -168,6 +168,17 @@ pub fn router_bird(k: usize) -> String {
     )
 }
 
+/// How the fleet picks a connection's server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// QUIC-LB: the servers' connection IDs name them, and every router routes alike.
+    QuicLb,
+    /// What a balancer without QUIC-LB risks: the servers' connection IDs name nothing, so
+    /// every packet goes by the 4-tuple hash, and each router's hash differs (its config
+    /// names the servers its own way: another Maglev table, as another seed would give).
+    HashPerRouter,
+}
+
 /// One router host: its namespace, BIRD and controller.
 pub struct RouterHost {
     pub controller: Option<Controller>,
@@ -179,6 +190,7 @@ pub struct RouterHost {
 
 /// The fleet: namespaces, daemons and servers; everything goes on drop (processes first).
 pub struct RouterFleet {
+    pub routing: Routing,
     pub routers: Vec<RouterHost>,
     upstream_bird: Bird,
     pub servers: Vec<Backend>,
@@ -213,7 +225,7 @@ fn sysctl(netns: &Netns, setting: &str) {
 impl RouterFleet {
     /// The fleet with `binary` (quic-router) on every router, each announcing the VIPs, and
     /// the upstream router's routes to them through all three.
-    pub fn new(binary: &Path) -> Self {
+    pub fn new(binary: &Path, routing: Routing) -> Self {
         let mounts = PrivateMounts::enter();
         let dir = tempfile::tempdir().expect("temporary directory");
         let client = Netns::create("client");
@@ -278,6 +290,7 @@ impl RouterFleet {
         let upstream_bird = Bird::start(&upstream.name, dir.path(), "upstream", &upstream_bird());
         crate::write_key(dir.path(), "cr0.key", KEY0);
         let mut fleet = Self {
+            routing,
             routers: Vec::new(),
             upstream_bird,
             servers: Vec::new(),
@@ -291,8 +304,8 @@ impl RouterFleet {
             binary: binary.to_owned(),
             _mounts: mounts,
         };
-        std::fs::write(fleet.config_path(), fleet.config_text()).expect("write the config");
         for (k, netns) in routers.into_iter().enumerate() {
+            std::fs::write(fleet.config_path(k), fleet.config_text(k)).expect("write the config");
             let bird = Bird::start(
                 &netns.name,
                 fleet.dir.path(),
@@ -317,7 +330,11 @@ impl RouterFleet {
                 .iter()
                 .enumerate()
                 .map(|(i, netns)| {
-                    Backend::start(
+                    let start = match routing {
+                        Routing::QuicLb => Backend::start,
+                        Routing::HashPerRouter => Backend::start_without_quic_lb,
+                    };
+                    start(
                         netns,
                         NAMES[i],
                         &vips(),
@@ -329,17 +346,22 @@ impl RouterFleet {
                 .collect()
         });
         fleet.wait_for_paths(ROUTERS);
+        // Every router has seen every server answer: no fallback table changes under the
+        // tests' connections.
+        fleet.wait_for_health(&[("alpha", "up"), ("beta", "up"), ("gamma", "up")]);
         fleet
     }
 
-    pub fn config_path(&self) -> PathBuf {
-        self.dir.path().join("router.toml")
+    /// Router `k`'s config file.
+    pub fn config_path(&self, k: usize) -> PathBuf {
+        self.dir.path().join(format!("router{k}.toml"))
     }
 
-    /// The one config every router runs: both VIPs on QUIC's port and the loss meter's
-    /// port, codepoint 0 (four-pass), the three servers on the segment, health checks, and
-    /// the VIPs announced through table [`ANNOUNCE_TABLE`].
-    fn config_text(&self) -> String {
+    /// Router `k`'s config: both VIPs on QUIC's port and the loss meter's port, codepoint 0
+    /// (four-pass), the three servers on the segment, health checks, and the VIPs announced
+    /// through table [`ANNOUNCE_TABLE`]. The same for every router with QUIC-LB; with
+    /// [`Routing::HashPerRouter`], the servers named each router's own way.
+    fn config_text(&self, k: usize) -> String {
         let p = params(0);
         let mut text = ConfigText::new()
             .listener(VIP4, QUIC_PORT, None)
@@ -347,9 +369,9 @@ impl RouterFleet {
             .listener(VIP4, METER_PORT, None)
             .quic_lb(0, p.server_id_len, p.nonce_len, 0, Some("cr0.key".as_ref()));
         for (i, backend) in self.backends.iter().enumerate() {
+            let name = self.backend_name(k, NAMES[i]);
             text = text.backend(
-                &BackendText::host(NAMES[i], "b0", &backend.mac("b0"))
-                    .server_id(0, SERVER_IDS_0[i]),
+                &BackendText::host(&name, "b0", &backend.mac("b0")).server_id(0, SERVER_IDS_0[i]),
             );
         }
         format!(
@@ -358,13 +380,23 @@ impl RouterFleet {
         )
     }
 
+    /// What router `k`'s config calls server `name`: its name, or with
+    /// [`Routing::HashPerRouter`] a name of the router's own (a backend's slots in the
+    /// fallback table follow from its name: other names, another table).
+    pub fn backend_name(&self, k: usize, name: &str) -> String {
+        match self.routing {
+            Routing::QuicLb => name.to_owned(),
+            Routing::HashPerRouter => format!("{name}.router{k}"),
+        }
+    }
+
     /// Starts router `k`'s controller with `binary` (native XDP on its uplink) and `extra`
     /// arguments.
     pub fn start_controller(&mut self, k: usize, binary: &Path, extra: &[&str]) {
         static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let start = STARTS.fetch_add(1, Ordering::Relaxed);
         let log = self.dir.path().join(format!("controller{k}-{start}.log"));
-        let config = self.config_path();
+        let config = self.config_path(k);
         let mut args = vec![
             "--config",
             config.to_str().expect("UTF-8 path"),
@@ -391,6 +423,37 @@ impl RouterFleet {
             args.join(" ")
         );
         stdout
+    }
+
+    /// Router `k`'s `status --json`.
+    pub fn status(&self, k: usize) -> serde_json::Value {
+        let status = self.cli_ok(k, &["status", "--iface", &uplink(k), "--json"]);
+        serde_json::from_str(&status).expect("status JSON")
+    }
+
+    /// Waits until every router whose controller runs sees the servers' health as
+    /// `expected` (server, health); how long that took.
+    pub fn wait_for_health(&self, expected: &[(&str, &str)]) -> Duration {
+        let start = Instant::now();
+        let running = (0..ROUTERS).filter(|&k| self.routers[k].controller.is_some());
+        for k in running {
+            let expected: BTreeMap<String, String> = expected
+                .iter()
+                .map(|&(name, health)| (self.backend_name(k, name), health.into()))
+                .collect();
+            loop {
+                let health = health_in(&self.status(k));
+                if health == expected {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "router{k} sees {health:?}, not {expected:?}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        start.elapsed()
     }
 
     /// Router `k`'s counter of `outcome`.
