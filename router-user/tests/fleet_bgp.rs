@@ -36,14 +36,7 @@ fn routers_fail_drain_and_upgrade_without_breaking_a_connection() {
     let mut fleet = RouterFleet::new(Path::new(BINARY), Routing::QuicLb);
 
     // One config everywhere: one routing digest.
-    let digests: BTreeSet<String> = (0..ROUTERS)
-        .map(|k| {
-            fleet.status(k)["routing_digest"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let digests = digests(&fleet);
     assert_eq!(digests.len(), 1, "{digests:?}");
 
     // (a) 300 connections, spread over the three routers by the upstream's ECMP.
@@ -142,14 +135,7 @@ fn routers_fail_drain_and_upgrade_without_breaking_a_connection() {
 #[test]
 fn with_a_4_tuple_hash_per_router_a_router_failure_breaks_connections() {
     let mut fleet = RouterFleet::new(Path::new(BINARY), Routing::HashPerRouter);
-    let digests: BTreeSet<String> = (0..ROUTERS)
-        .map(|k| {
-            fleet.status(k)["routing_digest"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let digests = digests(&fleet);
     assert_eq!(
         digests.len(),
         ROUTERS,
@@ -243,4 +229,16 @@ fn program_id(fleet: &RouterFleet, k: usize) -> u64 {
     let status = fleet.cli_ok(k, &["status", "--iface", &uplink(k), "--json"]);
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     status["program_id"].as_u64().unwrap()
+}
+
+/// The routers' routing digests, each once.
+fn digests(fleet: &RouterFleet) -> BTreeSet<String> {
+    (0..ROUTERS)
+        .map(|k| {
+            fleet.status(k)["routing_digest"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
 }

@@ -140,6 +140,13 @@ fn server_config(
     config
 }
 
+/// A socket on QUIC's port of each of `vips`, in namespace `netns`.
+fn vip_sockets(netns: &str, vips: &[IpAddr]) -> Vec<UdpSocket> {
+    vips.iter()
+        .map(|&vip| socket_in(netns, SocketAddr::new(vip, QUIC_PORT)))
+        .collect()
+}
+
 /// A UDP socket bound in namespace `netns`.
 pub fn socket_in(netns: &str, addr: SocketAddr) -> UdpSocket {
     let netns = netns.to_owned();
@@ -186,11 +193,7 @@ impl Backend {
         tickets: Tickets,
         certificate: &Certificate,
     ) -> Self {
-        let sockets = vips
-            .iter()
-            .map(|&vip| socket_in(netns, SocketAddr::new(vip, QUIC_PORT)))
-            .collect();
-        Self::on_sockets(name, sockets, issuer, tickets, certificate)
+        Self::on_sockets(name, vip_sockets(netns, vips), issuer, tickets, certificate)
     }
 
     /// Serves on each of `vips` as [`start`](Self::start) does, but with quinn's own random
@@ -204,10 +207,7 @@ impl Backend {
         tickets: Tickets,
         certificate: &Certificate,
     ) -> Self {
-        let sockets = vips
-            .iter()
-            .map(|&vip| socket_in(netns, SocketAddr::new(vip, QUIC_PORT)))
-            .collect();
+        let sockets = vip_sockets(netns, vips);
         Self::serving(name, sockets, issuer, tickets, certificate, false)
     }
 

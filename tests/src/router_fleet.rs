@@ -277,7 +277,12 @@ impl RouterFleet {
         let routers: Vec<Netns> = (0..ROUTERS)
             .map(|k| {
                 let router = Netns::create(&format!("router{k}"));
-                into_switch(&router, &uplink(k), &format!("s-u{k}"), "bu");
+                let port = format!("s-u{k}");
+                into_switch(&router, &uplink(k), &port, "bu");
+                // No unknown unicast to the routers (storm control): the frames for a router
+                // that died are lost until BGP withdraws it, not flooded to the others (whose
+                // programs would route them: they do not check the destination MAC).
+                switch.exec("bridge", &["link", "set", "dev", &port, "flood", "off"]);
                 add_subnet(&router, &uplink(k), UPLINK_NET, uplink_host(k));
                 into_switch(&router, "b0", &format!("s-r{k}"), "br0");
                 add_subnet(&router, "b0", SEGMENT_NET, 1 + k as u8);

@@ -28,7 +28,12 @@ enum Task {
     /// Formatting, clippy (host and eBPF crates) and every test. Needs root.
     Test,
     /// The main job on a built-in topology.
-    Demo,
+    Demo {
+        /// Three routers behind ECMP and BGP (BIRD 2): failures, drains and 300 live
+        /// connections.
+        #[arg(long)]
+        fleet: bool,
+    },
     /// Benchmarks: per-packet cost in the kernel, forwarding rate end to end, control
     /// plane. Writes bench/results.json, results.md, summary.md and chart.svg, and puts
     /// them into docs/benchmarks.md and the README. Needs root.
@@ -45,7 +50,7 @@ fn main() -> ExitCode {
         Task::Provision => Ok(()),
         Task::Build => run::cargo(&["build", "--release", "--package", "router-user"]),
         Task::Test => test(),
-        Task::Demo => demo::run(),
+        Task::Demo { fleet } => demo::run(fleet),
         Task::Bench { quick } => bench::run(quick),
     });
     match result {

@@ -5,29 +5,51 @@
 //! their own behind a routed hop (GUE). Runs short forms of the end-to-end scenarios and
 //! prints what happened. Removes everything when done.
 //!
-//! Usage: demo QUIC_ROUTER_BINARY
+//! With `--fleet`: three routers behind an upstream router, BGP through BIRD 2 and ECMP, 300
+//! live connections through a killed controller, a drain, a power-off, and the same power-off
+//! where each router hashes the 4-tuple its own way.
+//!
+//! Usage: demo QUIC_ROUTER_BINARY [--fleet]
 
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use integration_tests::{
     fleet::{
-        Fleet, H3Fleet, Resume, Round, Servers, connections, drain, migrate, open_connections,
-        resume,
+        Fleet, H3Fleet, Resume, Round, Servers, connections, drain, exchange_each, migrate,
+        open_connections, resume,
     },
     quic::{Tickets, Tokens},
+    router_fleet::{LossMeter, ROUTERS, RouterFleet, Routing, uplink},
 };
 use router_common::counters::Outcome;
 
 fn main() {
     let Some(binary) = std::env::args().nth(1).map(PathBuf::from) else {
-        eprintln!("usage: demo QUIC_ROUTER_BINARY");
+        eprintln!("usage: demo QUIC_ROUTER_BINARY [--fleet]");
         std::process::exit(2);
     };
     let started = Instant::now();
+    match std::env::args().nth(2).as_deref() {
+        None => {}
+        Some("--fleet") => {
+            fleet_demo(&binary);
+            println!(
+                "\nDone in {:.0} s; namespaces, daemons and pins removed.",
+                started.elapsed().as_secs_f64()
+            );
+            return;
+        }
+        Some(other) => {
+            eprintln!(
+                "demo: unknown argument {other:?} (usage: demo QUIC_ROUTER_BINARY [--fleet])"
+            );
+            std::process::exit(2);
+        }
+    }
     println!("Setting up: client -- router (quic-router, XDP native) -- alpha, beta, gamma");
     println!(
         "  addresses from 198.18.0.0/15 and 2001:db8::/32; VIP 198.18.0.10 / 2001:db8::10, UDP 443"
@@ -240,6 +262,115 @@ fn set_tokens(fleet: &Fleet, tokens: Tokens) {
     for backend in &fleet.backends {
         backend.set_tokens(tokens);
     }
+}
+
+/// The fleet variant: what the routers' failures do to 300 live connections.
+fn fleet_demo(binary: &Path) {
+    println!("Setting up: client -- upstream router (BIRD 2, ECMP over the 4-tuple)");
+    println!("            == router0, router1, router2 (quic-router + BIRD each, BGP)");
+    println!("            -- alpha, beta, gamma (quinn, QUIC-LB CIDs; answers go straight back)");
+    println!("  each controller keeps the VIPs' routes in kernel table 100; BIRD announces them");
+    println!("  BGP hold time 3 s; health checks every 500 ms\n");
+    let mut fleet = RouterFleet::new(binary, Routing::QuicLb);
+    let before: Vec<u64> = (0..ROUTERS).map(|k| fleet.routed(k)).collect();
+    let open = match open_connections(&fleet, 300, 30_000) {
+        Ok(open) => open,
+        Err(err) => {
+            println!("could not open 300 connections: {err}");
+            return;
+        }
+    };
+    let carried: Vec<u64> = (0..ROUTERS).map(|k| fleet.routed(k) - before[k]).collect();
+    let total: u64 = carried.iter().sum::<u64>().max(1);
+    println!("(a) 300 connections opened (one request each); packets each router carried:");
+    for (k, packets) in carried.iter().enumerate() {
+        println!(
+            "      router{k} {packets:>6} packets ({:.0}%)",
+            100.0 * *packets as f64 / total as f64
+        );
+    }
+    let report = |fleet: &RouterFleet, what: &str| {
+        let alive = exchange_each(fleet, &open, Duration::from_secs(5))
+            .iter()
+            .zip(&open)
+            .filter(|(result, connection)| result.as_ref() == Ok(&connection.backend))
+            .count();
+        println!("      {what}: {alive}/300 connections answered by their own server");
+    };
+
+    println!("\n(b) router0's controller killed (its data path and routes stay)");
+    if let Some(controller) = fleet.routers[0].controller.take() {
+        controller.kill();
+    }
+    report(&fleet, "after");
+
+    println!("\n(c) router1 drained: quic-router withdraw, then detach");
+    let meter = LossMeter::start(&fleet, Duration::from_millis(1));
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    fleet.cli_ok(1, &["withdraw", "--iface", &uplink(1)]);
+    let moved = fleet.wait_for_paths(2).max(start.elapsed());
+    std::thread::sleep(Duration::from_millis(300));
+    let loss = meter.stop();
+    println!(
+        "      the upstream's route dropped router1 {} ms after the withdraw",
+        moved.as_millis()
+    );
+    println!(
+        "      paced datagrams (1 a ms over 32 flows): {} sent, {} lost",
+        loss.sent, loss.lost
+    );
+    report(&fleet, "after the withdraw");
+    fleet.cli_ok(1, &["detach", "--iface", &uplink(1)]);
+    report(&fleet, "after the detach");
+
+    println!(
+        "\n(d) router2 loses power: links and daemons gone at once; the upstream's link to the"
+    );
+    println!("    switch stays up, and the switch floods no unknown unicast to the routers");
+    let meter = LossMeter::start(&fleet, Duration::from_millis(1));
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    fleet.power_off(2);
+    fleet.wait_for_paths(1);
+    let moved = start.elapsed();
+    std::thread::sleep(Duration::from_millis(300));
+    let loss = meter.stop();
+    println!(
+        "      BGP withdrew router2's routes {} ms after the power went (hold time)",
+        moved.as_millis()
+    );
+    println!(
+        "      paced datagrams: {} sent, {} lost, {} duplicated; longest gap {} ms",
+        loss.sent,
+        loss.lost,
+        loss.duplicated,
+        loss.longest_gap.as_millis()
+    );
+    report(&fleet, "after");
+    drop(fleet);
+
+    println!("\nSide by side: the same power-off where each router hashes the 4-tuple its own way");
+    println!("(servers without QUIC-LB; what a stateful or non-QUIC-LB balancer risks)");
+    let mut fleet = RouterFleet::new(binary, Routing::HashPerRouter);
+    let open = match open_connections(&fleet, 300, 30_000) {
+        Ok(open) => open,
+        Err(err) => {
+            println!("could not open 300 connections: {err}");
+            return;
+        }
+    };
+    fleet.power_off(2);
+    fleet.wait_for_paths(2);
+    let alive = exchange_each(&fleet, &open, Duration::from_secs(5))
+        .iter()
+        .zip(&open)
+        .filter(|(result, connection)| result.as_ref() == Ok(&connection.backend))
+        .count();
+    println!(
+        "      router2 powered off: {alive}/300 connections answered by their own server, {} broken",
+        300 - alive
+    );
 }
 
 /// A table of resumption rates, one column per round.
