@@ -1,8 +1,9 @@
 //! Backend health checks in the controller (`[health]`), on three hosts reached at L2 (GUE and
 //! IP-in-IP: e2e_routed): a server that stops answering takes no new connection once it
-//! has missed `fall` probes, and takes them again after `rise` answers; its health shows in
-//! `status`, `stats`, the metrics and the log; a restarted controller keeps it; when every
-//! backend is down the checks fail open; and no probe or answer reaches a client.
+//! has missed `fall` probes (its server IDs still route to it), and takes them again after
+//! `rise` answers; its health shows in `status`, `stats`, the metrics and the log; a
+//! restarted controller keeps it; when every backend is down the checks fail open; and no
+//! probe or answer reaches a client.
 
 use std::{
     collections::BTreeMap,
@@ -14,7 +15,7 @@ use integration_tests::{
     addresses::{QUIC_PORT, VIP4, client},
     fleet::{Fleet, NAMES, SERVER_IDS_0, connections, issuer, vips},
     netns,
-    packet::{QUIC_V1, initial},
+    packet::{QUIC_V1, initial, short_header},
     process::scrape,
     quic::{Backend, Tickets, socket_in},
 };
@@ -120,6 +121,29 @@ fn a_backend_that_stops_answering_takes_no_new_connections_until_it_answers_agai
     let answered = new_connections(&fleet, 30, 20_000);
     assert_eq!(answered.get("beta"), None, "{answered:?}");
     assert_eq!(answered.values().sum::<usize>(), 60);
+    // Its server IDs still route to it: its connections are its own.
+    let delivered = |fleet: &Fleet| {
+        fleet.deployment.stats()["backends"]["beta"]["packets"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = delivered(&fleet);
+    let cid = issuer(SERVER_IDS_0[1]).issue();
+    let socket = socket_in(&client_ns, client(false, 24_000));
+    socket
+        .send_to(
+            &short_header(&cid),
+            (VIP4.parse::<std::net::IpAddr>().unwrap(), QUIC_PORT),
+        )
+        .unwrap();
+    let start = Instant::now();
+    while delivered(&fleet) == before {
+        assert!(
+            start.elapsed() < WITHIN,
+            "a packet with beta's CID did not reach beta"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // Its health in the operator's views.
     let status = fleet.deployment.cli_ok(&["status", "--iface", "r0"]);
