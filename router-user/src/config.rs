@@ -736,7 +736,6 @@ impl Context<'_> {
         Ok(backends)
     }
 
-    /// `[encapsulation]`: prefixes without host bits, of their family; a GUE port from 1.
     /// `[health]`: each within its range; the defaults where it is silent.
     fn health(&self, raw: &RawHealth) -> Result<HealthSettings, ConfigError> {
         let value = |field: &Option<Spanned<u64>>, name: &str, range: Range<u64>, default: u64| {
@@ -805,6 +804,7 @@ impl Context<'_> {
         Ok(AnnounceSettings { table, drain })
     }
 
+    /// `[encapsulation]`: prefixes without host bits, of their family; a GUE port from 1.
     fn encapsulation(
         &self,
         raw: Option<&Spanned<RawEncapsulation>>,

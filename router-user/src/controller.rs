@@ -3,7 +3,7 @@
 //! leaves the data path running when it stops.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     fs,
     net::{IpAddr, SocketAddr},
     os::unix::fs::{MetadataExt as _, PermissionsExt as _},
@@ -126,6 +126,13 @@ pub struct Controller {
     config: RouterConfig,
     /// What the health checks probe; set while the controller serves.
     health_plans: Option<watch::Sender<Option<health::Plan>>>,
+    /// Each backend's health as the checks last reported it; the run state has what the
+    /// tables hold (they differ only while an install fails, and it is tried again).
+    health: BTreeMap<String, health::HealthRecord>,
+    /// The last failure to announce or withdraw, logged once.
+    announce_error: Option<String>,
+    /// An install of the backends' health failed (logged once; tried again each second).
+    health_unapplied: bool,
 }
 
 /// The listeners a controller serves on, bound before it changes anything: an address in
@@ -217,10 +224,13 @@ impl Controller {
                 _lock: lock,
                 listeners: Some(listeners),
                 router,
+                health: state.health.clone(),
                 state,
                 attachment,
                 config,
                 health_plans: None,
+                announce_error: None,
+                health_unapplied: false,
             }),
             Err(err) => {
                 if fresh {
@@ -277,7 +287,7 @@ impl Controller {
             // A backend that failed its checks stays out until it answers again.
             health: previous
                 .as_ref()
-                .map(|p| p.health.clone())
+                .map(|p| health::kept(config, &p.health))
                 .unwrap_or_default(),
             // What the previous controller announced, to take over (and the operator's
             // withdrawal, to keep).
@@ -379,6 +389,7 @@ impl Controller {
                     if self.files_changed() {
                         let _ = self.reload("the config or a key file changed");
                     }
+                    self.apply_health();
                     self.announce_vips();
                 }
                 Some(change) = health_changes.recv() => self.health_changed(change),
@@ -448,25 +459,35 @@ impl Controller {
     fn reload(&mut self, why: &str) -> Result<u32, String> {
         let result = config::load(&self.options.config)
             .map_err(|err| err.to_string())
-            .and_then(|config| self.install(&config).map_err(|err| err.to_string()));
+            .and_then(|config| {
+                let epoch = self.install(&config).map_err(|err| err.to_string())?;
+                self.config_applied(config);
+                Ok(epoch)
+            });
         match &result {
-            Ok(epoch) => {
-                info!(
-                    why,
-                    epoch,
-                    routing_digest = %self.state.routing_digest,
-                    "config applied"
-                );
-                self.publish_health_plan();
-                self.announce_vips();
-            }
+            Ok(epoch) => info!(
+                why,
+                epoch,
+                routing_digest = %self.state.routing_digest,
+                "config applied"
+            ),
             Err(err) => error!(why, %err, "config not applied; the running one stays"),
         }
         result
     }
 
-    /// Applies `config` if it changes anything; returns the epoch. The run state records the
-    /// change before the flip; if the flip fails after all, it is recorded back.
+    /// What follows a new config file's install: its files watched, health checks and
+    /// announcements made to it.
+    fn config_applied(&mut self, config: RouterConfig) {
+        self.watched = watched_files(&self.options.config, &config);
+        self.config = config;
+        self.publish_health_plan();
+        self.announce_vips();
+    }
+
+    /// Applies `config` with the backends' health if it changes anything; returns the epoch.
+    /// The run state records the change before the flip; if the flip fails after all, it is
+    /// recorded back.
     fn install(&mut self, config: &RouterConfig) -> Result<u32, ControllerError> {
         self.install_with(config, || Ok(()), || Ok(()))
     }
@@ -481,6 +502,7 @@ impl Controller {
         undo: impl FnOnce() -> Result<(), ControllerError>,
     ) -> Result<u32, ControllerError> {
         let mut state = self.state.clone();
+        state.health = health::kept(config, &self.health);
         let prepared = self.router.prepare(&effective(config, &state))?;
         state.record_config(config, prepared.epoch(), prepared.backend_indices());
         state.store(&self.paths.state())?;
@@ -496,8 +518,6 @@ impl Controller {
         match self.router.commit(prepared) {
             Ok(epoch) => {
                 self.state = state;
-                self.watched = watched_files(&self.options.config, config);
-                self.config = config.clone();
                 Ok(epoch)
             }
             Err(err) => {
@@ -529,8 +549,7 @@ impl Controller {
                     routing_digest = %self.state.routing_digest,
                     "config edited and applied"
                 );
-                self.publish_health_plan();
-                self.announce_vips();
+                self.config_applied(prepared.config);
                 Ok(format!("{} and applied", describe(edit)))
             }
             Err(err @ ControllerError::NotUndone { .. }) => Err(format!(
@@ -563,7 +582,7 @@ impl Controller {
     }
 
     /// Records a backend's health; when it comes up or goes down, the tables follow (it
-    /// takes new connections or not). If they cannot, the health is recorded back.
+    /// takes new connections or not).
     fn health_changed(&mut self, change: health::Change) {
         let health::Change {
             backend,
@@ -575,29 +594,62 @@ impl Controller {
             health::Health::Up => info!(backend, %detail, "backend up"),
             health::Health::Unchecked => warn!(backend, %detail, "backend not checked"),
         }
-        let since = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let before = self.state.health.insert(
-            backend.clone(),
+        let since = match self.health.get(&backend) {
+            Some(record) if record.health == health => record.since,
+            _ => SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        self.health.insert(
+            backend,
             health::HealthRecord {
                 health,
                 detail,
                 since,
             },
         );
-        let config = self.config.clone();
-        if health::without_new_connections(&config, &self.state.down()).1 {
+        self.apply_health();
+    }
+
+    /// Brings the tables and the run state to the health reported: an install when the set
+    /// of down backends changed (tried again each second if it fails), a run state write
+    /// otherwise.
+    fn apply_health(&mut self) {
+        let wanted = health::kept(&self.config, &self.health);
+        if wanted == self.state.health {
+            return;
+        }
+        let down = |records: &BTreeMap<String, health::HealthRecord>| -> BTreeSet<String> {
+            records
+                .iter()
+                .filter(|(_, record)| record.health == health::Health::Down)
+                .map(|(name, _)| name.clone())
+                .collect()
+        };
+        if down(&wanted) == self.state.down() {
+            self.state.health = wanted;
+            if let Err(err) = self.state.store(&self.paths.state()) {
+                warn!(%err, "cannot record the backends' health");
+            }
+            return;
+        }
+        let active = self
+            .config
+            .backends
+            .iter()
+            .filter(|b| b.state == config::BackendState::Active)
+            .map(|b| b.name.as_str());
+        if health::fails_open(active, &down(&wanted)) {
             warn!("every active backend is down: all keep taking new connections (failing open)");
         }
-        if let Err(err) = self.install(&config) {
-            error!(backend, %err, "cannot apply the backend's health; it is recorded as before");
-            match before {
-                Some(before) => self.state.health.insert(backend, before),
-                None => self.state.health.remove(&backend),
-            };
-            if let Err(err) = self.state.store(&self.paths.state()) {
-                warn!(%err, "cannot record the run state back");
+        let config = self.config.clone();
+        match self.install(&config) {
+            Ok(_) => self.health_unapplied = false,
+            Err(err) => {
+                if !self.health_unapplied {
+                    error!(%err, "cannot apply the backends' health; trying again every second");
+                }
+                self.health_unapplied = true;
             }
         }
     }
@@ -637,6 +689,7 @@ impl Controller {
         };
         let table = settings.map(|s| s.table);
         let mut routes = BTreeSet::new();
+        let mut failures = Vec::new();
         if let Some(previous) = &previous {
             for &vip in &previous.routes {
                 if table == Some(previous.table) && wanted.contains(&vip) {
@@ -645,7 +698,7 @@ impl Controller {
                 match announce::withdraw(previous.table, vip) {
                     Ok(()) => info!(%vip, table = previous.table, "VIP withdrawn"),
                     Err(err) => {
-                        error!(%err, "cannot withdraw a VIP");
+                        failures.push(err.to_string());
                         if table == Some(previous.table) {
                             routes.insert(vip);
                         }
@@ -667,9 +720,18 @@ impl Controller {
                         }
                         routes.insert(vip);
                     }
-                    Err(err) => error!(%err, "cannot announce a VIP"),
+                    Err(err) => failures.push(err.to_string()),
                 }
             }
+        }
+        // Failures are tried again each second, and logged when they change.
+        let failure = (!failures.is_empty()).then(|| failures.join("; "));
+        if failure != self.announce_error {
+            match &failure {
+                Some(err) => error!(%err, "the VIPs' routes are not as they should be"),
+                None => info!("the VIPs' routes are as they should be again"),
+            }
+            self.announce_error = failure;
         }
         if broken != previous.as_ref().and_then(|p| p.broken.clone()) {
             match &broken {
@@ -704,6 +766,15 @@ impl Controller {
             info!("the operator announces the VIPs");
         }
         self.announce_vips();
+        // The operator's word is kept whether or not a route changed.
+        if let Err(err) = self.state.store(&self.paths.state()) {
+            return Err(format!("not recorded, so a restart would forget it: {err}"));
+        }
+        if let Some(err) = &self.announce_error {
+            return Err(format!(
+                "recorded, but the routes are not as they should be: {err}"
+            ));
+        }
         let record = self
             .state
             .announce

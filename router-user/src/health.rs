@@ -62,7 +62,7 @@ impl Probe {
         }
     }
 
-    /// The UDP payload to send: a long header (the fixed bit set, a random type), the
+    /// The UDP payload to send: a long header (the fixed bit set, the Initial type), the
     /// reserved version, both connection IDs, and padding to [`PROBE_LEN`].
     pub fn datagram(&self) -> Vec<u8> {
         let mut datagram = Vec::with_capacity(PROBE_LEN);
@@ -217,6 +217,21 @@ pub fn without_new_connections(
     (effective, false)
 }
 
+/// The records of `records` that `config` keeps: its backends', none without `[health]`.
+pub fn kept(
+    config: &RouterConfig,
+    records: &BTreeMap<String, HealthRecord>,
+) -> BTreeMap<String, HealthRecord> {
+    if config.health.is_none() {
+        return BTreeMap::new();
+    }
+    records
+        .iter()
+        .filter(|(name, _)| config.backends.iter().any(|b| &b.name == *name))
+        .map(|(name, record)| (name.clone(), record.clone()))
+        .collect()
+}
+
 /// Whether the checks fail open: there are active backends (by name), and every one of
 /// them is `down`.
 pub fn fails_open<'a>(mut active: impl Iterator<Item = &'a str>, down: &BTreeSet<String>) -> bool {
@@ -309,8 +324,9 @@ impl Target {
                 let mut macs = [0; 12];
                 macs[..6].copy_from_slice(next_hop_mac);
                 macs[6..].copy_from_slice(&link.mac);
-                let source = netif::address(interface, vip.is_ipv6())
-                    .ok_or_else(|| format!("no {family} address on {interface} to probe from"))?;
+                let source = own_address(config, interface, vip.is_ipv6()).ok_or_else(|| {
+                    format!("no {family} address on {interface} to probe from (VIPs are not)")
+                })?;
                 let exit = Exit::Link {
                     ifindex: link.ifindex,
                     macs,
@@ -320,9 +336,8 @@ impl Target {
             Reach::Routed { delivery } => {
                 // The address the kernel sends from toward the tunnel, or (another family)
                 // one of the VIP's family on the same interface.
-                let tunnel = match delivery {
-                    Delivery::Gue { tunnel } | Delivery::Ipip { tunnel } => *tunnel,
-                    Delivery::L2 => vip.ip(),
+                let (Delivery::Gue { tunnel } | Delivery::Ipip { tunnel }) = *delivery else {
+                    return Err("a routed backend without a tunnel".to_owned());
                 };
                 let toward = kernel_source(tunnel)
                     .ok_or_else(|| format!("no route to {tunnel} to probe by"))?;
@@ -330,7 +345,7 @@ impl Target {
                     Some(toward)
                 } else {
                     netif::holder(toward)
-                        .and_then(|interface| netif::address(&interface, vip.is_ipv6()))
+                        .and_then(|interface| own_address(config, &interface, vip.is_ipv6()))
                 };
                 let source = source.ok_or_else(|| {
                     format!("no {family} address on the way to {tunnel} to probe from")
@@ -338,10 +353,8 @@ impl Target {
                 (Exit::Routed, delivery, source)
             }
         };
-        if config.listeners.iter().any(|l| l.address == source) {
-            return Err(format!(
-                "the only {family} address to probe from, {source}, is a VIP"
-            ));
+        if is_vip(config, source) {
+            return Err(format!("the address to probe from, {source}, is a VIP"));
         }
         let wrap = match *delivery {
             Delivery::L2 => None,
@@ -403,7 +416,14 @@ impl Target {
             None => inner_protocol,
         };
         payload.extend_from_slice(&inner);
-        ip_packet(outer_source, wrap.tunnel, protocol, &payload)
+        // An outer IPv6 header's flow label from the hash, as the data path writes it.
+        ip_packet(
+            outer_source,
+            wrap.tunnel,
+            protocol,
+            &payload,
+            hash & 0xf_ffff,
+        )
     }
 }
 
@@ -412,6 +432,17 @@ const IPPROTO_UDP: u8 = 17;
 const IPPROTO_IPV6: u8 = 41;
 const UDP_HLEN: usize = 8;
 const GUE_HLEN: usize = 4;
+
+fn is_vip(config: &RouterConfig, address: IpAddr) -> bool {
+    config.listeners.iter().any(|l| l.address == address)
+}
+
+/// An address of the family (IPv6 if `v6`) on `interface` that is not a VIP.
+fn own_address(config: &RouterConfig, interface: &str, v6: bool) -> Option<IpAddr> {
+    netif::addresses(interface)
+        .into_iter()
+        .find(|&address| address.is_ipv6() == v6 && !is_vip(config, address))
+}
 
 /// The source address the kernel picks to reach `destination`, if it has a route.
 fn kernel_source(destination: IpAddr) -> Option<IpAddr> {
@@ -425,8 +456,15 @@ fn kernel_source(destination: IpAddr) -> Option<IpAddr> {
     Some(socket.local_addr().ok()?.ip())
 }
 
-/// An IPv4 (checksummed, don't fragment) or IPv6 packet of `protocol` around `payload`.
-fn ip_packet(source: IpAddr, destination: IpAddr, protocol: u8, payload: &[u8]) -> Vec<u8> {
+/// An IPv4 (checksummed, don't fragment) or IPv6 (with `flow_label`) packet of `protocol`
+/// around `payload`.
+fn ip_packet(
+    source: IpAddr,
+    destination: IpAddr,
+    protocol: u8,
+    payload: &[u8],
+    flow_label: u32,
+) -> Vec<u8> {
     let mut packet = Vec::with_capacity(40 + payload.len());
     match (source, destination) {
         (IpAddr::V4(source), IpAddr::V4(destination)) => {
@@ -439,7 +477,7 @@ fn ip_packet(source: IpAddr, destination: IpAddr, protocol: u8, payload: &[u8]) 
             packet[10..12].copy_from_slice(&checksum.to_be_bytes());
         }
         _ => {
-            packet.extend_from_slice(&[0x60, 0, 0, 0]);
+            packet.extend_from_slice(&(0x6000_0000 | flow_label & 0xf_ffff).to_be_bytes());
             packet.extend_from_slice(&(payload.len() as u16).to_be_bytes());
             packet.extend_from_slice(&[protocol, 64]);
             packet.extend_from_slice(&ipv6_octets(source));
@@ -475,7 +513,7 @@ fn udp_packet(source: SocketAddr, destination: SocketAddr, payload: &[u8]) -> Ve
         checksum => checksum,
     };
     udp[6..8].copy_from_slice(&checksum.to_be_bytes());
-    ip_packet(source.ip(), destination.ip(), IPPROTO_UDP, &udp)
+    ip_packet(source.ip(), destination.ip(), IPPROTO_UDP, &udp, 0)
 }
 
 fn ipv6_octets(address: IpAddr) -> [u8; 16] {
@@ -543,8 +581,9 @@ impl Sockets {
             .map_err(|err| err.to_string())
     }
 
-    /// Sends `packet` (an IP packet) for `target`.
-    fn send(&self, target: &Target, packet: &[u8]) -> Result<(), String> {
+    /// Sends `packet` (an IP packet) for `target`: `Ok(false)` if the socket had no room
+    /// for it (not the backend's fault: the probe does not count).
+    fn send(&self, target: &Target, packet: &[u8]) -> Result<bool, String> {
         let outer_v6 = target.outer_destination().is_ipv6();
         let sent = match target.exit {
             Exit::Link { ifindex, macs } => {
@@ -567,7 +606,16 @@ impl Sockets {
                 socket.send_to(packet, &destination.into())
             }
         };
-        sent.map(drop).map_err(|err| format!("cannot send: {err}"))
+        match sent {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err.kind() == io::ErrorKind::WouldBlock
+                    || err.raw_os_error() == Some(libc::ENOBUFS) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(format!("cannot send: {err}")),
+        }
     }
 }
 
@@ -638,16 +686,38 @@ pub async fn run(mut plans: watch::Receiver<Option<Plan>>, changes: mpsc::Sender
         let mut ticks = tokio::time::interval(plan.settings.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut round: Vec<Sent> = Vec::new();
+        // Only the VIP probed answers: the kernel drops the rest.
+        if let Some(listener) = plan.config.listeners.first() {
+            let vip = SocketAddr::new(listener.address, listener.port);
+            let socket = if vip.is_ipv6() {
+                &sockets.answers6
+            } else {
+                &sockets.answers4
+            };
+            if let Ok(socket) = socket {
+                let _ = socket.connect(vip).await;
+            }
+        }
         loop {
             tokio::select! {
+                // Answers waiting are taken before a round is counted.
+                biased;
+                Some((length, from)) = receive(&sockets.answers4, &mut buffer4) => {
+                    answered(&mut round, &buffer4[..length], from);
+                }
+                Some((length, from)) = receive(&sockets.answers6, &mut buffer6) => {
+                    answered(&mut round, &buffer6[..length], from);
+                }
                 _ = ticks.tick() => {
                     for sent in round.drain(..) {
                         let Some(entry) = watched.get_mut(&sent.backend) else {
                             continue;
                         };
                         entry.tally.count(sent.answered, &plan.settings);
-                        // Up is first reported on an answer, not assumed.
-                        if entry.reported.is_none() && entry.tally.up && !sent.answered {
+                        // Up is reported on an answer, not assumed (after an unchecked spell
+                        // too).
+                        let known = matches!(entry.reported, Some((Health::Up | Health::Down, _)));
+                        if !known && entry.tally.up && !sent.answered {
                             continue;
                         }
                         let health = if entry.tally.up { Health::Up } else { Health::Down };
@@ -677,14 +747,26 @@ pub async fn run(mut plans: watch::Receiver<Option<Plan>>, changes: mpsc::Sender
                         let (target, port) = match target {
                             Ok(target) => target,
                             Err(why) => {
-                                if report(entry, &backend.name, Health::Unchecked, why, &changes).await.is_err() {
+                                // A down backend that cannot be probed stays down: nothing
+                                // says it is back.
+                                let (health, detail) = if entry.tally.up {
+                                    (Health::Unchecked, why)
+                                } else {
+                                    (Health::Down, format!("cannot be probed: {why}"))
+                                };
+                                if report(entry, &backend.name, health, detail, &changes).await.is_err() {
                                     return;
                                 }
                                 continue;
                             }
                         };
                         let packet = target.packet(port, &probe.datagram(), &encap);
-                        entry.send_error = sockets.send(&target, &packet).err();
+                        match sockets.send(&target, &packet) {
+                            Ok(true) => entry.send_error = None,
+                            // No room in the socket: this probe does not count.
+                            Ok(false) => continue,
+                            Err(err) => entry.send_error = Some(err),
+                        }
                         round.push(Sent {
                             backend: backend.name.clone(),
                             probe,
@@ -692,12 +774,6 @@ pub async fn run(mut plans: watch::Receiver<Option<Plan>>, changes: mpsc::Sender
                             answered: false,
                         });
                     }
-                }
-                Some((length, from)) = receive(&sockets.answers4, &mut buffer4) => {
-                    answered(&mut round, &buffer4[..length], from);
-                }
-                Some((length, from)) = receive(&sockets.answers6, &mut buffer6) => {
-                    answered(&mut round, &buffer6[..length], from);
                 }
                 changed = plans.changed() => {
                     if changed.is_err() {
@@ -796,9 +872,16 @@ mod tests {
         assert!(!fails_open(["a"].into_iter(), &down(&[])));
     }
 
-    /// The one's complement sum of `octets` folded: 0xffff when a checksum inside is right.
+    /// RFC 1071's sum over `octets`, written apart from the code under test (16-bit adds
+    /// with end-around carry): 0xffff when a checksum inside is right.
     fn verify(octets: &[u8]) -> u16 {
-        fold(sum(octets))
+        let mut sum: u16 = 0;
+        for pair in octets.chunks(2) {
+            let word = u16::from(pair[0]) << 8 | u16::from(pair.get(1).copied().unwrap_or(0));
+            let (added, carried) = sum.overflowing_add(word);
+            sum = added + u16::from(carried);
+        }
+        sum
     }
 
     /// The UDP pseudo-header and datagram of a packet whose IP header is `ip_len` octets.
@@ -903,6 +986,11 @@ mod tests {
             &datagram,
         );
         assert_eq!(packet[6], IPPROTO_IPV6);
+        let (_, source) = flow_addr(probe.source);
+        let (_, vip) = flow_addr(probe.vip.ip());
+        let hash = flow_hash(&source, &vip, 40000u16.to_be(), 443u16.to_be());
+        let label = u32::from_be_bytes(packet[..4].try_into().unwrap()) & 0xf_ffff;
+        assert_eq!(label, hash & 0xf_ffff, "the flow label from the hash");
         assert_eq!(
             &packet[8..20],
             &encap.source6[..12],

@@ -105,18 +105,18 @@ fn interface_request(name: &CString, request: libc::Ioctl) -> std::io::Result<li
     Ok(ifreq)
 }
 
-/// The first address of family IPv6 (`v6`) or IPv4 on interface `name`; none if it has
-/// none or does not exist.
-pub fn address(name: &str, v6: bool) -> Option<IpAddr> {
-    addresses()
+/// The addresses of interface `name` (none if it does not exist), in the kernel's order.
+pub fn addresses(name: &str) -> Vec<IpAddr> {
+    all_addresses()
         .into_iter()
-        .find(|(interface, address)| interface == name && address.is_ipv6() == v6)
+        .filter(|(interface, _)| interface == name)
         .map(|(_, address)| address)
+        .collect()
 }
 
 /// The interface that holds `address`, if one does.
 pub fn holder(address: IpAddr) -> Option<String> {
-    addresses()
+    all_addresses()
         .into_iter()
         .find(|&(_, held)| held == address)
         .map(|(interface, _)| interface)
@@ -124,7 +124,7 @@ pub fn holder(address: IpAddr) -> Option<String> {
 
 /// Every interface's IPv4 and IPv6 addresses (link-local IPv6 ones left out), in the
 /// kernel's order.
-fn addresses() -> Vec<(String, IpAddr)> {
+fn all_addresses() -> Vec<(String, IpAddr)> {
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `list` with a list that freeifaddrs frees below.
     if unsafe { libc::getifaddrs(&mut list) } != 0 {

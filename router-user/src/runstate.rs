@@ -148,12 +148,6 @@ impl RunState {
         self.epoch = epoch;
         self.limits = config.limits;
         self.routing_digest = config.routing_digest();
-        // Health is kept for the backends still checked.
-        if config.health.is_none() {
-            self.health.clear();
-        }
-        self.health
-            .retain(|name, _| config.backends.iter().any(|b| &b.name == name));
         self.codepoints = config
             .cid_configs
             .iter()

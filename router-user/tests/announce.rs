@@ -119,9 +119,11 @@ fn the_controller_announces_each_vip_while_the_data_path_runs_and_withdraws_on_r
     );
     assert_eq!(routes(&deployment), [v4.clone(), v6.clone()]);
 
-    // A controller that crashes leaves the announcement: the data path keeps routing.
-    controller.kill();
-    std::thread::sleep(Duration::from_millis(1500));
+    // A controller that stops, or crashes, leaves the announcement: the data path keeps
+    // routing.
+    controller.terminate();
+    assert_eq!(routes(&deployment), [v4.clone(), v6.clone()]);
+    deployment.start(&[]).kill();
     assert_eq!(routes(&deployment), [v4.clone(), v6.clone()]);
     let controller = deployment.start(&[]);
 

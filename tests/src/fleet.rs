@@ -877,6 +877,16 @@ pub fn exchange_each(
     })
 }
 
+/// How many of the open connections answer their next request from their own server
+/// within `within`.
+pub fn answering(fleet: &impl Clients, open: &[OpenConnection], within: Duration) -> usize {
+    exchange_each(fleet, open, within)
+        .iter()
+        .zip(open)
+        .filter(|(result, connection)| result.as_ref() == Ok(&connection.backend))
+        .count()
+}
+
 /// What draining a backend did.
 pub struct Drain {
     pub drained: String,

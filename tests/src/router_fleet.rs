@@ -553,6 +553,13 @@ pub struct LossMeter {
     threads: Vec<JoinHandle<()>>,
 }
 
+impl Drop for LossMeter {
+    /// A meter a test dropped without `stop` (it panicked) stops too; its threads end.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 /// What a loss meter saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Loss {
@@ -631,9 +638,9 @@ impl LossMeter {
     }
 
     /// Stops, waits for what is in flight, and tells what was lost.
-    pub fn stop(self) -> Loss {
+    pub fn stop(mut self) -> Loss {
         self.stop.store(true, Ordering::Relaxed);
-        for thread in self.threads {
+        for thread in std::mem::take(&mut self.threads) {
             thread.join().expect("meter thread");
         }
         let sent = self.sent.load(Ordering::Relaxed);

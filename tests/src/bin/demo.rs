@@ -19,7 +19,7 @@ use std::{
 
 use integration_tests::{
     fleet::{
-        Fleet, H3Fleet, Resume, Round, Servers, connections, drain, exchange_each, migrate,
+        Fleet, H3Fleet, Resume, Round, Servers, answering, connections, drain, migrate,
         open_connections, resume,
     },
     quic::{Tickets, Tokens},
@@ -290,11 +290,7 @@ fn fleet_demo(binary: &Path) {
         );
     }
     let report = |fleet: &RouterFleet, what: &str| {
-        let alive = exchange_each(fleet, &open, Duration::from_secs(5))
-            .iter()
-            .zip(&open)
-            .filter(|(result, connection)| result.as_ref() == Ok(&connection.backend))
-            .count();
+        let alive = answering(fleet, &open, Duration::from_secs(5));
         println!("      {what}: {alive}/300 connections answered by their own server");
     };
 
@@ -362,11 +358,7 @@ fn fleet_demo(binary: &Path) {
     };
     fleet.power_off(2);
     fleet.wait_for_paths(2);
-    let alive = exchange_each(&fleet, &open, Duration::from_secs(5))
-        .iter()
-        .zip(&open)
-        .filter(|(result, connection)| result.as_ref() == Ok(&connection.backend))
-        .count();
+    let alive = answering(&fleet, &open, Duration::from_secs(5));
     println!(
         "      router2 powered off: {alive}/300 connections answered by their own server, {} broken",
         300 - alive
