@@ -108,6 +108,10 @@ counter_list! {
         /// encapsulated and passed to the stack, which resolves or drops it (dropped if it
         /// came in with an 802.1Q tag).
         NextHopUnresolved => "next_hop_unresolved",
+        /// A unicast frame for another MAC on the interface the controller attached to (a
+        /// switch's flood): passed to the stack untouched, which drops it; routers on one
+        /// segment do not all route a flooded packet.
+        OtherHost => "other_host",
     }
 }
 

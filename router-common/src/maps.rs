@@ -329,6 +329,13 @@ pub mod specs {
         size_of::<BackendEntry>(),
         Entries::PerBackendIndex(GENERATIONS),
     );
+    pub const INGRESS: MapSpec = spec(
+        "INGRESS",
+        MapKind::Array,
+        U32,
+        size_of::<Ingress>(),
+        Entries::Fixed(1),
+    );
     pub const ENCAP_CONFIG: MapSpec = spec(
         "ENCAP_CONFIG",
         MapKind::Array,
@@ -431,8 +438,9 @@ pub mod specs {
 
 /// The maps that hold the router's state, pinned so that the data path outlives the
 /// controller and a new controller adopts them.
-pub const PINNED_MAPS: [MapSpec; 19] = [
+pub const PINNED_MAPS: [MapSpec; 20] = [
     specs::CONTROL,
+    specs::INGRESS,
     specs::LISTENER_PORTS,
     specs::LISTENERS,
     specs::CID_CONFIGS,
@@ -457,8 +465,8 @@ pub const PINNED_MAPS: [MapSpec; 19] = [
 pub const UNPINNED_MAPS: [MapSpec; 2] = [specs::VERDICT, specs::ICMP_BUDGET];
 
 /// Every map of the router's object: the pinned ones and the others.
-pub const ROUTER_MAPS: [MapSpec; 21] = {
-    let mut all = [specs::VERDICT; 21];
+pub const ROUTER_MAPS: [MapSpec; 22] = {
+    let mut all = [specs::VERDICT; 22];
     let mut i = 0;
     while i < PINNED_MAPS.len() {
         all[i] = PINNED_MAPS[i];
@@ -735,6 +743,30 @@ pub struct EncapConfig {
     pub _pad: [u8; 2],
 }
 
+/// The interface the controller attached the program to (the `INGRESS` value): a unicast
+/// frame that arrives there for another MAC (a switch's flood) is not this router's to route;
+/// every router on the segment would otherwise route it. An `ifindex` of 0 (nothing written:
+/// a program that no controller attached, a test run) checks nothing.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ingress {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+impl Ingress {
+    /// Whether a frame for `destination` that arrived on `ifindex` is this router's: not a
+    /// unicast frame for another MAC on the interface it guards.
+    #[inline(always)]
+    pub fn takes(&self, ifindex: u32, destination: &[u8; 6]) -> bool {
+        self.ifindex == 0
+            || self.ifindex != ifindex
+            || destination[0] & 1 != 0
+            || *destination == self.mac
+    }
+}
+
 impl EncapConfig {
     /// The outer source address of the flow with `hash`: the prefix's address with the
     /// hash in its host bits (IPv4 in the first four octets).
@@ -942,6 +974,7 @@ mod pod {
     // SAFETY: all are repr(C) plain data without padding that could hold uninitialised bytes
     // the kernel would read (explicit `_pad` fields fill the gaps).
     unsafe impl aya::Pod for super::Control {}
+    unsafe impl aya::Pod for super::Ingress {}
     unsafe impl aya::Pod for super::ListenerKey {}
     unsafe impl aya::Pod for super::PortListeners {}
     unsafe impl aya::Pod for super::CidConfigEntry {}

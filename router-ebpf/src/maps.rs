@@ -7,7 +7,8 @@ use aya_ebpf::{
 };
 use router_common::maps::{
     BackendCounters, BackendEntry, CidCacheSet, CidCacheWay, CidConfigEntry, Control, EncapConfig,
-    IcmpBudget, ListenerKey, PortListeners, ServerIdKey, TokenFlow, TokenFlowKey, Verdict, specs,
+    IcmpBudget, Ingress, ListenerKey, PortListeners, ServerIdKey, TokenFlow, TokenFlowKey, Verdict,
+    specs,
 };
 
 // Routing state, in two generations (see router_common::maps): user space writes it.
@@ -15,6 +16,10 @@ use router_common::maps::{
 /// The epoch, whose low bit names the generation packets use.
 #[map]
 pub static CONTROL: Array<Control> = Array::with_max_entries(specs::CONTROL.default_entries(), 0);
+
+/// The interface the controller attached to, and its MAC: frames for other hosts pass.
+#[map]
+pub static INGRESS: Array<Ingress> = Array::with_max_entries(specs::INGRESS.default_entries(), 0);
 
 /// The listeners of each UDP port: most traffic is told apart by this one lookup.
 #[map]

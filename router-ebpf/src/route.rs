@@ -15,11 +15,13 @@ use router_common::{
         ListenerKey, NO_BACKEND, PortMatch, backend_slot, fallback_slot, listener_port_slot,
     },
 };
-use router_ebpf::parse::{Datagram, packet_len, parse_datagram, write_array};
+use router_ebpf::parse::{Datagram, Packet as _, packet_len, parse_datagram, write_array};
 
 use crate::{
     encap::{Handoff, encapsulate_and_redirect},
-    maps::{BACKENDS, CONTROL, ENCAP_CONFIG, FALLBACK, LISTENER_PORTS, LISTENERS, TX_PORTS},
+    maps::{
+        BACKENDS, CONTROL, ENCAP_CONFIG, FALLBACK, INGRESS, LISTENER_PORTS, LISTENERS, TX_PORTS,
+    },
     quic::parse_header,
     stats,
     token::route_by_server_id,
@@ -31,7 +33,9 @@ use crate::{
 #[inline(always)]
 pub const fn unrouted_action(outcome: Outcome) -> u32 {
     match outcome {
-        Outcome::NotListener | Outcome::Fragment | Outcome::Ipv6Extension => XDP_PASS,
+        Outcome::NotListener | Outcome::Fragment | Outcome::Ipv6Extension | Outcome::OtherHost => {
+            XDP_PASS
+        }
         _ => XDP_DROP,
     }
 }
@@ -47,6 +51,14 @@ pub fn finish_unrouted(ctx: &XdpContext, outcome: Outcome) -> u32 {
 
 #[inline(always)]
 pub fn try_route(ctx: &XdpContext) -> Result<u32, Outcome> {
+    if let Some(ingress) = INGRESS.get(0) {
+        let destination: [u8; 6] = ctx.load_array(0)?;
+        // SAFETY: the program's context, valid for this run.
+        let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+        if !ingress.takes(ifindex, &destination) {
+            return Err(Outcome::OtherHost);
+        }
+    }
     let epoch = CONTROL.get(0).map_or(0, |control| control.epoch);
     let generation = Control { epoch }.generation();
     let mut datagram = Datagram::default();

@@ -320,6 +320,10 @@ impl Controller {
             }
         };
         state.program_id = program_id;
+        // Frames for other hosts (a switch's flood) are not this router's to route.
+        if let Err(err) = router.guard_ingress(&options.iface) {
+            warn!(%err, "cannot record the interface's MAC: frames for other hosts are routed too");
+        }
         if let Err(err) = state.store(&paths.state()) {
             // The router runs the config recorded; only the program's ID is missing.
             warn!(%err, "cannot record the attached program's ID");
@@ -391,6 +395,8 @@ impl Controller {
                     }
                     self.apply_health();
                     self.announce_vips();
+                    // The interface's MAC may change under it.
+                    let _ = self.router.guard_ingress(&self.options.iface);
                 }
                 Some(change) = health_changes.recv() => self.health_changed(change),
                 Some((request, reply)) = incoming.recv() => {

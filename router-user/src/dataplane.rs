@@ -19,7 +19,7 @@ use router_common::{
     counters::{LocalOutcome, Outcome},
     maps::{
         BackendCounters, BackendEntry, CID_CONFIG_SLOTS, CidConfigEntry, Control, EncapConfig,
-        LOCAL_WORKER_IFINDEX, Limits, ListenerKey, MapSpec, PORTS, PortListeners,
+        Ingress, LOCAL_WORKER_IFINDEX, Limits, ListenerKey, MapSpec, PORTS, PortListeners,
         SHORT_SERVER_ID_SLOTS, ServerIdKey, backend_slot, cid_config_slot, fallback_slot,
         listener_port_slot, short_server_id_slot, specs, worker_socket_slot,
     },
@@ -120,6 +120,7 @@ pub struct Dataplane {
     short_server_ids: MappedArray,
     backends: Array<MapData, BackendEntry>,
     encap_config: Array<MapData, EncapConfig>,
+    ingress: Array<MapData, Ingress>,
     fallback: Array<MapData, u32>,
     tx_port_map: DevMapHash<MapData>,
     stats: PerCpuArray<MapData, u64>,
@@ -190,6 +191,7 @@ impl Dataplane {
             short_server_ids: take_mapped(ebpf, &specs::SHORT_SERVER_IDS)?,
             backends: take(ebpf, &specs::BACKENDS)?,
             encap_config: take(ebpf, &specs::ENCAP_CONFIG)?,
+            ingress: take(ebpf, &specs::INGRESS)?,
             fallback: take(ebpf, &specs::FALLBACK)?,
             tx_port_map,
             stats: take(ebpf, &specs::STATS)?,
@@ -428,6 +430,20 @@ impl Dataplane {
             previous.map(|p| &p.listeners),
         )?;
         Ok(())
+    }
+
+    /// The interface the program guards, and its MAC ([`Ingress`]).
+    pub fn ingress(&self) -> Result<Ingress, DataplaneError> {
+        self.ingress
+            .get(&0, 0)
+            .map_err(map_error(specs::INGRESS.name))
+    }
+
+    /// Makes the program route only frames for `ingress`'s MAC on its interface.
+    pub fn set_ingress(&mut self, ingress: Ingress) -> Result<(), DataplaneError> {
+        self.ingress
+            .set(0, ingress, 0)
+            .map_err(map_error(specs::INGRESS.name))
     }
 
     /// The local workers' socket slots.

@@ -28,7 +28,7 @@ use aya::{
 };
 use router_common::{
     counters::Outcome,
-    maps::{LOCAL_WORKER_IFINDEX, Limits, NO_BACKEND, Verdict, specs},
+    maps::{Ingress, LOCAL_WORKER_IFINDEX, Limits, NO_BACKEND, Verdict, specs},
 };
 use serde::{Deserialize, Serialize};
 
@@ -94,6 +94,8 @@ pub enum RouterError {
         "the config's [limits] differ from the running router's ({0}): a running router's maps cannot be resized; keep the old limits, or `quic-router detach` first (routing stops until the next start)"
     )]
     LimitsChanged(String),
+    #[error("the router's interface: {0}")]
+    Ingress(netif::NetifError),
     #[error("this router was not loaded to explain packets (LoadOptions::trace_verdicts)")]
     NotTracing,
     #[error("no router is attached to {0}")]
@@ -334,6 +336,22 @@ impl Router {
             link_path,
             replace,
         )?)
+    }
+
+    /// Makes the program route only the frames addressed to `iface`'s MAC that arrive on
+    /// `iface` (unicast frames for other hosts, a switch's flood, pass to the stack); what it
+    /// wrote. Called again when the interface changes (a new MAC, or index).
+    pub fn guard_ingress(&mut self, iface: &str) -> Result<Ingress, RouterError> {
+        let interface = netif::lookup(iface).map_err(RouterError::Ingress)?;
+        let ingress = Ingress {
+            ifindex: interface.ifindex,
+            mac: interface.mac,
+            _pad: [0; 2],
+        };
+        if self.dataplane.ingress()? != ingress {
+            self.dataplane.set_ingress(ingress)?;
+        }
+        Ok(ingress)
     }
 
     /// Attaches the XDP program to `iface` until this router drops (tests, benchmarks and

@@ -114,6 +114,7 @@ fn routers_fail_drain_and_upgrade_without_breaking_a_connection() {
     assert_eq!(loss.lost, 0, "a planned drain loses nothing: {loss:?}");
 
     // Router2 loses power: its link and daemons gone at once.
+    let flooded = fleet.counter(0, "other_host");
     let meter = LossMeter::start(&fleet, PACE);
     std::thread::sleep(Duration::from_millis(300));
     let start = Instant::now();
@@ -129,6 +130,10 @@ fn routers_fail_drain_and_upgrade_without_breaking_a_connection() {
         open.len()
     );
     assert_eq!(broken, 0);
+    // The switch flooded the frames for router2's MAC until BGP moved them; router0 saw them
+    // and left them to its stack: nothing arrived twice.
+    assert!(fleet.counter(0, "other_host") > flooded);
+    assert_eq!(loss.duplicated, 0, "{loss:?}");
 }
 
 /// Side by side: the same failure where the fleet routes by a 4-tuple hash that differs
@@ -145,11 +150,18 @@ fn with_a_4_tuple_hash_per_router_a_router_failure_breaks_connections() {
     );
     let open = open_connections(&fleet, 300, 30_000).unwrap_or_else(|err| panic!("{err}"));
     all_alive(&fleet, &open, "with three routers");
+    let flooded: Vec<u64> = (0..2).map(|k| fleet.counter(k, "other_host")).collect();
     let start = Instant::now();
     fleet.power_off(2);
     fleet.wait_for_paths(ROUTERS - 1);
     let converged_in = start.elapsed();
     let broken = broken(&fleet, &open);
+    for (k, before) in flooded.into_iter().enumerate() {
+        assert!(
+            fleet.counter(k, "other_host") > before,
+            "router{k} saw no flood"
+        );
+    }
     eprintln!(
         "4-tuple hash per router, power off: routes moved in {} ms; {broken} of {} connections broken",
         converged_in.as_millis(),

@@ -50,8 +50,9 @@ const ROUTER_AS: u32 = 65001;
 const SEGMENT_NET: usize = 70;
 
 /// The routers' segment with the upstream router (a bridge of its own, so that a router
-/// that dies leaves the upstream's link up, as behind a switch): the upstream is .1, router
-/// `k` .(2+k) (and the same in 2001:db8:60::/64).
+/// that dies leaves the upstream's link up, as behind a switch; the bridge floods the frames
+/// for a dead router's MAC to the others, as a switch does): the upstream is .1, router `k`
+/// .(2+k) (and the same in 2001:db8:60::/64).
 const UPLINK_NET: usize = 60;
 
 fn uplink_host(k: usize) -> u8 {
@@ -277,12 +278,7 @@ impl RouterFleet {
         let routers: Vec<Netns> = (0..ROUTERS)
             .map(|k| {
                 let router = Netns::create(&format!("router{k}"));
-                let port = format!("s-u{k}");
-                into_switch(&router, &uplink(k), &port, "bu");
-                // No unknown unicast to the routers (storm control): the frames for a router
-                // that died are lost until BGP withdraws it, not flooded to the others (whose
-                // programs would route them: they do not check the destination MAC).
-                switch.exec("bridge", &["link", "set", "dev", &port, "flood", "off"]);
+                into_switch(&router, &uplink(k), &format!("s-u{k}"), "bu");
                 add_subnet(&router, &uplink(k), UPLINK_NET, uplink_host(k));
                 into_switch(&router, "b0", &format!("s-r{k}"), "br0");
                 add_subnet(&router, "b0", SEGMENT_NET, 1 + k as u8);

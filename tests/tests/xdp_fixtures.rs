@@ -851,6 +851,56 @@ fn without_active_backends_fallback_traffic_is_dropped() {
     );
 }
 
+/// A unicast frame for another MAC on the interface the controller guards passes to the
+/// stack: a switch's flood is not routed by every router on the segment.
+#[test]
+fn frames_for_another_mac_on_the_guarded_interface_are_passed() {
+    let config = ConfigFile::standard().load();
+    let mut router = TestRouter::new(&config);
+    let to_beta = udp(false, short_header(&mint(0, "0a02", 31))).frame();
+    check(
+        &router,
+        "nothing guarded yet",
+        &to_beta,
+        XDP_REDIRECT,
+        Outcome::RoutedByServerId,
+        Some("beta"),
+    );
+    // A test run's frames arrive on the namespace's loopback (index 1, MAC zero).
+    let ingress = router.guard_ingress("lo").unwrap();
+    assert_eq!(ingress.ifindex, 1);
+    check(
+        &router,
+        "for another MAC",
+        &to_beta,
+        XDP_PASS,
+        Outcome::OtherHost,
+        None,
+    );
+    for (name, destination) in [("for lo's MAC", ingress.mac), ("broadcast", [0xff; 6])] {
+        let mut frame = to_beta.clone();
+        frame[..6].copy_from_slice(&destination);
+        check(
+            &router,
+            name,
+            &frame,
+            XDP_REDIRECT,
+            Outcome::RoutedByServerId,
+            Some("beta"),
+        );
+    }
+    // Guarding another interface leaves frames that arrive elsewhere alone.
+    router.guard_ingress("be1").unwrap();
+    check(
+        &router,
+        "arrived on another interface",
+        &to_beta,
+        XDP_REDIRECT,
+        Outcome::RoutedByServerId,
+        Some("beta"),
+    );
+}
+
 #[test]
 fn a_vanished_interface_counts_as_redirect_failure() {
     let config = ConfigFile::standard().load();
