@@ -14,12 +14,12 @@
 //! server IDs keep routing its own connections); `rise` answers in a row bring it back.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket as StdUdpSocket},
     ops::Range,
     sync::Arc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use router_common::{
@@ -650,12 +650,59 @@ fn link_address(ifindex: u32, ethertype: u16, macs: &[u8; 12]) -> SockAddr {
     unsafe { SockAddr::new(storage, size_of::<libc::sockaddr_ll>() as libc::socklen_t) }
 }
 
-/// One backend's probe in the current round.
+/// A probe in flight: its backend, when it is counted, and whether it was answered.
 struct Sent {
     backend: String,
     probe: Probe,
     vip: SocketAddr,
+    due: Instant,
     answered: bool,
+}
+
+/// The probes in flight, found by the connection ID their answer echoes, counted in the
+/// order they were sent.
+#[derive(Default)]
+struct InFlight {
+    by_cid: HashMap<[u8; CID_LEN], Sent>,
+    order: VecDeque<[u8; CID_LEN]>,
+}
+
+impl InFlight {
+    fn push(&mut self, sent: Sent) {
+        let cid = sent.probe.scid;
+        self.order.push_back(cid);
+        self.by_cid.insert(cid, sent);
+    }
+
+    /// Marks the probe that `reply`, from `from`, answers (if any): it must come from the VIP
+    /// and port probed, and be that probe's own Version Negotiation.
+    fn answered(&mut self, reply: &[u8], from: SocketAddr) {
+        // A Version Negotiation's DCID (the probe's SCID) follows the first octet, the
+        // version and its length.
+        let Some(cid) = reply
+            .get(5..6 + CID_LEN)
+            .filter(|header| usize::from(header[0]) == CID_LEN)
+            .and_then(|header| <[u8; CID_LEN]>::try_from(&header[1..]).ok())
+        else {
+            return;
+        };
+        if let Some(sent) = self.by_cid.get_mut(&cid)
+            && sent.vip == from
+            && sent.probe.answered_by(reply)
+        {
+            sent.answered = true;
+        }
+    }
+
+    /// The oldest probe, if it is due to be counted at `now`.
+    fn due(&mut self, now: Instant) -> Option<Sent> {
+        let cid = *self.order.front()?;
+        if self.by_cid.get(&cid).is_some_and(|sent| sent.due > now) {
+            return None;
+        }
+        self.order.pop_front();
+        self.by_cid.remove(&cid)
+    }
 }
 
 /// One backend's health as the checks last reported it, and its tally.
@@ -666,9 +713,13 @@ struct Watched {
     send_error: Option<String>,
 }
 
-/// Runs the checks of the latest plan until `plans` closes: a probe to each backend every
-/// interval, the answers counted when the next is due; reports each backend's health when
-/// first known and at each change.
+/// The fewest milliseconds between two probes: at most a thousand a second, whatever the
+/// number of backends (more backends than that make each one's interval longer).
+const MIN_PACE: Duration = Duration::from_millis(1);
+
+/// Runs the checks of the latest plan until `plans` closes: each backend probed once an
+/// interval, the probes spread over it, each answer counted an interval after its probe;
+/// reports each backend's health when first known and at each change.
 pub async fn run(mut plans: watch::Receiver<Option<Plan>>, changes: mpsc::Sender<Change>) {
     let sockets = Sockets::open();
     let mut watched: BTreeMap<String, Watched> = BTreeMap::new();
@@ -683,9 +734,11 @@ pub async fn run(mut plans: watch::Receiver<Option<Plan>>, changes: mpsc::Sender
         };
         watched.retain(|name, _| plan.config.backends.iter().any(|b| &b.name == name));
         let encap = encap_config(&plan.config.encapsulation);
-        let mut ticks = tokio::time::interval(plan.settings.interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut round: Vec<Sent> = Vec::new();
+        let backends = plan.config.backends.len().max(1) as u32;
+        let mut pace = tokio::time::interval((plan.settings.interval / backends).max(MIN_PACE));
+        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next = 0;
+        let mut in_flight = InFlight::default();
         // Only the VIP probed answers: the kernel drops the rest.
         if let Some(listener) = plan.config.listeners.first() {
             let vip = SocketAddr::new(listener.address, listener.port);
@@ -700,16 +753,17 @@ pub async fn run(mut plans: watch::Receiver<Option<Plan>>, changes: mpsc::Sender
         }
         loop {
             tokio::select! {
-                // Answers waiting are taken before a round is counted.
+                // Answers waiting are taken before a probe is counted.
                 biased;
                 Some((length, from)) = receive(&sockets.answers4, &mut buffer4) => {
-                    answered(&mut round, &buffer4[..length], from);
+                    in_flight.answered(&buffer4[..length], from);
                 }
                 Some((length, from)) = receive(&sockets.answers6, &mut buffer6) => {
-                    answered(&mut round, &buffer6[..length], from);
+                    in_flight.answered(&buffer6[..length], from);
                 }
-                _ = ticks.tick() => {
-                    for sent in round.drain(..) {
+                _ = pace.tick() => {
+                    let now = Instant::now();
+                    while let Some(sent) = in_flight.due(now) {
                         let Some(entry) = watched.get_mut(&sent.backend) else {
                             continue;
                         };
@@ -730,50 +784,53 @@ pub async fn run(mut plans: watch::Receiver<Option<Plan>>, changes: mpsc::Sender
                             return;
                         }
                     }
-                    for backend in &plan.config.backends {
-                        let entry = watched.entry(backend.name.clone()).or_insert_with(|| Watched {
-                            tally: Tally {
-                                up: plan.known.get(&backend.name) != Some(&Health::Down),
-                                streak: 0,
-                            },
-                            reported: None,
-                            send_error: None,
-                        });
-                        let probe = Probe::new();
-                        let target = Target::of(backend, &plan.config).and_then(|target| {
-                            let port = sockets.answers(target.vip.is_ipv6())?;
-                            Ok((target, port))
-                        });
-                        let (target, port) = match target {
-                            Ok(target) => target,
-                            Err(why) => {
-                                // A down backend that cannot be probed stays down: nothing
-                                // says it is back.
-                                let (health, detail) = if entry.tally.up {
-                                    (Health::Unchecked, why)
-                                } else {
-                                    (Health::Down, format!("cannot be probed: {why}"))
-                                };
-                                if report(entry, &backend.name, health, detail, &changes).await.is_err() {
-                                    return;
-                                }
-                                continue;
+                    let Some(backend) = plan.config.backends.get(next) else {
+                        continue;
+                    };
+                    next = (next + 1) % plan.config.backends.len();
+                    let entry = watched.entry(backend.name.clone()).or_insert_with(|| Watched {
+                        tally: Tally {
+                            up: plan.known.get(&backend.name) != Some(&Health::Down),
+                            streak: 0,
+                        },
+                        reported: None,
+                        send_error: None,
+                    });
+                    let probe = Probe::new();
+                    let target = Target::of(backend, &plan.config).and_then(|target| {
+                        let port = sockets.answers(target.vip.is_ipv6())?;
+                        Ok((target, port))
+                    });
+                    let (target, port) = match target {
+                        Ok(target) => target,
+                        Err(why) => {
+                            // A down backend that cannot be probed stays down: nothing says
+                            // it is back.
+                            let (health, detail) = if entry.tally.up {
+                                (Health::Unchecked, why)
+                            } else {
+                                (Health::Down, format!("cannot be probed: {why}"))
+                            };
+                            if report(entry, &backend.name, health, detail, &changes).await.is_err() {
+                                return;
                             }
-                        };
-                        let packet = target.packet(port, &probe.datagram(), &encap);
-                        match sockets.send(&target, &packet) {
-                            Ok(true) => entry.send_error = None,
-                            // No room in the socket: this probe does not count.
-                            Ok(false) => continue,
-                            Err(err) => entry.send_error = Some(err),
+                            continue;
                         }
-                        round.push(Sent {
-                            backend: backend.name.clone(),
-                            probe,
-                            vip: target.vip,
-                            answered: false,
-                        });
+                    };
+                    let packet = target.packet(port, &probe.datagram(), &encap);
+                    match sockets.send(&target, &packet) {
+                        Ok(true) => entry.send_error = None,
+                        // No room in the socket: this probe does not count.
+                        Ok(false) => continue,
+                        Err(err) => entry.send_error = Some(err),
                     }
+                    in_flight.push(Sent {
+                        backend: backend.name.clone(),
+                        probe,
+                        vip: target.vip,
+                        due: now + plan.settings.interval,
+                        answered: false,
+                    });
                 }
                 changed = plans.changed() => {
                     if changed.is_err() {
@@ -817,17 +874,6 @@ async fn receive(
     match socket {
         Ok(socket) => socket.recv_from(buffer).await.ok(),
         Err(_) => std::future::pending().await,
-    }
-}
-
-/// Marks the probe that `reply`, from `from`, answers (if any): it must come from the VIP
-/// and port probed, and be that probe's own Version Negotiation.
-fn answered(round: &mut [Sent], reply: &[u8], from: SocketAddr) {
-    if let Some(sent) = round
-        .iter_mut()
-        .find(|sent| sent.vip == from && sent.probe.answered_by(reply))
-    {
-        sent.answered = true;
     }
 }
 
@@ -1001,7 +1047,7 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_counts_only_from_the_vip_probed() {
+    fn an_answer_counts_only_from_the_vip_probed_and_probes_are_counted_when_due() {
         let probe = Probe::new();
         let vip: SocketAddr = "198.18.0.10:443".parse().unwrap();
         let datagram = probe.datagram();
@@ -1011,16 +1057,31 @@ mod tests {
         reply.push(8);
         reply.extend_from_slice(&datagram[6..14]);
         reply.extend_from_slice(&1u32.to_be_bytes());
-        let mut round = [Sent {
-            backend: "alpha".into(),
-            probe,
-            vip,
-            answered: false,
-        }];
-        answered(&mut round, &reply, "198.18.0.11:443".parse().unwrap());
-        answered(&mut round, &reply, "198.18.0.10:444".parse().unwrap());
-        assert!(!round[0].answered);
-        answered(&mut round, &reply, vip);
-        assert!(round[0].answered);
+        let now = Instant::now();
+        let mut in_flight = InFlight::default();
+        for (backend, probe, due) in [
+            ("alpha", probe, now),
+            ("beta", Probe::new(), now + Duration::from_secs(1)),
+        ] {
+            in_flight.push(Sent {
+                backend: backend.into(),
+                probe,
+                vip,
+                due,
+                answered: false,
+            });
+        }
+        in_flight.answered(&reply, "198.18.0.11:443".parse().unwrap());
+        in_flight.answered(&reply, "198.18.0.10:444".parse().unwrap());
+        in_flight.answered(&reply[..20], vip);
+        in_flight.answered(&reply, vip);
+        let alpha = in_flight.due(now).expect("alpha is due");
+        assert_eq!(alpha.backend, "alpha");
+        assert!(alpha.answered);
+        assert!(in_flight.due(now).is_none(), "beta is not due yet");
+        let beta = in_flight
+            .due(now + Duration::from_secs(1))
+            .expect("beta is due");
+        assert!(!beta.answered, "alpha's answer is not beta's");
     }
 }

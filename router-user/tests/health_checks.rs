@@ -151,6 +151,10 @@ fn a_backend_that_stops_answering_takes_no_new_connections_until_it_answers_agai
         status.contains("health      2 up, 1 down (beta), 0 unchecked"),
         "{status}"
     );
+    assert!(
+        status.contains("            beta down: no answer to 2 probes in a row"),
+        "{status}"
+    );
     let stats = fleet.deployment.stats();
     assert_eq!(stats["backends"]["beta"]["health"], "down", "{stats}");
     assert_eq!(stats["backends"]["alpha"]["health"], "up", "{stats}");

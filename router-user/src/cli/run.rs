@@ -322,6 +322,16 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
                 "            every active backend is down: all take new connections (failing open)"
             );
         }
+        // Why each backend that is not up is so.
+        for (name, record) in &state.health {
+            if record.health != Health::Up {
+                println!(
+                    "            {name} {}: {}",
+                    record.health.name(),
+                    record.detail
+                );
+            }
+        }
     }
     Ok(())
 }
