@@ -1,8 +1,9 @@
 //! VIP announcement (`[announce]`): the controller keeps a route per VIP in the table the
 //! config names, for the host's BGP daemon to announce; `withdraw` and `announce` drain and
-//! restore it, a crashed controller leaves it, a broken data path (its interface down)
-//! withdraws it until it works again, `detach` removes it after the drain, and config edits
-//! follow the listeners. The BGP daemon itself is in the fleet tests. Needs root.
+//! restore it (`withdraw` without a controller too), a crashed controller leaves it, a
+//! broken data path (its interface down) withdraws it until it works again, `detach`
+//! removes it after the drain, and config edits follow the listeners. The BGP daemon itself
+//! is in the fleet tests. Needs root.
 
 use std::{
     path::Path,
@@ -126,6 +127,18 @@ fn the_controller_announces_each_vip_while_the_data_path_runs_and_withdraws_on_r
     deployment.start(&[]).kill();
     assert_eq!(routes(&deployment), [v4.clone(), v6.clone()]);
     let controller = deployment.start(&[]);
+
+    // Without a controller, `withdraw` still drains, and the next controller keeps it so.
+    controller.kill();
+    let said = deployment.cli_ok(&["withdraw", "--iface", "r0"]);
+    assert!(said.contains("no controller runs"), "{said}");
+    assert_eq!(routes(&deployment), Vec::<String>::new());
+    let controller = deployment.start(&[]);
+    let status = deployment.cli_ok(&["status", "--iface", "r0"]);
+    assert!(status.contains("withdrawn by the operator"), "{status}");
+    assert_eq!(routes(&deployment), Vec::<String>::new());
+    deployment.cli_ok(&["announce", "--iface", "r0"]);
+    assert_eq!(routes(&deployment), [v4.clone(), v6.clone()]);
 
     // A route something else removed comes back; a VIP the config no longer lists goes.
     Command::new("ip")

@@ -39,6 +39,7 @@ enum Command {
     Announce(run::IfaceArgs),
     /// Withdraw the VIPs' routes (BGP moves the traffic to the other routers) until
     /// `announce`: a drain for maintenance. The data path keeps routing what still comes.
+    /// Works without a controller too (the next one keeps the withdrawal).
     Withdraw(run::IfaceArgs),
     /// Manage backends through the running controller.
     #[command(subcommand)]
@@ -60,7 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Detach(args) => run::detach(args),
         Command::Reload(args) => run::reload(args),
         Command::Announce(args) => run::send(&args.iface, &Request::Announce).map(drop),
-        Command::Withdraw(args) => run::send(&args.iface, &Request::Withdraw).map(drop),
+        Command::Withdraw(args) => run::withdraw(args),
         Command::Backend(command) => backend::run(command),
         Command::Stats(args) => stats::run(args),
         Command::Status(args) => run::status(args),

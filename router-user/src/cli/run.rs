@@ -136,6 +136,45 @@ pub fn reload(args: IfaceArgs) -> anyhow::Result<()> {
     send(&args.iface, &Request::Reload).map(drop)
 }
 
+/// `withdraw`: through the controller; without one, the routes the run state records are
+/// removed here and the withdrawal recorded for the next controller to keep.
+pub fn withdraw(args: IfaceArgs) -> anyhow::Result<()> {
+    let paths = paths(&args.iface)?;
+    match control::request(&args.iface, &paths.control_socket(), &Request::Withdraw) {
+        Err(control::ControlError::NotRunning { .. }) => {}
+        _ => return send(&args.iface, &Request::Withdraw).map(drop),
+    }
+    // Held while the run state changes: no controller starts meanwhile.
+    let _lock = paths.lock(Duration::ZERO).map_err(BadInput::from)?;
+    let mut state = RunState::load(&paths.state())
+        .map_err(|_| BadInput(anyhow::anyhow!("no router is attached to {}", args.iface)))?;
+    let Some(record) = state.announce.as_mut() else {
+        return Err(BadInput(anyhow::anyhow!(
+            "the config has no [announce]: nothing is announced"
+        ))
+        .into());
+    };
+    let table = record.table;
+    for vip in std::mem::take(&mut record.routes) {
+        if let Err(err) = announce::withdraw(table, vip) {
+            record.routes.push(vip);
+            eprintln!("{err}");
+        }
+    }
+    record.withdrawn = true;
+    let left = !record.routes.is_empty();
+    state
+        .store(&paths.state())
+        .context("cannot record the withdrawal")?;
+    if left {
+        anyhow::bail!("some routes could not be withdrawn (above); the withdrawal is recorded");
+    }
+    println!(
+        "VIPs withdrawn from table {table} (no controller runs: the next one keeps them withdrawn)"
+    );
+    Ok(())
+}
+
 /// How long `detach` waits for a controller to stop.
 const DETACH_WAIT: Duration = Duration::from_secs(10);
 
