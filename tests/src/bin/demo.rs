@@ -323,7 +323,8 @@ fn fleet_demo(binary: &Path) {
     println!(
         "\n(d) router2 loses power: links and daemons gone at once; the upstream's link to the"
     );
-    println!("    switch stays up, and the switch floods no unknown unicast to the routers");
+    println!("    switch stays up; the switch floods router2's frames to the other ports");
+    let flooded = fleet.counter(0, "other_host");
     let meter = LossMeter::start(&fleet, Duration::from_millis(1));
     std::thread::sleep(Duration::from_millis(300));
     let start = Instant::now();
@@ -342,6 +343,10 @@ fn fleet_demo(binary: &Path) {
         loss.lost,
         loss.duplicated,
         loss.longest_gap.as_millis()
+    );
+    println!(
+        "      router0 left {} flooded frames for router2's MAC to its stack (other_host)",
+        fleet.counter(0, "other_host") - flooded
     );
     report(&fleet, "after");
     drop(fleet);
