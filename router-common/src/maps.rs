@@ -756,14 +756,17 @@ pub struct Ingress {
 }
 
 impl Ingress {
-    /// Whether a frame for `destination` that arrived on `ifindex` is this router's: not a
-    /// unicast frame for another MAC on the interface it guards.
+    /// Whether frames that arrive on `ifindex` are checked: it is the interface guarded.
     #[inline(always)]
-    pub fn takes(&self, ifindex: u32, destination: &[u8; 6]) -> bool {
-        self.ifindex == 0
-            || self.ifindex != ifindex
-            || destination[0] & 1 != 0
-            || *destination == self.mac
+    pub fn guards(&self, ifindex: u32) -> bool {
+        self.ifindex != 0 && self.ifindex == ifindex
+    }
+
+    /// Whether a frame for `destination` on the guarded interface is this router's: a group
+    /// address, or the interface's own.
+    #[inline(always)]
+    pub fn takes(&self, destination: &[u8; 6]) -> bool {
+        destination[0] & 1 != 0 || *destination == self.mac
     }
 }
 

@@ -51,13 +51,13 @@ pub fn finish_unrouted(ctx: &XdpContext, outcome: Outcome) -> u32 {
 
 #[inline(always)]
 pub fn try_route(ctx: &XdpContext) -> Result<u32, Outcome> {
-    if let Some(ingress) = INGRESS.get(0) {
-        let destination: [u8; 6] = ctx.load_array(0)?;
-        // SAFETY: the program's context, valid for this run.
-        let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
-        if !ingress.takes(ifindex, &destination) {
-            return Err(Outcome::OtherHost);
-        }
+    // SAFETY: the program's context, valid for this run.
+    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    // The frame's destination is read only where an interface is guarded.
+    if let Some(ingress) = INGRESS.get(0).filter(|ingress| ingress.guards(ifindex))
+        && !ingress.takes(&ctx.load_array(0)?)
+    {
+        return Err(Outcome::OtherHost);
     }
     let epoch = CONTROL.get(0).map_or(0, |control| control.epoch);
     let generation = Control { epoch }.generation();

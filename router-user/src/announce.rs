@@ -58,24 +58,35 @@ pub enum AnnounceError {
 /// its peers, and their ECMP groups made again: flows could move between routers).
 pub fn announce(table: u32, vip: IpAddr) -> Result<(), AnnounceError> {
     const CREATE_NEW: u16 = (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
-    match change(libc::RTM_NEWROUTE, CREATE_NEW, table, vip) {
-        Err(err) if err.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-        result => result.map_err(|source| AnnounceError::Route {
-            action: "add",
-            vip,
-            table,
-            source,
-        }),
-    }
+    route(
+        libc::RTM_NEWROUTE,
+        CREATE_NEW,
+        libc::EEXIST,
+        "add",
+        table,
+        vip,
+    )
 }
 
 /// Removes the route that announces `vip` from `table`, if it is there (only the
 /// controller's: of its route protocol).
 pub fn withdraw(table: u32, vip: IpAddr) -> Result<(), AnnounceError> {
-    match change(libc::RTM_DELROUTE, 0, table, vip) {
-        Err(err) if err.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+    route(libc::RTM_DELROUTE, 0, libc::ESRCH, "remove", table, vip)
+}
+
+/// [`change`], with `done` (the kernel's word for "so already") as success.
+fn route(
+    kind: u16,
+    flags: u16,
+    done: i32,
+    action: &'static str,
+    table: u32,
+    vip: IpAddr,
+) -> Result<(), AnnounceError> {
+    match change(kind, flags, table, vip) {
+        Err(err) if err.raw_os_error() == Some(done) => Ok(()),
         result => result.map_err(|source| AnnounceError::Route {
-            action: "remove",
+            action,
             vip,
             table,
             source,

@@ -304,7 +304,11 @@ struct Target {
 
 impl Target {
     /// The way to `backend`'s first listener, or why it cannot be probed.
-    fn of(backend: &Backend, config: &RouterConfig) -> Result<Self, String> {
+    fn of(
+        backend: &Backend,
+        config: &RouterConfig,
+        addresses: &[(String, IpAddr)],
+    ) -> Result<Self, String> {
         let listener = config.listeners.first().ok_or("no listener to probe")?;
         let vip = SocketAddr::new(listener.address, listener.port);
         let family = if vip.is_ipv6() { "IPv6" } else { "IPv4" };
@@ -324,9 +328,10 @@ impl Target {
                 let mut macs = [0; 12];
                 macs[..6].copy_from_slice(next_hop_mac);
                 macs[6..].copy_from_slice(&link.mac);
-                let source = own_address(config, interface, vip.is_ipv6()).ok_or_else(|| {
-                    format!("no {family} address on {interface} to probe from (VIPs are not)")
-                })?;
+                let source =
+                    own_address(config, addresses, interface, vip.is_ipv6()).ok_or_else(|| {
+                        format!("no {family} address on {interface} to probe from (VIPs are not)")
+                    })?;
                 let exit = Exit::Link {
                     ifindex: link.ifindex,
                     macs,
@@ -344,8 +349,12 @@ impl Target {
                 let source = if toward.is_ipv6() == vip.is_ipv6() {
                     Some(toward)
                 } else {
-                    netif::holder(toward)
-                        .and_then(|interface| own_address(config, &interface, vip.is_ipv6()))
+                    addresses
+                        .iter()
+                        .find(|&&(_, held)| held == toward)
+                        .and_then(|(interface, _)| {
+                            own_address(config, addresses, interface, vip.is_ipv6())
+                        })
                 };
                 let source = source.ok_or_else(|| {
                     format!("no {family} address on the way to {tunnel} to probe from")
@@ -437,11 +446,21 @@ fn is_vip(config: &RouterConfig, address: IpAddr) -> bool {
     config.listeners.iter().any(|l| l.address == address)
 }
 
-/// An address of the family (IPv6 if `v6`) on `interface` that is not a VIP.
-fn own_address(config: &RouterConfig, interface: &str, v6: bool) -> Option<IpAddr> {
-    netif::addresses(interface)
-        .into_iter()
-        .find(|&address| address.is_ipv6() == v6 && !is_vip(config, address))
+/// An address of the family (IPv6 if `v6`) on `interface` that is not a VIP, of the host's
+/// `addresses` (interface, address).
+fn own_address(
+    config: &RouterConfig,
+    addresses: &[(String, IpAddr)],
+    interface: &str,
+    v6: bool,
+) -> Option<IpAddr> {
+    addresses
+        .iter()
+        .map(|(name, address)| (name, *address))
+        .find(|&(name, address)| {
+            name == interface && address.is_ipv6() == v6 && !is_vip(config, address)
+        })
+        .map(|(_, address)| address)
 }
 
 /// The source address the kernel picks to reach `destination`, if it has a route.
@@ -738,6 +757,8 @@ pub async fn run(mut plans: watch::Receiver<Option<Plan>>, changes: mpsc::Sender
         let mut pace = tokio::time::interval((plan.settings.interval / backends).max(MIN_PACE));
         pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut next = 0;
+        // Each backend's way, found once a cycle (one look at the host's addresses).
+        let mut targets: Vec<Result<Target, String>> = Vec::new();
         let mut in_flight = InFlight::default();
         // Only the VIP probed answers: the kernel drops the rest.
         if let Some(listener) = plan.config.listeners.first() {
@@ -784,7 +805,18 @@ pub async fn run(mut plans: watch::Receiver<Option<Plan>>, changes: mpsc::Sender
                             return;
                         }
                     }
-                    let Some(backend) = plan.config.backends.get(next) else {
+                    if next == 0 {
+                        let addresses = netif::addresses();
+                        targets = plan
+                            .config
+                            .backends
+                            .iter()
+                            .map(|backend| Target::of(backend, &plan.config, &addresses))
+                            .collect();
+                    }
+                    let (Some(backend), Some(target)) =
+                        (plan.config.backends.get(next), targets.get(next).cloned())
+                    else {
                         continue;
                     };
                     next = (next + 1) % plan.config.backends.len();
@@ -797,7 +829,7 @@ pub async fn run(mut plans: watch::Receiver<Option<Plan>>, changes: mpsc::Sender
                         send_error: None,
                     });
                     let probe = Probe::new();
-                    let target = Target::of(backend, &plan.config).and_then(|target| {
+                    let target = target.and_then(|target| {
                         let port = sockets.answers(target.vip.is_ipv6())?;
                         Ok((target, port))
                     });

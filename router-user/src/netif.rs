@@ -105,26 +105,9 @@ fn interface_request(name: &CString, request: libc::Ioctl) -> std::io::Result<li
     Ok(ifreq)
 }
 
-/// The addresses of interface `name` (none if it does not exist), in the kernel's order.
-pub fn addresses(name: &str) -> Vec<IpAddr> {
-    all_addresses()
-        .into_iter()
-        .filter(|(interface, _)| interface == name)
-        .map(|(_, address)| address)
-        .collect()
-}
-
-/// The interface that holds `address`, if one does.
-pub fn holder(address: IpAddr) -> Option<String> {
-    all_addresses()
-        .into_iter()
-        .find(|&(_, held)| held == address)
-        .map(|(interface, _)| interface)
-}
-
 /// Every interface's IPv4 and IPv6 addresses (link-local IPv6 ones left out), in the
 /// kernel's order.
-fn all_addresses() -> Vec<(String, IpAddr)> {
+pub fn addresses() -> Vec<(String, IpAddr)> {
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `list` with a list that freeifaddrs frees below.
     if unsafe { libc::getifaddrs(&mut list) } != 0 {

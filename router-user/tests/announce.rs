@@ -110,6 +110,8 @@ fn the_controller_announces_each_vip_while_the_data_path_runs_and_withdraws_on_r
     assert_eq!(routes(&deployment), Vec::<String>::new());
     controller.terminate();
     let controller = deployment.start(&[]);
+    // A request served means its first look at the routes is done.
+    deployment.cli_ok(&["reload", "--iface", "r0"]);
     let status = deployment.cli_ok(&["status", "--iface", "r0"]);
     assert!(status.contains("withdrawn by the operator"), "{status}");
     assert_eq!(routes(&deployment), Vec::<String>::new());
@@ -134,6 +136,8 @@ fn the_controller_announces_each_vip_while_the_data_path_runs_and_withdraws_on_r
     assert!(said.contains("no controller runs"), "{said}");
     assert_eq!(routes(&deployment), Vec::<String>::new());
     let controller = deployment.start(&[]);
+    // A request served means its first look at the routes is done.
+    deployment.cli_ok(&["reload", "--iface", "r0"]);
     let status = deployment.cli_ok(&["status", "--iface", "r0"]);
     assert!(status.contains("withdrawn by the operator"), "{status}");
     assert_eq!(routes(&deployment), Vec::<String>::new());

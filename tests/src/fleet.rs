@@ -102,6 +102,26 @@ impl Clients for Fleet {
     }
 }
 
+/// Waits until `health()` (a router's view, `whose`) is `expected`, for 30 s at most.
+pub fn wait_for_health(
+    expected: &BTreeMap<String, String>,
+    whose: &str,
+    mut health: impl FnMut() -> BTreeMap<String, String>,
+) {
+    let start = Instant::now();
+    loop {
+        let now = health();
+        if &now == expected {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{whose} sees {now:?}, not {expected:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Each checked backend's health in a router's `status --json`.
 pub fn health_in(status: &serde_json::Value) -> BTreeMap<String, String> {
     status["health"]
@@ -235,22 +255,13 @@ impl Fleet {
     /// Waits until the backends' health is `expected` (name, health), for 20 s at most;
     /// how long that took.
     pub fn wait_for_health(&self, expected: &[(&str, &str)]) -> Duration {
-        let expected: BTreeMap<String, String> = expected
+        let start = Instant::now();
+        let expected = expected
             .iter()
             .map(|&(name, health)| (name.into(), health.into()))
             .collect();
-        let start = Instant::now();
-        loop {
-            let now = self.health();
-            if now == expected {
-                return start.elapsed();
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "health {now:?}, expected {expected:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_health(&expected, "the router", || self.health());
+        start.elapsed()
     }
 
     /// Counter `name` of backend `i`'s decapsulator (`Servers::Routed`).

@@ -11,7 +11,7 @@
 //! ```
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     fs::File,
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -27,7 +27,7 @@ use std::{
 use crate::{
     addresses::{CLIENT_NET, QUIC_PORT, VIP4, VIP6, client},
     config_text::{BackendText, ConfigText},
-    fleet::{Clients, KEY0, NAMES, SERVER_IDS_0, health_in, issuer, params, vips},
+    fleet::{Clients, KEY0, NAMES, SERVER_IDS_0, health_in, issuer, params, vips, wait_for_health},
     mounts::PrivateMounts,
     netns::{Netns, link},
     packet::{QUIC_V1, initial},
@@ -438,21 +438,13 @@ impl RouterFleet {
         let start = Instant::now();
         let running = (0..ROUTERS).filter(|&k| self.routers[k].controller.is_some());
         for k in running {
-            let expected: BTreeMap<String, String> = expected
+            let expected = expected
                 .iter()
                 .map(|&(name, health)| (self.backend_name(k, name), health.into()))
                 .collect();
-            loop {
-                let health = health_in(&self.status(k));
-                if health == expected {
-                    break;
-                }
-                assert!(
-                    start.elapsed() < Duration::from_secs(30),
-                    "router{k} sees {health:?}, not {expected:?}"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            wait_for_health(&expected, &format!("router{k}"), || {
+                health_in(&self.status(k))
+            });
         }
         start.elapsed()
     }
